@@ -1,0 +1,1 @@
+"""SEFM bringup: the `sefm` command line, configs and the graph runner."""

@@ -1,0 +1,42 @@
+"""The `sefm` command line: one entry point for every SEFM job.
+
+Each subcommand lives in its own module and exposes ``main(argv) -> int``;
+this file only dispatches, so `sefm --help` stays fast (no torch or rclpy
+import until a subcommand needs it).
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+from sefm_bringup.runtime_env import apply_runtime_defaults
+
+# subcommand -> (module with main(argv), one-line help)
+COMMANDS = {
+    "doctor": ("sefm_bringup.doctor", "check that this machine can run SEFM, with a fix for each failure"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: sefm <command> [options]", "", "commands:"]
+    lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "`sefm <command> --help` shows a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"sefm: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    apply_runtime_defaults()
+    module = importlib.import_module(COMMANDS[command][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

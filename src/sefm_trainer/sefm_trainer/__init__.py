@@ -1,0 +1,1 @@
+"""The SEFM trainer node: episode assembly and on-policy REINFORCE."""
