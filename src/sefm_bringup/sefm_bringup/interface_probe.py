@@ -185,6 +185,8 @@ def call_services(names=SERVICE_TYPES, timeout: float = 20.0) -> dict[str, str]:
     context = rclpy.Context()
     rclpy.init(context=context)
     node = rclpy.create_node(f"sefm_probe_client_{run}", context=context)
+    executor = rclpy.executors.SingleThreadedExecutor(context=context)
+    executor.add_node(node)
     replies: dict[str, str] = {}
     try:
         deadline = time.monotonic() + timeout
@@ -195,7 +197,7 @@ def call_services(names=SERVICE_TYPES, timeout: float = 20.0) -> dict[str, str]:
                 raise RuntimeError(f"service {name} not available within {timeout:.0f} s")
             request = fill(srv_type.Request(), 7)
             future = client.call_async(request)
-            rclpy.spin_until_future_complete(node, future, timeout_sec=max(0.1, deadline - time.monotonic()))
+            executor.spin_until_future_complete(future, timeout_sec=max(0.1, deadline - time.monotonic()))
             if not future.done() or not future.result().success:
                 raise RuntimeError(f"service {name}: no successful reply")
             if future.result().message != repr(request):
@@ -205,6 +207,7 @@ def call_services(names=SERVICE_TYPES, timeout: float = 20.0) -> dict[str, str]:
         for proc in servers:
             proc.kill()
             proc.wait()
+        executor.shutdown()
         node.destroy_node()
         rclpy.shutdown(context=context)
     return replies

@@ -1,0 +1,10 @@
+"""Test-session environment: keep DDS on this host and away from other runs."""
+import os
+import random
+
+# Before any test imports rclpy: localhost discovery, and a domain of our own so
+# two test runs (or a run and a live fleet) on one machine never see each other.
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 100)))
+os.environ.setdefault("MUJOCO_GL", "osmesa")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
