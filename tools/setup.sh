@@ -84,7 +84,7 @@ else
   rm -rf "$WS/build/sefm_interfaces" "$WS/install/sefm_interfaces"
   (
     cd "$WS"
-    export PATH="$VENV/bin:$PATH" CMAKE_PREFIX_PATH="$VENV" AMENT_PREFIX_PATH="$VENV"
+    export PATH="$VENV/bin:$PATH" CMAKE_PREFIX_PATH="$VENV" AMENT_PREFIX_PATH="$VENV" MAKEFLAGS="-j$(nproc)"
     colcon --log-base "$WS/log" build --packages-select sefm_interfaces \
       --event-handlers console_cohesion- status- \
       --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF >"$WS/colcon_build.log" 2>&1 \

@@ -1,0 +1,125 @@
+"""MJCF for the LanguageTable scene: board, mocap pusher, blocks with their real shapes.
+
+Non-convex footprints (moon, star, banana) are unions of convex prisms, because
+MuJoCo collides meshes through their convex hulls.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from sefm_sim_bridge.envs import lt_constants as C
+
+Polygon = list[tuple[float, float]]
+
+
+def _regular(n: int, radius: float, phase: float) -> Polygon:
+    return [(radius * math.cos(phase + 2 * math.pi * i / n), radius * math.sin(phase + 2 * math.pi * i / n))
+            for i in range(n)]
+
+
+def _fit(pieces: list[Polygon], size: tuple[float, float]) -> list[Polygon]:
+    """Centre the union of pieces on its bounding box and scale it to `size` (x length, y width)."""
+    pts = np.array([p for piece in pieces for p in piece])
+    lo, hi = pts.min(0), pts.max(0)
+    scale = np.array(size) / (hi - lo)
+    mid = (lo + hi) / 2
+    return [[tuple((np.array(p) - mid) * scale) for p in piece] for piece in pieces]
+
+
+def _arc_band(r_out: float, r_in: float, c_in: tuple[float, float], angles: np.ndarray) -> list[Polygon]:
+    """Convex slices of a crescent: outer circle (centre 0) minus an inner circle (centre c_in)."""
+    pieces = []
+    for a0, a1 in zip(angles[:-1], angles[1:]):
+        outer = [(r_out * math.cos(a), r_out * math.sin(a)) for a in np.linspace(a0, a1, 3)]
+        inner = []
+        for a in (a1, a0):  # inner boundary: where the ray from the centre meets the inner circle
+            d = np.array([math.cos(a), math.sin(a)])
+            b = 2 * d @ np.array(c_in)
+            disc = b * b - 4 * (np.dot(c_in, c_in) - r_in * r_in)
+            t = (b + math.sqrt(max(disc, 0.0))) / 2 if disc > 0 else 0.0
+            t = min(t, r_out * 0.999)
+            inner.append(tuple(d * max(t, 0.0)))
+        pieces.append(outer + inner)
+    return pieces
+
+
+def footprint_pieces(shape: str) -> list[Polygon]:
+    """Convex polygons whose union is the shape's footprint, in the block frame."""
+    if shape == "cube":
+        return _fit([_regular(4, 1.0, math.pi / 4)], C.FOOTPRINTS["cube"])
+    if shape == "pentagon":
+        return _fit([_regular(5, 1.0, math.pi / 2)], C.FOOTPRINTS["pentagon"])
+    if shape == "star":
+        tips = _regular(5, 1.0, math.pi / 2)
+        inner = _regular(5, 0.45, math.pi / 2 + math.pi / 5)
+        arms = [[(0.0, 0.0), inner[i - 1], tips[i], inner[i]] for i in range(5)]
+        return _fit(arms, C.FOOTPRINTS["star"])
+    if shape == "moon":
+        # A crescent opening towards -y, long along x.
+        angles = np.linspace(math.radians(200), math.radians(340), 5) - math.pi
+        return _fit(_arc_band(1.0, 0.8, (0.0, 0.45), angles + 0.0), C.FOOTPRINTS["moon"])
+    if shape == "banana":
+        angles = np.linspace(math.radians(215), math.radians(325), 6) - math.pi
+        return _fit(_arc_band(1.0, 0.78, (0.0, 0.32), angles), C.BANANA_FOOTPRINT)
+    raise ValueError(f"unknown shape {shape!r}; valid: {', '.join(C.SHAPES + ('banana',))}")
+
+
+def _prism_vertices(poly: Polygon, height: float) -> str:
+    verts = [(x, y, z) for z in (-height / 2, height / 2) for x, y in poly]
+    return " ".join(f"{v:.5f}" for p in verts for v in p)
+
+
+def block_body_xml(block: str, index: int) -> tuple[str, str]:
+    """(asset xml, body xml) of one block: a free body made of convex prisms."""
+    color, shape = block.split("_", 1)
+    pieces = footprint_pieces(shape)
+    rgba = " ".join(str(c) for c in C.RGBA[color])
+    assets, geoms = [], []
+    mass = C.BLOCK_MASS / len(pieces)
+    for j, poly in enumerate(pieces):
+        name = f"{block}_m{j}"
+        assets.append(f'<mesh name="{name}" vertex="{_prism_vertices(poly, C.BLOCK_HEIGHT)}"/>')
+        geoms.append(f'<geom name="{block}_g{j}" type="mesh" mesh="{name}" mass="{mass:.6f}" rgba="{rgba}" '
+                     f'class="block"/>')
+    # Bodies start parked off the board; reset places them.
+    body = (f'<body name="{block}" pos="{-1.0 - 0.2 * index} 0 {C.BLOCK_HEIGHT / 2}">'
+            f'<freejoint name="{block}_joint"/>{"".join(geoms)}</body>')
+    return "".join(assets), body
+
+
+def scene_xml(blocks: tuple[str, ...], width: int, height: int, timestep: float) -> str:
+    assets, bodies = zip(*(block_body_xml(b, i) for i, b in enumerate(blocks))) if blocks else ((), ())
+    bx, by = C.BOARD_CENTER
+    hx, hy = C.BOARD_SIZE[0] / 2, C.BOARD_SIZE[1] / 2
+    pusher_z = C.PUSHER_CLEARANCE + C.PUSHER_HALF_LENGTH
+    return f"""<mujoco model="language_table">
+  <!-- Collision bits: board 1, pusher 2, blocks 1|2. The pusher never touches the board. -->
+  <option timestep="{timestep}" integrator="implicitfast" cone="elliptic" impratio="2"/>
+  <visual>
+    <global offwidth="{width}" offheight="{height}"/>
+    <quality shadowsize="0"/>
+    <headlight ambient="0.45 0.45 0.45" diffuse="0.55 0.55 0.55" specular="0 0 0"/>
+  </visual>
+  <default>
+    <default class="block">
+      <geom friction="{C.BLOCK_FRICTION} 0.005 0.0001" condim="4" solref="0.004 1" contype="3" conaffinity="3"/>
+    </default>
+  </default>
+  <asset>
+    {''.join(assets)}
+  </asset>
+  <worldbody>
+    <geom name="table" type="plane" pos="{bx} 0 -0.001" size="0.8 0.8 0.01" rgba="0.32 0.30 0.28 1"
+          contype="0" conaffinity="0"/>
+    <geom name="board" type="box" pos="{bx} {by} -0.005" size="{hx} {hy} 0.005" rgba="0.93 0.93 0.90 1"
+          friction="{C.BOARD_FRICTION} 0.005 0.0001" contype="1" conaffinity="1"/>
+    <body name="pusher" mocap="true" pos="{C.WORKSPACE_CENTER[0]} {C.WORKSPACE_CENTER[1]} {pusher_z}">
+      <geom name="pusher" type="cylinder" size="{C.PUSHER_RADIUS} {C.PUSHER_HALF_LENGTH}"
+            rgba="0.55 0.55 0.58 1" contype="2" conaffinity="2" friction="0.3 0.005 0.0001" condim="3"/>
+    </body>
+    <camera name="overhead" pos="0.75 0 0.5" xyaxes="0 1 0 -0.809 0 0.588" fovy="38.6"/>
+    {''.join(bodies)}
+  </worldbody>
+</mujoco>"""
