@@ -1,0 +1,13 @@
+"""ROS-free simulated robots. Importing this package registers the Gymnasium ids."""
+from gymnasium.envs.registration import register, registry
+
+_IDS = {
+    "sefm/LanguageTable-BLOCK_4-v0": {"block_mode": "BLOCK_4"},
+    "sefm/LanguageTable-BLOCK_8-v0": {"block_mode": "BLOCK_8"},
+    "sefm/LanguageTable-N_CHOOSE_K-v0": {"block_mode": "N_CHOOSE_K"},
+    "sefm/BananaTable-v0": {"block_mode": "BANANA"},
+}
+
+for _id, _kwargs in _IDS.items():
+    if _id not in registry:
+        register(id=_id, entry_point="sefm_sim_bridge.envs.language_table:LanguageTableEnv", kwargs=_kwargs)

@@ -27,7 +27,7 @@ SAMPLING_Y = (WORKSPACE_Y[0] + SAMPLING_BUFFER, WORKSPACE_Y[1] - SAMPLING_BUFFER
 # Pusher: a cylinder pointing down, tracking the target xy at a fixed height.
 PUSHER_RADIUS = 0.0127
 PUSHER_HALF_LENGTH = 0.03
-PUSHER_CLEARANCE = 0.004          # gap between the pusher tip and the board
+PUSHER_CLEARANCE = 0.0075         # gap between the pusher tip and the board (as on the real robot)
 MAX_ACTION = 0.1                  # 2-D delta on the target, per step, box [-0.1, 0.1]^2
 CONTROL_HZ = 10
 PUSHER_MAX_SPEED = 0.5            # m/s the effector can follow its target with
@@ -45,28 +45,25 @@ FOOTPRINTS = {  # bounding box (length x width) of each shape's footprint
     "pentagon": (0.044, 0.041),
 }
 RGBA = {
-    "red": (0.86, 0.16, 0.16, 1.0),
-    "blue": (0.16, 0.32, 0.86, 1.0),
-    "green": (0.18, 0.66, 0.25, 1.0),
-    "yellow": (0.93, 0.80, 0.12, 1.0),
-    # BananaTable's object
-    "banana": (0.98, 0.86, 0.25, 1.0),
+    "red": (1.0, 0.4, 0.4, 1.0),
+    "blue": (0.4, 0.4, 1.0, 1.0),
+    "green": (0.4, 1.0, 0.4, 1.0),
+    "yellow": (1.0, 1.0, 0.4, 1.0),
 }
+BANANA_RGBA = (0.95, 0.80, 0.20, 1.0)
 ALL_BLOCKS = tuple(f"{c}_{s}" for c in COLORS for s in SHAPES)
 
-# Reset rejection rules.
-MIN_BLOCK_GAP = 0.0175            # between block footprints (bounding circles)
-MIN_PUSHER_GAP = 0.06             # between the pusher and any block centre
-
-
-def block_radius(block: str) -> float:
-    """Radius of the circle bounding a block's footprint."""
-    shape = block.split("_", 1)[1]
-    length, width = FOOTPRINTS.get(shape, BANANA_FOOTPRINT)
-    return 0.5 * (length ** 2 + width ** 2) ** 0.5
+# Reset rejection rules, as in the original: 0.0175 m between block *centres*
+# (so spawned blocks may overlap; settling pushes them apart until at rest).
+MIN_BLOCK_GAP = 0.0175
+MIN_PUSHER_GAP = 0.06             # between the effector target and any block centre
 
 
 BANANA_FOOTPRINT = (0.11, 0.035)
+# Settling after a reset: step until every block is at rest, or give up on the board.
+SETTLE_CHUNK_SECONDS = 0.1
+SETTLE_MAX_SECONDS = 1.5
+AT_REST_SPEED = 0.02             # m/s (and rad/s) below which a block counts as at rest
 
 
 class BlockMode(str, enum.Enum):

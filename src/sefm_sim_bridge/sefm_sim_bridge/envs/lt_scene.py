@@ -75,7 +75,7 @@ def block_body_xml(block: str, index: int) -> tuple[str, str]:
     """(asset xml, body xml) of one block: a free body made of convex prisms."""
     color, shape = block.split("_", 1)
     pieces = footprint_pieces(shape)
-    rgba = " ".join(str(c) for c in C.RGBA[color])
+    rgba = " ".join(str(c) for c in (C.BANANA_RGBA if shape == "banana" else C.RGBA[color]))
     assets, geoms = [], []
     mass = C.BLOCK_MASS / len(pieces)
     for j, poly in enumerate(pieces):
@@ -83,9 +83,15 @@ def block_body_xml(block: str, index: int) -> tuple[str, str]:
         assets.append(f'<mesh name="{name}" vertex="{_prism_vertices(poly, C.BLOCK_HEIGHT)}"/>')
         geoms.append(f'<geom name="{block}_g{j}" type="mesh" mesh="{name}" mass="{mass:.6f}" rgba="{rgba}" '
                      f'class="block"/>')
+    # The shape pieces touch the pusher and other blocks; one invisible, massless
+    # box stands them on the floor. Floor contacts of every piece would cost
+    # several times more solver time and change nothing a camera or a pusher sees.
+    length, width = C.FOOTPRINTS.get(shape, C.BANANA_FOOTPRINT)
+    base = (f'<geom name="{block}_base" type="box" size="{0.3 * length:.4f} {0.3 * width:.4f} 0.002" '
+            f'pos="0 0 {-C.BLOCK_HEIGHT / 2 + 0.002:.4f}" mass="0" class="block_base"/>')
     # Bodies start parked off the board; reset places them.
     body = (f'<body name="{block}" pos="{-1.0 - 0.2 * index} 0 {C.BLOCK_HEIGHT / 2}">'
-            f'<freejoint name="{block}_joint"/>{"".join(geoms)}</body>')
+            f'<freejoint name="{block}_joint"/>{"".join(geoms)}{base}</body>')
     return "".join(assets), body
 
 
@@ -95,8 +101,8 @@ def scene_xml(blocks: tuple[str, ...], width: int, height: int, timestep: float)
     hx, hy = C.BOARD_SIZE[0] / 2, C.BOARD_SIZE[1] / 2
     pusher_z = C.PUSHER_CLEARANCE + C.PUSHER_HALF_LENGTH
     return f"""<mujoco model="language_table">
-  <!-- Collision bits: board 1, pusher 2, blocks 1|2. The pusher never touches the board. -->
-  <option timestep="{timestep}" integrator="implicitfast" cone="elliptic" impratio="2"/>
+  <!-- Collision bits: floor <-> block bases (1); pusher <-> block pieces <-> block pieces (2). -->
+  <option timestep="{timestep}" integrator="implicitfast"/>
   <visual>
     <global offwidth="{width}" offheight="{height}"/>
     <quality shadowsize="0"/>
@@ -104,17 +110,21 @@ def scene_xml(blocks: tuple[str, ...], width: int, height: int, timestep: float)
   </visual>
   <default>
     <default class="block">
-      <geom friction="{C.BLOCK_FRICTION} 0.005 0.0001" condim="4" solref="0.004 1" contype="3" conaffinity="3"/>
+      <geom friction="{C.BLOCK_FRICTION} 0.005 0.0001" condim="3" contype="2" conaffinity="2"/>
+    </default>
+    <default class="block_base">
+      <geom friction="{C.BLOCK_FRICTION} 0.005 0.0001" condim="3" contype="1" conaffinity="0" group="3" rgba="0 0 0 0"/>
     </default>
   </default>
   <asset>
     {''.join(assets)}
   </asset>
   <worldbody>
-    <geom name="table" type="plane" pos="{bx} 0 -0.001" size="0.8 0.8 0.01" rgba="0.32 0.30 0.28 1"
-          contype="0" conaffinity="0"/>
-    <geom name="board" type="box" pos="{bx} {by} -0.005" size="{hx} {hy} 0.005" rgba="0.93 0.93 0.90 1"
+    <!-- The floor collides; the board is only drawn (blocks can leave it, as on the real table). -->
+    <geom name="floor" type="plane" size="1 1 0.01" pos="{bx} 0 0" rgba="0.55 0.52 0.48 1"
           friction="{C.BOARD_FRICTION} 0.005 0.0001" contype="1" conaffinity="1"/>
+    <geom name="board" type="box" pos="{bx} {by} -0.0048" size="{hx} {hy} 0.005" rgba="0.2 0.2 0.2 1"
+          contype="0" conaffinity="0"/>
     <body name="pusher" mocap="true" pos="{C.WORKSPACE_CENTER[0]} {C.WORKSPACE_CENTER[1]} {pusher_z}">
       <geom name="pusher" type="cylinder" size="{C.PUSHER_RADIUS} {C.PUSHER_HALF_LENGTH}"
             rgba="0.55 0.55 0.58 1" contype="2" conaffinity="2" friction="0.3 0.005 0.0001" condim="3"/>

@@ -1,0 +1,184 @@
+"""Scripted LanguageTable demonstrator: an oriented-push state machine on privileged state.
+
+Phases (as in the public LanguageTable oracle):
+  to_pre_block  go 5 cm behind the block on the block->target line (0.3 m/s),
+                detouring around every block on the way;
+  to_block      close in to 3 cm behind it (0.35 m/s);
+  push          drive through a point 1 cm behind the block centre (0.35 m/s),
+                slowing down as the block nears its target;
+  orient        orbit the block (0.15 m/s) when its yaw error exceeds 0.2 rad,
+                so a flat face meets the pusher (mod 90 deg; mod 180 for moons).
+
+Avoiding other blocks, a documented simpler scheme than the RRT* planner the
+released data sets used: when a straight path (of the pusher, or of the pushed
+block) passes too close to a block, the path goes through one via point beside
+that block instead. point2block drives the target straight at the block.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from sefm_sim_bridge.envs import lt_constants as C
+from sefm_sim_bridge.envs.lt_tasks import Goal, TableState
+
+PRE_BLOCK, NEXT_TO_BLOCK, TOUCHING = 0.05, 0.03, 0.01
+SPEED_APPROACH, SPEED_PUSH, SPEED_ORIENT = 0.30, 0.35, 0.15
+ORIENT_START, ORIENT_DONE = 0.2, 0.03
+MOON_ORIENT_START, MOON_ORIENT_DONE = 0.25, 0.02
+ORBIT_RADIUS, ORBIT_STEP = 0.025, 0.2
+SLOWDOWN = ((0.02, 0.2), (0.04, 0.3), (0.06, 0.4), (0.08, 0.5), (0.10, 0.6))
+PUSHER_CLEARANCE = 0.045     # pusher centre to another block's centre while travelling
+BLOCK_CLEARANCE = 0.065      # pushed block's centre to another block's centre
+SUBGOAL_REACHED = 0.025
+POINT_STOP = 0.03            # point2block: stop this close to the block
+
+
+class OrientedPushOracle:
+    def __init__(self, noise_std: float = 0.0, rng: np.random.Generator | None = None):
+        self.noise_std = noise_std
+        self.rng = rng or np.random.default_rng(0)
+        self.reset()
+
+    def reset(self) -> None:
+        self.phase = "to_pre_block"
+        self.orbit_sign = 0.0
+
+    def act(self, state: TableState, goal: Goal) -> np.ndarray:
+        """The next 2-D delta action for the effector target."""
+        target_now = np.array(state.target)
+        if goal.family == "point2block":
+            aim = _stop_short(target_now, state.xy(goal.block), POINT_STOP)
+            action = _step_towards(target_now, aim, SPEED_APPROACH)
+        else:
+            action = self._push_action(state, goal, target_now)
+        if self.noise_std > 0:
+            action = action + self.rng.normal(0.0, self.noise_std, size=2)
+        return np.clip(action, -C.MAX_ACTION, C.MAX_ACTION)
+
+    # --- pushing ---------------------------------------------------------------------
+
+    def _push_action(self, state: TableState, goal: Goal, ee: np.ndarray) -> np.ndarray:
+        block = state.xy(goal.block)
+        goal_point = goal.target_point(state)
+        others = {name: state.xy(name) for name in state.blocks if name != goal.block}
+        # The pushed block heads for a via point when its straight path would hit a block.
+        obstacles = [xy for name, xy in others.items() if name != goal.reference or goal.family != "block2block"]
+        subgoal = _via_point(block, goal_point, obstacles, BLOCK_CLEARANCE) if goal.family != "block2block" else None
+        if subgoal is not None and np.linalg.norm(block - subgoal) < SUBGOAL_REACHED:
+            subgoal = None
+        aim_block_at = goal_point if subgoal is None else subgoal
+        direction = _unit(aim_block_at - block)
+        error = self._yaw_error(state.blocks[goal.block][2], direction, goal.block)
+        start_limit, done_limit = self._orient_limits(goal.block)
+        remaining = float(np.linalg.norm(goal_point - block))
+
+        if self.phase == "to_pre_block":
+            pre = block - PRE_BLOCK * direction
+            if np.linalg.norm(ee - pre) < 0.005:
+                self.phase = "to_block"
+            else:
+                waypoint = _via_point(ee, pre, list(others.values()) + [block], PUSHER_CLEARANCE)
+                return _step_towards(ee, pre if waypoint is None else waypoint, SPEED_APPROACH)
+        if self.phase == "to_block":
+            if abs(error) > start_limit:
+                self.phase, self.orbit_sign = "orient", math.copysign(1.0, error)
+            else:
+                near = block - NEXT_TO_BLOCK * direction
+                if np.linalg.norm(ee - near) < 0.01:
+                    self.phase = "push"
+                else:
+                    return _step_towards(ee, near, SPEED_PUSH * _slowdown(remaining))
+        if self.phase == "orient":
+            if abs(error) < done_limit or math.copysign(1.0, error) != self.orbit_sign:
+                self.phase = "to_pre_block"
+                return self._push_action(state, goal, ee)
+            around = _unit(ee - block)
+            c, s = math.cos(ORBIT_STEP * self.orbit_sign), math.sin(ORBIT_STEP * self.orbit_sign)
+            orbit = block + ORBIT_RADIUS * np.array([c * around[0] - s * around[1], s * around[0] + c * around[1]])
+            return _step_towards(ee, orbit, SPEED_ORIENT)
+        # push
+        if abs(error) > start_limit or np.linalg.norm(ee - (block - NEXT_TO_BLOCK * direction)) > 0.04:
+            self.phase = "to_pre_block"  # the block turned away or slipped off: set up again
+            return self._push_action(state, goal, ee)
+        return _step_towards(ee, block - TOUCHING * direction, SPEED_PUSH * _slowdown(remaining))
+
+    @staticmethod
+    def _orient_limits(block: str) -> tuple[float, float]:
+        if block.endswith("_moon"):
+            return MOON_ORIENT_START, MOON_ORIENT_DONE
+        return ORIENT_START, ORIENT_DONE
+
+    @staticmethod
+    def _yaw_error(yaw: float, direction: np.ndarray, block: str) -> float:
+        """Angle from the push direction to the nearest face normal (4-fold; a moon's short axis, 2-fold)."""
+        heading = math.atan2(direction[1], direction[0])
+        if block.endswith("_moon"):
+            return _wrap(heading - yaw + math.pi / 2, math.pi)
+        return _wrap(heading - yaw, math.pi / 2)
+
+
+def _wrap(angle: float, period: float) -> float:
+    """Wrap into [-period/2, period/2)."""
+    return (angle + period / 2) % period - period / 2
+
+
+def _slowdown(distance_to_goal: float) -> float:
+    for limit, factor in SLOWDOWN:
+        if distance_to_goal < limit:
+            return factor
+    return 1.0
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    n = float(np.linalg.norm(v))
+    return v / n if n > 1e-9 else np.array([1.0, 0.0])
+
+
+def _step_towards(current: np.ndarray, aim: np.ndarray, speed: float) -> np.ndarray:
+    delta = aim - current
+    limit = speed / C.CONTROL_HZ
+    n = float(np.linalg.norm(delta))
+    return delta if n <= limit else delta * (limit / n)
+
+
+def _stop_short(current: np.ndarray, point: np.ndarray, gap: float) -> np.ndarray:
+    away = current - point
+    n = float(np.linalg.norm(away))
+    return point if n <= gap else point + away * (gap / n)
+
+
+def _via_point(start: np.ndarray, end: np.ndarray, obstacles, clearance: float) -> np.ndarray | None:
+    """A point beside the first obstacle that the segment start->end passes within `clearance` of.
+
+    Obstacles at the start or the end themselves are ignored (the pusher may
+    start next to a block, and a target may be next to one).
+    """
+    path = end - start
+    length = float(np.linalg.norm(path))
+    if length < 1e-6:
+        return None
+    along_unit = path / length
+    normal = np.array([-along_unit[1], along_unit[0]])
+    hits = []
+    for obstacle in obstacles:
+        rel = obstacle - start
+        along = float(rel @ along_unit)
+        if along <= 0.0 or along >= length:
+            continue
+        if np.linalg.norm(obstacle - start) < clearance * 0.8 or np.linalg.norm(obstacle - end) < clearance * 0.8:
+            continue
+        off = float(rel @ normal)
+        if abs(off) < clearance:
+            hits.append((along, off, obstacle))
+    if not hits:
+        return None
+    along, off, obstacle = min(hits, key=lambda h: h[0])
+    side = -1.0 if off > 0 else 1.0  # pass on the side the path already leans to
+    candidate = obstacle + side * normal * (clearance + 0.01)
+    lo = np.array([C.WORKSPACE_X[0] + 0.02, C.WORKSPACE_Y[0] + 0.02])
+    hi = np.array([C.WORKSPACE_X[1] - 0.02, C.WORKSPACE_Y[1] - 0.02])
+    if np.any(candidate < lo) or np.any(candidate > hi):
+        candidate = obstacle - side * normal * (clearance + 0.01)
+    return np.clip(candidate, lo, hi)
