@@ -36,6 +36,9 @@ PUSHER_MAX_SPEED = 0.5            # m/s the effector can follow its target with
 BLOCK_HEIGHT = 0.0381
 BLOCK_MASS = 0.01
 BLOCK_FRICTION = 0.5
+# PyBullet multiplies the two surfaces' coefficients (block 0.5 x board 1.0 =
+# 0.5); MuJoCo takes the larger. Every contact gets the product directly.
+CONTACT_FRICTION = BLOCK_FRICTION * BOARD_FRICTION
 COLORS = ("red", "blue", "green", "yellow")
 SHAPES = ("moon", "cube", "star", "pentagon")
 FOOTPRINTS = {  # bounding box (length x width) of each shape's footprint

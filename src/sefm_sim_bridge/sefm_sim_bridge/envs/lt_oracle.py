@@ -5,9 +5,14 @@ Phases (as in the public LanguageTable oracle):
                 detouring around every block on the way;
   to_block      close in to 3 cm behind it (0.35 m/s);
   push          drive through a point 1 cm behind the block centre (0.35 m/s),
-                slowing down as the block nears its target;
+                slowing down as the block nears its target, and always pressing
+                forward a little (the real arm lags its target, which keeps it
+                pressing; a kinematic pusher has to be told);
   orient        orbit the block (0.15 m/s) when its yaw error exceeds 0.2 rad,
-                so a flat face meets the pusher (mod 90 deg; mod 180 for moons).
+                so a flat face meets the pusher (cubes mod 90 deg, moons mod 180;
+                stars and pentagons are pushed as they lie);
+                after 15 steps without success, or near the workspace edge,
+                push as it is.
 
 Avoiding other blocks, a documented simpler scheme than the RRT* planner the
 released data sets used: when a straight path (of the pusher, or of the pushed
@@ -24,10 +29,15 @@ from sefm_sim_bridge.envs import lt_constants as C
 from sefm_sim_bridge.envs.lt_tasks import Goal, TableState
 
 PRE_BLOCK, NEXT_TO_BLOCK, TOUCHING = 0.05, 0.03, 0.01
+MIN_PRESS = 0.004            # m per step the pusher always advances while pushing
+MAX_OFF_LINE = 0.015         # pusher this far off the block->goal line: set up again
 SPEED_APPROACH, SPEED_PUSH, SPEED_ORIENT = 0.30, 0.35, 0.15
 ORIENT_START, ORIENT_DONE = 0.2, 0.03
 MOON_ORIENT_START, MOON_ORIENT_DONE = 0.25, 0.02
-ORBIT_RADIUS, ORBIT_STEP = 0.025, 0.2
+ORBIT_STEP = 0.2
+ORBIT_DEPTH = 0.004          # how far inside the contact distance the orbit runs, so it turns the block
+ORIENT_PATIENCE = 15
+ORIENT_EDGE_MARGIN = 0.06    # no orienting this close to the workspace edge: it could shove the block out
 SLOWDOWN = ((0.02, 0.2), (0.04, 0.3), (0.06, 0.4), (0.08, 0.5), (0.10, 0.6))
 PUSHER_CLEARANCE = 0.045     # pusher centre to another block's centre while travelling
 BLOCK_CLEARANCE = 0.065      # pushed block's centre to another block's centre
@@ -44,6 +54,8 @@ class OrientedPushOracle:
     def reset(self) -> None:
         self.phase = "to_pre_block"
         self.orbit_sign = 0.0
+        self.orient_steps = 0
+        self.skip_orient = False   # gave up orienting until the next approach
 
     def act(self, state: TableState, goal: Goal) -> np.ndarray:
         """The next 2-D delta action for the effector target."""
@@ -77,12 +89,12 @@ class OrientedPushOracle:
         if self.phase == "to_pre_block":
             pre = block - PRE_BLOCK * direction
             if np.linalg.norm(ee - pre) < 0.005:
-                self.phase = "to_block"
+                self.phase, self.orient_steps = "to_block", 0
             else:
                 waypoint = _via_point(ee, pre, list(others.values()) + [block], PUSHER_CLEARANCE)
                 return _step_towards(ee, pre if waypoint is None else waypoint, SPEED_APPROACH)
         if self.phase == "to_block":
-            if abs(error) > start_limit:
+            if abs(error) > start_limit and not self.skip_orient and _away_from_edge(block) and _has_faces(goal.block):
                 self.phase, self.orbit_sign = "orient", math.copysign(1.0, error)
             else:
                 near = block - NEXT_TO_BLOCK * direction
@@ -91,18 +103,26 @@ class OrientedPushOracle:
                 else:
                     return _step_towards(ee, near, SPEED_PUSH * _slowdown(remaining))
         if self.phase == "orient":
-            if abs(error) < done_limit or math.copysign(1.0, error) != self.orbit_sign:
-                self.phase = "to_pre_block"
+            self.orient_steps += 1
+            gave_up = self.orient_steps > ORIENT_PATIENCE
+            if abs(error) < done_limit or math.copysign(1.0, error) != self.orbit_sign or gave_up:
+                self.phase, self.skip_orient = "to_pre_block", gave_up
                 return self._push_action(state, goal, ee)
             around = _unit(ee - block)
             c, s = math.cos(ORBIT_STEP * self.orbit_sign), math.sin(ORBIT_STEP * self.orbit_sign)
-            orbit = block + ORBIT_RADIUS * np.array([c * around[0] - s * around[1], s * around[0] + c * around[1]])
+            radius = _contact_distance(goal.block) - ORBIT_DEPTH
+            orbit = block + radius * np.array([c * around[0] - s * around[1], s * around[0] + c * around[1]])
             return _step_towards(ee, orbit, SPEED_ORIENT)
         # push
-        if abs(error) > start_limit or np.linalg.norm(ee - (block - NEXT_TO_BLOCK * direction)) > 0.04:
-            self.phase = "to_pre_block"  # the block turned away or slipped off: set up again
+        turned = abs(error) > start_limit and not self.skip_orient and _has_faces(goal.block)
+        behind = ee - block
+        off_line = abs(behind[0] * direction[1] - behind[1] * direction[0]) > MAX_OFF_LINE
+        if turned or off_line or float(behind @ direction) > 0.0:
+            self.phase, self.skip_orient = "to_pre_block", False  # turned away or slipped off: set up again
             return self._push_action(state, goal, ee)
-        return _step_towards(ee, block - TOUCHING * direction, SPEED_PUSH * _slowdown(remaining))
+        action = _step_towards(ee, block - TOUCHING * direction, SPEED_PUSH * _slowdown(remaining))
+        forward = float(action @ direction)
+        return action if forward >= MIN_PRESS else action + (MIN_PRESS - forward) * direction
 
     @staticmethod
     def _orient_limits(block: str) -> tuple[float, float]:
@@ -117,6 +137,23 @@ class OrientedPushOracle:
         if block.endswith("_moon"):
             return _wrap(heading - yaw + math.pi / 2, math.pi)
         return _wrap(heading - yaw, math.pi / 2)
+
+
+def _has_faces(block: str) -> bool:
+    """Blocks with faces at 90 deg (cube) or 180 deg (moon). Stars and pentagons have 5-fold
+    symmetry, so a yaw error mod 90 deg means nothing for them: they are pushed as they lie."""
+    return block.endswith(("_cube", "_moon"))
+
+
+def _contact_distance(block: str) -> float:
+    """Pusher centre to block centre when the pusher touches the block's narrow side."""
+    length, width = C.FOOTPRINTS.get(block.split("_", 1)[1], C.BANANA_FOOTPRINT)
+    return min(length, width) / 2 + C.PUSHER_RADIUS
+
+
+def _away_from_edge(xy: np.ndarray) -> bool:
+    m = ORIENT_EDGE_MARGIN
+    return C.WORKSPACE_X[0] + m < xy[0] < C.WORKSPACE_X[1] - m and C.WORKSPACE_Y[0] + m < xy[1] < C.WORKSPACE_Y[1] - m
 
 
 def _wrap(angle: float, period: float) -> float:

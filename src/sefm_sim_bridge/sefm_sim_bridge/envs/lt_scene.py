@@ -28,21 +28,20 @@ def _fit(pieces: list[Polygon], size: tuple[float, float]) -> list[Polygon]:
     return [[tuple((np.array(p) - mid) * scale) for p in piece] for piece in pieces]
 
 
-def _arc_band(r_out: float, r_in: float, c_in: tuple[float, float], angles: np.ndarray) -> list[Polygon]:
-    """Convex slices of a crescent: outer circle (centre 0) minus an inner circle (centre c_in)."""
-    pieces = []
-    for a0, a1 in zip(angles[:-1], angles[1:]):
-        outer = [(r_out * math.cos(a), r_out * math.sin(a)) for a in np.linspace(a0, a1, 3)]
-        inner = []
-        for a in (a1, a0):  # inner boundary: where the ray from the centre meets the inner circle
-            d = np.array([math.cos(a), math.sin(a)])
-            b = 2 * d @ np.array(c_in)
-            disc = b * b - 4 * (np.dot(c_in, c_in) - r_in * r_in)
-            t = (b + math.sqrt(max(disc, 0.0))) / 2 if disc > 0 else 0.0
-            t = min(t, r_out * 0.999)
-            inner.append(tuple(d * max(t, 0.0)))
-        pieces.append(outer + inner)
-    return pieces
+def _crescent(offset: float, strips: int) -> list[Polygon]:
+    """Convex strips of a crescent: the unit disc minus a unit disc shifted up by `offset`.
+
+    Thickest (by `offset`) at the bottom, thinning to the horns. Each strip is a
+    trapezoid between two vertical lines, so it is convex.
+    """
+    def lower(x):
+        return -math.sqrt(max(1.0 - x * x, 0.0))
+
+    def upper(x):
+        return min(math.sqrt(max(1.0 - x * x, 0.0)), offset - math.sqrt(max(1.0 - x * x, 0.0)))
+
+    xs = np.linspace(-1.0, 1.0, strips + 1)
+    return [[(x0, lower(x0)), (x1, lower(x1)), (x1, upper(x1)), (x0, upper(x0))] for x0, x1 in zip(xs[:-1], xs[1:])]
 
 
 def footprint_pieces(shape: str) -> list[Polygon]:
@@ -57,12 +56,11 @@ def footprint_pieces(shape: str) -> list[Polygon]:
         arms = [[(0.0, 0.0), inner[i - 1], tips[i], inner[i]] for i in range(5)]
         return _fit(arms, C.FOOTPRINTS["star"])
     if shape == "moon":
-        # A crescent opening towards -y, long along x.
-        angles = np.linspace(math.radians(200), math.radians(340), 5) - math.pi
-        return _fit(_arc_band(1.0, 0.8, (0.0, 0.45), angles + 0.0), C.FOOTPRINTS["moon"])
+        # A crescent long along x, opening towards +y; its box centre lies in the material.
+        return _fit(_crescent(0.8, 6), C.FOOTPRINTS["moon"])
     if shape == "banana":
-        angles = np.linspace(math.radians(215), math.radians(325), 6) - math.pi
-        return _fit(_arc_band(1.0, 0.78, (0.0, 0.32), angles), C.BANANA_FOOTPRINT)
+        # Long, thin and curved: its box centre lies outside the material, as a banana's does.
+        return _fit(_crescent(0.35, 8), C.BANANA_FOOTPRINT)
     raise ValueError(f"unknown shape {shape!r}; valid: {', '.join(C.SHAPES + ('banana',))}")
 
 
@@ -87,7 +85,7 @@ def block_body_xml(block: str, index: int) -> tuple[str, str]:
     # box stands them on the floor. Floor contacts of every piece would cost
     # several times more solver time and change nothing a camera or a pusher sees.
     length, width = C.FOOTPRINTS.get(shape, C.BANANA_FOOTPRINT)
-    base = (f'<geom name="{block}_base" type="box" size="{0.3 * length:.4f} {0.3 * width:.4f} 0.002" '
+    base = (f'<geom name="{block}_base" type="box" size="{0.45 * length:.4f} {0.45 * width:.4f} 0.002" '
             f'pos="0 0 {-C.BLOCK_HEIGHT / 2 + 0.002:.4f}" mass="0" class="block_base"/>')
     # Bodies start parked off the board; reset places them.
     body = (f'<body name="{block}" pos="{-1.0 - 0.2 * index} 0 {C.BLOCK_HEIGHT / 2}">'
@@ -110,10 +108,10 @@ def scene_xml(blocks: tuple[str, ...], width: int, height: int, timestep: float)
   </visual>
   <default>
     <default class="block">
-      <geom friction="{C.BLOCK_FRICTION} 0.005 0.0001" condim="3" contype="2" conaffinity="2"/>
+      <geom friction="{C.CONTACT_FRICTION} 0.005 0.0001" condim="3" contype="2" conaffinity="2"/>
     </default>
     <default class="block_base">
-      <geom friction="{C.BLOCK_FRICTION} 0.005 0.0001" condim="3" contype="1" conaffinity="0" group="3" rgba="0 0 0 0"/>
+      <geom friction="{C.CONTACT_FRICTION} 0.005 0.0001" condim="3" contype="1" conaffinity="0" group="3" rgba="0 0 0 0"/>
     </default>
   </default>
   <asset>
@@ -122,12 +120,12 @@ def scene_xml(blocks: tuple[str, ...], width: int, height: int, timestep: float)
   <worldbody>
     <!-- The floor collides; the board is only drawn (blocks can leave it, as on the real table). -->
     <geom name="floor" type="plane" size="1 1 0.01" pos="{bx} 0 0" rgba="0.55 0.52 0.48 1"
-          friction="{C.BOARD_FRICTION} 0.005 0.0001" contype="1" conaffinity="1"/>
+          friction="{C.CONTACT_FRICTION} 0.005 0.0001" contype="1" conaffinity="1"/>
     <geom name="board" type="box" pos="{bx} {by} -0.0048" size="{hx} {hy} 0.005" rgba="0.2 0.2 0.2 1"
           contype="0" conaffinity="0"/>
     <body name="pusher" mocap="true" pos="{C.WORKSPACE_CENTER[0]} {C.WORKSPACE_CENTER[1]} {pusher_z}">
       <geom name="pusher" type="cylinder" size="{C.PUSHER_RADIUS} {C.PUSHER_HALF_LENGTH}"
-            rgba="0.55 0.55 0.58 1" contype="2" conaffinity="2" friction="0.3 0.005 0.0001" condim="3"/>
+            rgba="0.55 0.55 0.58 1" contype="2" conaffinity="2" friction="{C.CONTACT_FRICTION} 0.005 0.0001" condim="3"/>
     </body>
     <camera name="overhead" pos="0.75 0 0.5" xyaxes="0 1 0 -0.809 0 0.588" fovy="38.6"/>
     {''.join(bodies)}
