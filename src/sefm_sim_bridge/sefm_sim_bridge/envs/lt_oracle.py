@@ -15,9 +15,11 @@ Phases (as in the public LanguageTable oracle):
                 push as it is.
 
 Avoiding other blocks, a documented simpler scheme than the RRT* planner the
-released data sets used: when a straight path (of the pusher, or of the pushed
-block) passes too close to a block, the path goes through one via point beside
-that block instead. point2block drives the target straight at the block.
+released data sets used: the travelling pusher circles the block it is about to
+push when that block is in its way, and passes other blocks through one via
+point beside the first one in its way; the pushed block likewise heads for a
+via point beside a block its straight path would hit. point2block drives the
+target straight at the block.
 """
 from __future__ import annotations
 
@@ -42,6 +44,10 @@ SLOWDOWN = ((0.02, 0.2), (0.04, 0.3), (0.06, 0.4), (0.08, 0.5), (0.10, 0.6))
 PUSHER_CLEARANCE = 0.045     # pusher centre to another block's centre while travelling
 BLOCK_CLEARANCE = 0.065      # pushed block's centre to another block's centre
 SUBGOAL_REACHED = 0.025
+SEPARATE_AIM = 0.1           # separate: distance from the neighbours' centroid to aim for
+REACH_MARGIN = 0.06
+REACH_LOW = np.array([C.WORKSPACE_X[0] + REACH_MARGIN, C.WORKSPACE_Y[0] + REACH_MARGIN])
+REACH_HIGH = np.array([C.WORKSPACE_X[1] - REACH_MARGIN, C.WORKSPACE_Y[1] - REACH_MARGIN])
 POINT_STOP = 0.03            # point2block: stop this close to the block
 
 
@@ -73,7 +79,10 @@ class OrientedPushOracle:
 
     def _push_action(self, state: TableState, goal: Goal, ee: np.ndarray) -> np.ndarray:
         block = state.xy(goal.block)
-        goal_point = goal.target_point(state)
+        # Locations on the board's edge (corners, "top") lie beyond where the pusher can
+        # get behind a block; aim at the nearest point well inside, still within the
+        # success radius, so the block is never shoved out of reach.
+        goal_point = np.clip(self._aim(state, goal), REACH_LOW, REACH_HIGH)
         others = {name: state.xy(name) for name in state.blocks if name != goal.block}
         # The pushed block heads for a via point when its straight path would hit a block.
         obstacles = [xy for name, xy in others.items() if name != goal.reference or goal.family != "block2block"]
@@ -91,8 +100,10 @@ class OrientedPushOracle:
             if np.linalg.norm(ee - pre) < 0.005:
                 self.phase, self.orient_steps = "to_block", 0
             else:
-                waypoint = _via_point(ee, pre, list(others.values()) + [block], PUSHER_CLEARANCE)
-                return _step_towards(ee, pre if waypoint is None else waypoint, SPEED_APPROACH)
+                aim = _around_block(ee, pre, block, _clearance(goal.block))
+                if aim is None:  # the pushed block is not in the way: mind the others
+                    aim = _via_point(ee, pre, list(others.values()), PUSHER_CLEARANCE)
+                return _step_towards(ee, pre if aim is None else aim, SPEED_APPROACH)
         if self.phase == "to_block":
             if abs(error) > start_limit and not self.skip_orient and _away_from_edge(block) and _has_faces(goal.block):
                 self.phase, self.orbit_sign = "orient", math.copysign(1.0, error)
@@ -123,6 +134,28 @@ class OrientedPushOracle:
         action = _step_towards(ee, block - TOUCHING * direction, SPEED_PUSH * _slowdown(remaining))
         forward = float(action @ direction)
         return action if forward >= MIN_PRESS else action + (MIN_PRESS - forward) * direction
+
+    @staticmethod
+    def _aim(state: TableState, goal: Goal) -> np.ndarray:
+        """Where to push the block. `separate` succeeds anywhere 7.5-12.5 cm from the neighbours'
+        centroid; straight away from them would put the pusher among them, so pick the heading
+        (straight, or 50 deg to either side) whose pushing spot is freest."""
+        if goal.family != "separate":
+            return goal.target_point(state)
+        block = state.xy(goal.block)
+        neighbours = [state.xy(n) for n in goal.neighbours]
+        centroid = np.mean(neighbours, axis=0)
+        away = block - centroid
+        best, best_room = None, -1.0
+        for angle in (0.0, 0.87, -0.87):
+            c, s = math.cos(angle), math.sin(angle)
+            heading = _unit(np.array([c * away[0] - s * away[1], s * away[0] + c * away[1]]))
+            aim = centroid + SEPARATE_AIM * heading
+            spot = block - PRE_BLOCK * _unit(aim - block)
+            room = min(float(np.linalg.norm(spot - n)) for n in neighbours)
+            if room > best_room + 0.01 and np.all(aim > REACH_LOW) and np.all(aim < REACH_HIGH):
+                best, best_room = aim, room
+        return goal.target_point(state) if best is None else best
 
     @staticmethod
     def _orient_limits(block: str) -> tuple[float, float]:
@@ -184,6 +217,30 @@ def _stop_short(current: np.ndarray, point: np.ndarray, gap: float) -> np.ndarra
     away = current - point
     n = float(np.linalg.norm(away))
     return point if n <= gap else point + away * (gap / n)
+
+
+def _clearance(block: str) -> float:
+    """Pusher centre to block centre that clears the block whatever its yaw."""
+    length, width = C.FOOTPRINTS.get(block.split("_", 1)[1], C.BANANA_FOOTPRINT)
+    return max(length, width) / 2 + C.PUSHER_RADIUS + 0.008
+
+
+def _around_block(ee: np.ndarray, goal: np.ndarray, block: np.ndarray, clearance: float) -> np.ndarray | None:
+    """A step around `block` when the straight way from ee to goal passes through it; else None."""
+    path = goal - ee
+    length = float(np.linalg.norm(path))
+    if length < 1e-6:
+        return None
+    along = float(np.clip((block - ee) @ path / length, 0.0, length))
+    if np.linalg.norm(block - ee - along * path / length) >= clearance or along >= length - 1e-6:
+        return None
+    radial = ee - block
+    if np.linalg.norm(radial) < clearance:  # too close: back straight out first
+        return block + _unit(radial) * (clearance + 0.005)
+    here = math.atan2(radial[1], radial[0])
+    there = math.atan2(goal[1] - block[1], goal[0] - block[0])
+    angle = here + math.copysign(0.5, _wrap(there - here, 2 * math.pi))  # the shorter way round
+    return block + (clearance + 0.005) * np.array([math.cos(angle), math.sin(angle)])
 
 
 def _via_point(start: np.ndarray, end: np.ndarray, obstacles, clearance: float) -> np.ndarray | None:
