@@ -14,6 +14,7 @@ from sefm_bringup.runtime_env import apply_runtime_defaults
 # subcommand -> (module with main(argv), one-line help)
 COMMANDS = {
     "doctor": ("sefm_bringup.doctor", "check that this machine can run SEFM, with a fix for each failure"),
+    "bench": ("sefm_bringup.bench", "measure simulator speed and scripted-demonstrator success"),
 }
 
 

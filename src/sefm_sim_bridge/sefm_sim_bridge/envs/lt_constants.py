@@ -26,7 +26,7 @@ SAMPLING_Y = (WORKSPACE_Y[0] + SAMPLING_BUFFER, WORKSPACE_Y[1] - SAMPLING_BUFFER
 
 # Pusher: a cylinder pointing down, tracking the target xy at a fixed height.
 PUSHER_RADIUS = 0.0127
-PUSHER_HALF_LENGTH = 0.03
+PUSHER_HALF_LENGTH = 0.0675       # the real tip is 0.135 m long
 PUSHER_CLEARANCE = 0.0075         # gap between the pusher tip and the board (as on the real robot)
 MAX_ACTION = 0.1                  # 2-D delta on the target, per step, box [-0.1, 0.1]^2
 CONTROL_HZ = 10

@@ -103,7 +103,7 @@ def scene_xml(blocks: tuple[str, ...], width: int, height: int, timestep: float)
   <option timestep="{timestep}" integrator="implicitfast"/>
   <visual>
     <global offwidth="{width}" offheight="{height}"/>
-    <quality shadowsize="0"/>
+    <quality shadowsize="0" offsamples="0"/>
     <headlight ambient="0.45 0.45 0.45" diffuse="0.55 0.55 0.55" specular="0 0 0"/>
   </visual>
   <default>

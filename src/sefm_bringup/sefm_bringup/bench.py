@@ -1,0 +1,165 @@
+"""`sefm bench`: measured numbers, printed and optionally written as Markdown.
+
+    sefm bench env language_table [--episodes 50] [--markdown docs/benchmarks/language_table.md]
+    sefm bench env language_table --frames docs/images/language_table_tasks.png
+
+`env` measures simulator speed on one pinned core (with and without camera
+rendering) and the scripted demonstrator's success per task family, with
+Wilson 95% intervals. Every figure in docs/ comes from one of these commands.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+from sefm_core.stats import Rate, wilson
+
+
+def pin_to_one_core() -> str:
+    """Run on a single core, and keep the software renderer single-threaded too."""
+    os.environ["LP_NUM_THREADS"] = "1"  # llvmpipe (osmesa) worker threads
+    try:
+        core = min(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {core})
+        return f"pinned to core {core}"
+    except (AttributeError, OSError):  # pragma: no cover - non-Linux
+        return "not pinned (no sched_setaffinity)"
+
+
+def machine_line() -> str:
+    return (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"{datetime.date.today().isoformat()}")
+
+
+def steps_per_second(make_env, steps: int, seed: int = 0) -> float:
+    """Env steps per second under uniformly random actions (resets excluded from the timing)."""
+    env = make_env()
+    rng = np.random.default_rng(seed)
+    env.reset(seed=seed)
+    low, high = env.action_space.low, env.action_space.high
+    elapsed, done = 0.0, 0
+    while done < steps:
+        action = rng.uniform(low, high) * 0.3
+        start = time.perf_counter()
+        _, _, terminated, truncated, _ = env.step(action)
+        elapsed += time.perf_counter() - start
+        done += 1
+        if terminated or truncated:
+            env.reset(seed=seed + done)
+    env.close()
+    return steps / elapsed
+
+
+# --- LanguageTable ----------------------------------------------------------------------
+
+def language_table_oracle(mode: str, family: str, episodes: int, seed0: int = 0) -> tuple[Rate, float]:
+    from sefm_sim_bridge.envs.language_table import LanguageTableEnv
+    from sefm_sim_bridge.envs.lt_oracle import OrientedPushOracle
+
+    env = LanguageTableEnv(block_mode=mode, render_images=False)
+    successes, lengths = 0, []
+    for episode in range(episodes):
+        env.reset(seed=seed0 + episode, options={"family": family})
+        oracle = OrientedPushOracle()
+        for step in range(env.config.max_steps):
+            _, _, terminated, truncated, _ = env.step(oracle.act(env.state(), env.goal))
+            if terminated or truncated:
+                break
+        successes += int(terminated)
+        lengths.append(step + 1)
+    env.close()
+    return wilson(successes, episodes), float(np.mean(lengths))
+
+
+def bench_language_table(args) -> list[str]:
+    from sefm_sim_bridge.envs.language_table import LanguageTableConfig, LanguageTableEnv
+    from sefm_sim_bridge.envs.lt_tasks import FAMILIES
+
+    size = LanguageTableConfig().image_size
+    lines = [f"# LanguageTable (MuJoCo) benchmark", "",
+             f"Machine: {machine_line()}; {pin_to_one_core()}.", "",
+             f"Command: `sefm bench env language_table --episodes {args.episodes} --speed-steps {args.speed_steps}`",
+             "", "## Speed (one core, random actions)", "",
+             "| block mode | rendering | steps/s |", "|---|---|---|"]
+    print("\n".join(lines), flush=True)
+    for mode in ("BLOCK_4", "BLOCK_8"):
+        for render in (True, False):
+            sps = steps_per_second(lambda: LanguageTableEnv(block_mode=mode, render_images=render), args.speed_steps)
+            row = f"| {mode} | {f'{size[0]}x{size[1]} rgb' if render else 'none'} | {sps:.0f} |"
+            lines.append(row)
+            print(row, flush=True)
+    head = ["", f"## Scripted oracle success ({args.episodes} seeded episodes per family, seeds 0..{args.episodes - 1})",
+            "", "Wilson 95% intervals.", "",
+            "| block mode | family | success [95% CI] | mean steps |", "|---|---|---|---|"]
+    lines += head
+    print("\n".join(head), flush=True)
+    for mode in ("BLOCK_4", "BLOCK_8"):
+        for family in FAMILIES:
+            rate, mean_steps = language_table_oracle(mode, family, args.episodes)
+            row = f"| {mode} | {family} | {rate} | {mean_steps:.0f} |"
+            lines.append(row)
+            print(row, flush=True)
+    return lines
+
+
+def language_table_frames(path: str, size=(320, 180)) -> None:
+    """One rendered start frame per family (BLOCK_4) plus BananaTable, captioned, in one PNG."""
+    import cv2
+
+    from sefm_sim_bridge.envs.language_table import LanguageTableEnv
+    from sefm_sim_bridge.envs.lt_tasks import FAMILIES
+
+    tiles = []
+    cases = [("BLOCK_4", family) for family in FAMILIES] + [("BANANA", "block2absolutelocation"),
+                                                           ("BLOCK_8", "block2block")]
+    for mode, family in cases:
+        env = LanguageTableEnv(block_mode=mode, image_size=size)
+        obs, _ = env.reset(seed=1, options={"family": family})
+        caption = np.full((34, size[0], 3), 255, np.uint8)
+        cv2.putText(caption, f"{mode} / {family}", (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(caption, obs["instruction"][:52], (4, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 160), 1,
+                    cv2.LINE_AA)
+        tiles.append(np.concatenate([obs["rgb"], caption], axis=0))
+        env.close()
+    rows = [np.concatenate(tiles[i:i + 2], axis=1) for i in range(0, len(tiles), 2)]
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    cv2.imwrite(path, cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR))
+    print(f"wrote {path}")
+
+
+ENVS = {"language_table": bench_language_table}
+FRAMES = {"language_table": language_table_frames}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="sefm bench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    env = sub.add_parser("env", help="simulator speed and scripted-demonstrator success")
+    env.add_argument("name", choices=sorted(ENVS))
+    env.add_argument("--episodes", type=int, default=50, help="seeded episodes per task family")
+    env.add_argument("--speed-steps", type=int, default=1000, help="steps timed per speed row")
+    env.add_argument("--markdown", help="also write the tables to this Markdown file")
+    env.add_argument("--frames", help="only write a PNG of one rendered frame per task to this path")
+    args = parser.parse_args(argv)
+    if args.episodes < 1 or args.speed_steps < 1:
+        parser.error("--episodes and --speed-steps must be positive")
+    if args.frames:
+        FRAMES[args.name](args.frames)
+        return 0
+    lines = ENVS[args.name](args)
+    if args.markdown:
+        os.makedirs(os.path.dirname(os.path.abspath(args.markdown)), exist_ok=True)
+        with open(args.markdown, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        print(f"\nwrote {args.markdown}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
