@@ -1,4 +1,10 @@
 """ROS-free simulated robots. Importing this package registers the Gymnasium ids."""
+import os
+
+# Offscreen software rendering unless the user chose a backend. This package's
+# __init__ runs before any of its modules imports mujoco, which reads it once.
+os.environ.setdefault("MUJOCO_GL", "osmesa")
+
 from gymnasium.envs.registration import register, registry
 
 _IDS = {

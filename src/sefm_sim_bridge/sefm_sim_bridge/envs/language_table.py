@@ -8,10 +8,8 @@ BananaTable is the same env with block_mode="BANANA".
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 
-os.environ.setdefault("MUJOCO_GL", "osmesa")  # before mujoco is imported; an exported value wins
 
 import gymnasium as gym
 import mujoco
