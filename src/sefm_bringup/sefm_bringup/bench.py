@@ -2,6 +2,8 @@
 
     sefm bench env language_table [--episodes 50] [--markdown docs/benchmarks/language_table.md]
     sefm bench env language_table --frames docs/images/language_table_tasks.png
+    sefm bench env aloha [--episodes 50] [--markdown docs/benchmarks/aloha.md]
+    sefm bench env aloha --frames docs/images/aloha_tasks.png
 
 `env` measures simulator speed on one pinned core (with and without camera
 rendering) and the scripted demonstrator's success per task family, with
@@ -133,8 +135,78 @@ def language_table_frames(path: str, size=(320, 180)) -> None:
     print(f"wrote {path}")
 
 
-ENVS = {"language_table": bench_language_table}
-FRAMES = {"language_table": language_table_frames}
+# --- ALOHA --------------------------------------------------------------------------------
+
+def bench_aloha(args) -> list[str]:
+    from sefm_sim_bridge.envs import aloha_scripted
+    from sefm_sim_bridge.envs.aloha import TASKS, AlohaConfig, AlohaEnv
+
+    size = AlohaConfig().image_size
+    lines = ["# ALOHA (MuJoCo, gym-aloha model) benchmark", "",
+             f"Machine: {machine_line()}; {pin_to_one_core()}.", "",
+             f"Command: `sefm bench env aloha --episodes {args.episodes} --speed-steps {args.speed_steps}`",
+             "", "## Speed (one core, random joint targets near the start pose)", "",
+             "| task | rendering | steps/s |", "|---|---|---|"]
+    print("\n".join(lines), flush=True)
+    for task in TASKS:
+        for render in (True, False):
+            sps = steps_per_second(lambda: AlohaEnv(task=task, render_images=render), args.speed_steps)
+            row = f"| {task} | {f'{size[0]}x{size[1]} top camera' if render else 'none'} | {sps:.0f} |"
+            lines.append(row)
+            print(row, flush=True)
+    head = ["", f"## Scripted demonstrations ({args.episodes} seeded episodes per task, seeds 0..{args.episodes - 1})",
+            "", "End-effector rollout (mocap-driven grippers) and its joint-space replay in the env the policy",
+            "uses; success = staged reward 4 within 400 steps. Wilson 95% intervals.", "",
+            "| task | end-effector rollout | joint-space replay | seconds per demo |", "|---|---|---|---|"]
+    lines += head
+    print("\n".join(head), flush=True)
+    for task in TASKS:
+        ee = replayed = held = 0
+        start = time.perf_counter()
+        for seed in range(args.episodes):
+            demo = aloha_scripted.record(task, seed)
+            best, final = aloha_scripted.replay(demo)
+            ee += int(demo.ee_max_stage == 4)
+            replayed += int(best == 4)
+            held += int(final == 4)
+        per_demo = (time.perf_counter() - start) / args.episodes
+        n = args.episodes
+        row = f"| {task} | {wilson(ee, n)} | {wilson(replayed, n)} | {wilson(held, n)} | {per_demo:.1f} |"
+        lines.append(row)
+        print(row, flush=True)
+    return lines
+
+
+def aloha_frames(path: str, size=(320, 240)) -> None:
+    """The top camera during each task's scripted demo (seed 0), when it first reaches its best stage."""
+    import cv2
+
+    from sefm_sim_bridge.envs import aloha_scripted
+    from sefm_sim_bridge.envs.aloha import TASKS, AlohaEnv
+
+    tiles = []
+    for task in TASKS:
+        demo = aloha_scripted.record(task, 0)
+        env = AlohaEnv(task=task, image_size=size, terminate_on_success=False)
+        obs, _ = env.reset(seed=0)
+        best, best_frame, best_step = -1, obs["rgb"], 0
+        for step, action in enumerate(demo.actions, 1):
+            obs, reward, _, _, _ = env.step(action)
+            if reward > best:
+                best, best_frame, best_step = int(reward), obs["rgb"], step
+        caption = np.full((20, size[0], 3), 255, np.uint8)
+        cv2.putText(caption, f"{task}: stage {best} at step {best_step}", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+        obs = {"rgb": best_frame}
+        tiles.append(np.concatenate([obs["rgb"], caption], axis=0))
+        env.close()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    cv2.imwrite(path, cv2.cvtColor(np.concatenate(tiles, axis=1), cv2.COLOR_RGB2BGR))
+    print(f"wrote {path}")
+
+
+ENVS = {"language_table": bench_language_table, "aloha": bench_aloha}
+FRAMES = {"language_table": language_table_frames, "aloha": aloha_frames}
 
 
 def main(argv=None) -> int:
