@@ -13,7 +13,14 @@ _IDS = {
     "sefm/LanguageTable-N_CHOOSE_K-v0": {"block_mode": "N_CHOOSE_K"},
     "sefm/BananaTable-v0": {"block_mode": "BANANA"},
 }
+_ALOHA_IDS = {
+    "sefm/Aloha-TransferCube-v0": {"task": "transfer_cube"},
+    "sefm/Aloha-Insertion-v0": {"task": "insertion"},
+}
 
 for _id, _kwargs in _IDS.items():
     if _id not in registry:
         register(id=_id, entry_point="sefm_sim_bridge.envs.language_table:LanguageTableEnv", kwargs=_kwargs)
+for _id, _kwargs in _ALOHA_IDS.items():
+    if _id not in registry:
+        register(id=_id, entry_point="sefm_sim_bridge.envs.aloha:AlohaEnv", kwargs=_kwargs)
