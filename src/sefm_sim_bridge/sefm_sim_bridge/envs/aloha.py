@@ -23,7 +23,8 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from sefm_sim_bridge.envs.validation import checked_action, choice_error
+from sefm_sim_bridge.envs.rendering import Camera
+from sefm_sim_bridge.envs.validation import checked_action, choice_error, with_overrides
 
 CONTROL_DT = 0.02                      # 50 Hz
 GRIPPER_CLOSED, GRIPPER_OPEN = 0.01844, 0.058   # finger position (m) at gripper 0 and 1
@@ -89,8 +90,7 @@ class AlohaSim:
             self.model.eq_solref[:] = [0.01, 1.0]
         self.data = mujoco.MjData(self.model)
         self.substeps = round(CONTROL_DT / self.model.opt.timestep)
-        self.renderer = mujoco.Renderer(self.model, height, width) if render_images else None
-        self._camera = self.model.camera("top").id
+        self.camera = Camera(self.model, self.data, "top", width, height, render_images)
 
         self._arm_qpos = np.array([self.model.joint(f"vx300s_{a}/{j}").qposadr[0] for a in ARMS for j in ARM_JOINTS])
         self._arm_dof = np.array([self.model.joint(f"vx300s_{a}/{j}").dofadr[0] for a in ARMS for j in ARM_JOINTS])
@@ -153,15 +153,10 @@ class AlohaSim:
         mujoco.mj_step(self.model, self.data, nstep=self.substeps)
 
     def render(self) -> np.ndarray:
-        if self.renderer is None:
-            raise RuntimeError("this env was made with render_images=False")
-        self.renderer.update_scene(self.data, self._camera)
-        return self.renderer.render().copy()
+        return self.camera.render()
 
     def close(self) -> None:
-        if self.renderer is not None:
-            self.renderer.close()
-            self.renderer = None
+        self.camera.close()
 
     # --- staged reward --------------------------------------------------------------
 
@@ -211,16 +206,7 @@ class AlohaEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": int(1 / CONTROL_DT)}
 
     def __init__(self, config: AlohaConfig | None = None, **overrides):
-        config = config or AlohaConfig()
-        if overrides:
-            valid = set(AlohaConfig.__dataclass_fields__)
-            unknown = sorted(set(overrides) - valid)
-            if unknown:
-                raise ValueError(f"unknown ALOHA option(s) {unknown}; valid: {', '.join(sorted(valid))}")
-            if "image_size" in overrides:
-                overrides["image_size"] = tuple(overrides["image_size"])
-            config = AlohaConfig(**{**config.__dict__, **overrides})
-        self.config = config
+        self.config = config = with_overrides(config or AlohaConfig(), overrides, "ALOHA")
         self.sim = AlohaSim(config.task, mocap_control=False, image_size=config.image_size,
                             render_images=config.render_images)
         # Actuators: left arm 0-5, left fingers 6-7, right arm 8-13, right fingers 14-15.
@@ -274,7 +260,7 @@ class AlohaEnv(gym.Env):
 
     def _observation(self) -> dict:
         obs = {"qpos": self.sim.qpos14(), "qvel": self.sim.qvel14()}
-        if self.sim.renderer is not None:
+        if self.sim.camera.enabled:
             obs["rgb"] = self.sim.render()
         return obs
 

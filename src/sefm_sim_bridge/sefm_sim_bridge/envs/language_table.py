@@ -18,7 +18,8 @@ from gymnasium import spaces
 
 from sefm_sim_bridge.envs import lt_constants as C
 from sefm_sim_bridge.envs import lt_scene, lt_tasks
-from sefm_sim_bridge.envs.validation import checked_action, choice_error
+from sefm_sim_bridge.envs.rendering import Camera
+from sefm_sim_bridge.envs.validation import checked_action, choice_error, with_overrides
 
 INSTRUCTION_CHARSET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,.'-"
 
@@ -40,7 +41,7 @@ class LanguageTableEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": C.CONTROL_HZ}
 
     def __init__(self, config: LanguageTableConfig | None = None, **overrides):
-        self.config = config = _with_overrides(config or LanguageTableConfig(), overrides)
+        self.config = config = with_overrides(config or LanguageTableConfig(), overrides, "LanguageTable")
         try:
             self.mode = C.BlockMode(config.block_mode)
         except ValueError:
@@ -62,8 +63,7 @@ class LanguageTableEnv(gym.Env):
         self.substeps = max(1, round(1.0 / (C.CONTROL_HZ * config.physics_timestep)))
         self._qpos_adr = {b: self.model.joint(f"{b}_joint").qposadr[0] for b in self.scene_blocks}
         self._qvel_adr = {b: self.model.joint(f"{b}_joint").dofadr[0] for b in self.scene_blocks}
-        self._renderer = mujoco.Renderer(self.model, height, width) if config.render_images else None
-        self._camera = self.model.camera("overhead").id
+        self.camera = Camera(self.model, self.data, "overhead", width, height, config.render_images)
         self._pusher_z = float(self.model.body("pusher").pos[2])
         self._mocap = self.data.mocap_pos  # a view into MjData: writes move the pusher
 
@@ -134,12 +134,10 @@ class LanguageTableEnv(gym.Env):
         return self._observation(), reward, success, truncated, self._info(state)
 
     def render(self):
-        return self._render()
+        return self.camera.render()
 
     def close(self):
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
+        self.camera.close()
 
     # --- state ------------------------------------------------------------------------
 
@@ -220,39 +218,19 @@ class LanguageTableEnv(gym.Env):
         if self.substeps > moving:  # arrived: the rest of the period in one call
             mujoco.mj_step(self.model, self.data, nstep=self.substeps - moving)
 
-    def _render(self) -> np.ndarray:
-        if self._renderer is None:
-            raise RuntimeError("this env was made with render_images=False")
-        self._renderer.update_scene(self.data, self._camera)
-        return self._renderer.render().copy()
-
     def _observation(self) -> dict:
         obs = {
             "effector_translation": self._mocap[0, :2].astype(np.float32),
             "effector_target_translation": self.target.astype(np.float32),
             "instruction": self.goal.instruction,
         }
-        if self._renderer is not None:
-            obs["rgb"] = self._render()
+        if self.camera.enabled:
+            obs["rgb"] = self.camera.render()
         return obs
 
     def _info(self, state: lt_tasks.TableState) -> dict:
         return {"goal": self.goal.to_dict(), "family": self.goal.family, "success": self.goal.success(state),
                 "steps": self.steps, "seed": self.episode_seed, "blocks": self.blocks, "state": state}
-
-
-def _with_overrides(config: LanguageTableConfig, overrides: dict) -> LanguageTableConfig:
-    if not overrides:
-        return config
-    valid = set(LanguageTableConfig.__dataclass_fields__)
-    unknown = sorted(set(overrides) - valid)
-    if unknown:
-        raise ValueError(f"unknown LanguageTable option(s) {unknown}; valid: {', '.join(sorted(valid))}")
-    if "families" in overrides:
-        overrides["families"] = tuple(overrides["families"])
-    if "image_size" in overrides:
-        overrides["image_size"] = tuple(overrides["image_size"])
-    return LanguageTableConfig(**{**config.__dict__, **overrides})
 
 
 def _scene_blocks(mode: C.BlockMode) -> tuple[str, ...]:

@@ -25,5 +25,18 @@ def checked_action(action, low: np.ndarray, high: np.ndarray) -> np.ndarray:
     return np.clip(array, low, high)
 
 
+def with_overrides(config, overrides: dict, kind: str):
+    """A copy of the frozen dataclass `config` with `overrides`; unknown names raise, listing the valid ones."""
+    if not overrides:
+        return config
+    valid = set(type(config).__dataclass_fields__)
+    unknown = sorted(set(overrides) - valid)
+    if unknown:
+        raise ValueError(f"unknown {kind} option(s) {unknown}; valid: {', '.join(sorted(valid))}")
+    # YAML and JSON give lists where the configs hold tuples.
+    fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    return type(config)(**{**config.__dict__, **fixed})
+
+
 def choice_error(kind: str, value, valid) -> ValueError:
     return ValueError(f"unknown {kind} {value!r}; valid: {', '.join(map(str, valid))}")
