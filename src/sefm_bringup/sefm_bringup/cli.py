@@ -15,6 +15,7 @@ from sefm_bringup.runtime_env import apply_runtime_defaults
 COMMANDS = {
     "doctor": ("sefm_bringup.doctor", "check that this machine can run SEFM, with a fix for each failure"),
     "bench": ("sefm_bringup.bench", "measure simulator speed and scripted-demonstrator success"),
+    "collect": ("sefm_bringup.collect", "scripted demonstrations straight into an episode data set (no ROS)"),
 }
 
 

