@@ -17,6 +17,7 @@ COMMANDS = {
     "bench": ("sefm_bringup.bench", "measure simulator speed and scripted-demonstrator success"),
     "collect": ("sefm_bringup.collect", "scripted demonstrations straight into an episode data set (no ROS)"),
     "sft": ("sefm_bringup.sft_cli", "Stage 1: behavioural cloning + steps-to-go on an episode data set"),
+    "eval": ("sefm_bringup.evaluate", "success in the simulator and steps-to-go quality of a checkpoint"),
 }
 
 

@@ -29,6 +29,8 @@ def collect_language_table_episode(env, oracle, seed: int, family: str | None, h
     obs, info = env.reset(seed=seed, options=options)
     oracle.reset()
     frames, proprio, actions, rewards, holds = [obs["rgb"]], [language_table_proprio(obs)], [], [], [False]
+    blocks = env.blocks
+    block_xy = [_block_xy(env, blocks)]
     terminated = truncated = False
     while not (terminated or truncated):
         action = oracle.act(env.state(), env.goal)
@@ -38,6 +40,7 @@ def collect_language_table_episode(env, oracle, seed: int, family: str | None, h
         actions.append(np.asarray(action, dtype=np.float32))
         rewards.append(reward)
         holds.append(bool(info["success"]))
+        block_xy.append(_block_xy(env, blocks))
     if terminated:
         for _ in range(hold_steps):  # the robot rests at the goal: more states with steps-to-go 0
             obs, reward, _, _, info = env.step(np.zeros(2))
@@ -48,11 +51,20 @@ def collect_language_table_episode(env, oracle, seed: int, family: str | None, h
             actions.append(np.zeros(2, np.float32))
             rewards.append(reward)
             holds.append(True)
+            block_xy.append(_block_xy(env, blocks))
     goal = env.goal
     metadata = {"env": f"sefm/LanguageTable-{env.mode.value}-v0", "family": goal.family, "goal": goal.to_dict(),
-                "seed": seed, "source": "oracle", "first_success_step": holds.index(True) if any(holds) else None}
+                "seed": seed, "source": "oracle", "first_success_step": holds.index(True) if any(holds) else None,
+                "blocks": list(blocks)}
+    # Privileged state rides along for diagnostics and tests; no model input reads it.
     return Episode(np.stack(frames), np.stack(proprio), np.stack(actions), np.array(rewards, np.float32),
-                   goal.instruction, bool(terminated), metadata, {"goal_holds": np.array(holds, np.uint8)})
+                   goal.instruction, bool(terminated), metadata,
+                   {"goal_holds": np.array(holds, np.uint8), "block_xy": np.array(block_xy, np.float32)})
+
+
+def _block_xy(env, blocks) -> np.ndarray:
+    state = env.state()
+    return np.array([state.xy(b) for b in blocks], np.float32)
 
 
 def collect_language_table(out: str, episodes: int, families: list[str] | None, mode: str, seed0: int,

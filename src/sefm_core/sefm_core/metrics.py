@@ -1,0 +1,70 @@
+"""How good is a steps-to-go model as a reward and a success detector?
+
+- rank correlation of d(o, g) with the true remaining steps: per episode (what the
+  reward d_t - d_t+1 relies on: d must fall as the episode progresses) and pooled
+  over all held-out states (also needs d comparable across episodes);
+- mean absolute error in steps;
+- precision / recall / F1 of the success detector d <= s against the simulator's
+  own success predicate, over every held-out state.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 0..n-1, ties sharing their average rank."""
+    x = np.asarray(x, dtype=np.float64)
+    order = np.argsort(x, kind="mergesort")
+    r = np.empty(len(x))
+    r[order] = np.arange(len(x))
+    uniq, inverse = np.unique(x, return_inverse=True)
+    return np.bincount(inverse, weights=r)[inverse] / np.bincount(inverse)[inverse]
+
+
+def spearman(a, b) -> float:
+    """Spearman rank correlation; nan when either side is constant."""
+    ra, rb = ranks(a), ranks(b)
+    if ra.std() == 0 or rb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+@dataclass(frozen=True)
+class StepsToGoQuality:
+    per_episode_spearman: float    # mean over episodes
+    pooled_spearman: float
+    mae: float
+    threshold: float
+    precision: float
+    recall: float
+    f1: float
+    episodes: int
+    states: int
+
+
+def detector_scores(d: np.ndarray, goal_holds: np.ndarray, threshold: float) -> tuple[float, float, float]:
+    predicted = d <= threshold
+    tp = float(np.sum(predicted & goal_holds))
+    precision = tp / max(predicted.sum(), 1)
+    recall = tp / max(goal_holds.sum(), 1)
+    f1 = 2 * precision * recall / max(precision + recall, 1e-12)
+    return precision, recall, f1
+
+
+def best_threshold(d: np.ndarray, goal_holds: np.ndarray, candidates=None) -> float:
+    """The success threshold s with the best F1 (chosen on validation data, then fixed)."""
+    candidates = np.linspace(0.0, 5.0, 51) if candidates is None else candidates
+    return float(max(candidates, key=lambda s: detector_scores(d, goal_holds, s)[2]))
+
+
+def steps_to_go_quality(d: np.ndarray, labels: np.ndarray, episode: np.ndarray, goal_holds: np.ndarray,
+                        threshold: float) -> StepsToGoQuality:
+    d, labels, episode, goal_holds = map(np.asarray, (d, labels, episode, goal_holds))
+    goal_holds = goal_holds.astype(bool)
+    per = [spearman(d[episode == e], labels[episode == e]) for e in np.unique(episode)]
+    precision, recall, f1 = detector_scores(d, goal_holds, threshold)
+    return StepsToGoQuality(float(np.nanmean(per)), spearman(d, labels), float(np.abs(d - labels).mean()),
+                            threshold, precision, recall, f1, len(np.unique(episode)), len(d))
