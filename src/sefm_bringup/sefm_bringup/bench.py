@@ -58,12 +58,27 @@ def steps_per_second(make_env, steps: int, seed: int = 0) -> float:
     return steps / elapsed
 
 
+def emit(lines: list[str], *rows: str) -> None:
+    """Append Markdown rows to the report and print them as they are measured."""
+    lines.extend(rows)
+    print("\n".join(rows), flush=True)
+
+
+def caption(image: np.ndarray, *texts: tuple[str, tuple[int, int, int]]) -> np.ndarray:
+    """The image with a white caption strip below it, one (text, colour) per line."""
+    import cv2
+
+    strip = np.full((6 + 15 * len(texts), image.shape[1], 3), 255, np.uint8)
+    for i, (text, colour) in enumerate(texts):
+        cv2.putText(strip, text, (4, 14 + 15 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.38, colour, 1, cv2.LINE_AA)
+    return np.concatenate([image, strip], axis=0)
+
+
 def speed_rows(cases, steps: int) -> list[str]:
     """One Markdown row `| name | rendering | steps/s |` per (name, rendering, make_env) case, printed as measured."""
-    rows = []
+    rows: list[str] = []
     for name, rendering, make_env in cases:
-        rows.append(f"| {name} | {rendering} | {steps_per_second(make_env, steps):.0f} |")
-        print(rows[-1], flush=True)
+        emit(rows, f"| {name} | {rendering} | {steps_per_second(make_env, steps):.0f} |")
     return rows
 
 
@@ -105,14 +120,11 @@ def bench_language_table(args) -> list[str]:
     head = ["", f"## Scripted oracle success ({args.episodes} seeded episodes per family, seeds 0..{args.episodes - 1})",
             "", "Wilson 95% intervals.", "",
             "| block mode | family | success [95% CI] | mean steps |", "|---|---|---|---|"]
-    lines += head
-    print("\n".join(head), flush=True)
+    emit(lines, *head)
     for mode in ("BLOCK_4", "BLOCK_8"):
         for family in FAMILIES:
             rate, mean_steps = language_table_oracle(mode, family, args.episodes)
-            row = f"| {mode} | {family} | {rate} | {mean_steps:.0f} |"
-            lines.append(row)
-            print(row, flush=True)
+            emit(lines, f"| {mode} | {family} | {rate} | {mean_steps:.0f} |")
     return lines
 
 
@@ -129,11 +141,7 @@ def language_table_frames(path: str, size=(320, 180)) -> None:
     for mode, family in cases:
         env = LanguageTableEnv(block_mode=mode, image_size=size)
         obs, _ = env.reset(seed=1, options={"family": family})
-        caption = np.full((34, size[0], 3), 255, np.uint8)
-        cv2.putText(caption, f"{mode} / {family}", (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
-        cv2.putText(caption, obs["instruction"][:52], (4, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 160), 1,
-                    cv2.LINE_AA)
-        tiles.append(np.concatenate([obs["rgb"], caption], axis=0))
+        tiles.append(caption(obs["rgb"], (f"{mode} / {family}", (0, 0, 0)), (obs["instruction"][:52], (0, 0, 160))))
         env.close()
     rows = [np.concatenate(tiles[i:i + 2], axis=1) for i in range(0, len(tiles), 2)]
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -164,8 +172,7 @@ def bench_aloha(args) -> list[str]:
             "the 400th action. Wilson 95% intervals.", "",
             "| task | end-effector rollout | joint-space replay | replay, held at the end | seconds per demo |",
             "|---|---|---|---|---|"]
-    lines += head
-    print("\n".join(head), flush=True)
+    emit(lines, *head)
     for task in TASKS:
         ee = replayed = held = 0
         start = time.perf_counter()
@@ -177,9 +184,7 @@ def bench_aloha(args) -> list[str]:
             held += int(final == 4)
         per_demo = (time.perf_counter() - start) / args.episodes
         n = args.episodes
-        row = f"| {task} | {wilson(ee, n)} | {wilson(replayed, n)} | {wilson(held, n)} | {per_demo:.1f} |"
-        lines.append(row)
-        print(row, flush=True)
+        emit(lines, f"| {task} | {wilson(ee, n)} | {wilson(replayed, n)} | {wilson(held, n)} | {per_demo:.1f} |")
     return lines
 
 
@@ -200,11 +205,7 @@ def aloha_frames(path: str, size=(320, 240)) -> None:
             obs, reward, _, _, _ = env.step(action)
             if reward > best:
                 best, best_frame, best_step = int(reward), obs["rgb"], step
-        caption = np.full((20, size[0], 3), 255, np.uint8)
-        cv2.putText(caption, f"{task}: stage {best} at step {best_step}", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                    (0, 0, 0), 1, cv2.LINE_AA)
-        obs = {"rgb": best_frame}
-        tiles.append(np.concatenate([obs["rgb"], caption], axis=0))
+        tiles.append(caption(best_frame, (f"{task}: stage {best} at step {best_step}", (0, 0, 0))))
         env.close()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     cv2.imwrite(path, cv2.cvtColor(np.concatenate(tiles, axis=1), cv2.COLOR_RGB2BGR))
