@@ -17,6 +17,7 @@ touches only the fusion and heads.
 """
 from __future__ import annotations
 
+import abc
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -53,7 +54,7 @@ class ModelConfig:
 
 # --- backbones -------------------------------------------------------------------------------
 
-class Backbone(nn.Module):
+class Backbone(nn.Module, abc.ABC):
     """features(images uint8 (B,H,W,3), texts list[str]) -> (feature map (B,C,h,w), text vector (B,D))."""
 
     out_channels: int
@@ -62,11 +63,11 @@ class Backbone(nn.Module):
     def features(self, images: torch.Tensor, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         return self.image_features(images), self.text_features(texts)
 
-    def image_features(self, images: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def image_features(self, images: torch.Tensor) -> torch.Tensor: ...
 
-    def text_features(self, texts: list[str]) -> torch.Tensor:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def text_features(self, texts: list[str]) -> torch.Tensor: ...
 
 
 class EfficientNetMiniLM(Backbone):
@@ -130,7 +131,7 @@ class SigLIPBackbone(Backbone):
         return _byte_ids(texts, self.model.config.text_config.vocab_size)
 
 
-class PaliGemmaBackbone(Backbone):
+class PaliGemmaBackbone(Backbone):  # image and text go through one model: `features` only
     """PaliGemma: image tokens and the instruction prompt through one language model.
 
     The feature map is the language model's last hidden state at the image
@@ -166,6 +167,12 @@ class PaliGemmaBackbone(Backbone):
         side = int(self.num_image_tokens ** 0.5)
         fmap = image_tokens.transpose(1, 2).reshape(len(texts), -1, side, side)
         return fmap, prompt_tokens.mean(1)
+
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        raise TypeError("PaliGemma reads image and prompt together: call features(images, texts)")
+
+    def text_features(self, texts: list[str]) -> torch.Tensor:
+        raise TypeError("PaliGemma reads image and prompt together: call features(images, texts)")
 
 
 def _byte_ids(texts: list[str], vocab: int, length: int = 32) -> torch.Tensor:

@@ -145,8 +145,9 @@ def train(cfg: SFTConfig, model_cfg: ModelConfig, resume: bool = False, log=prin
         log(f"resuming from {latest} at step {start_step}")
     else:
         model = EFM(model_cfg)
-    if model.config.trainable_backbone:
-        raise NotImplementedError("fine-tuning the towers is not supported by `sefm sft` yet: use frozen towers")
+    if model.config.trainable_backbone or model.config.backbone == "paligemma":
+        raise ValueError("`sefm sft` trains heads on cached tower outputs: it needs frozen, separate image and "
+                         "text towers (backbone pretrained, scratch or siglip, trainable_backbone false)")
     fmap, texts, text_vectors = tower_cache(model, dataset, log)
     train_ids, val_ids = split_episodes(len(dataset), cfg.val_fraction, cfg.seed)
     train_set = flatten(model, dataset, train_ids, fmap, texts, text_vectors)
