@@ -17,6 +17,6 @@ setup(
     description='MuJoCo stand-ins for the LanguageTable and ALOHA robots (ROS-free envs and oracles) and the bridge node that makes them a ROS 2 robot.',
     license='Apache-2.0',
     entry_points={
-        'console_scripts': [],
+        'console_scripts': ['sim_bridge = sefm_sim_bridge.bridge_node:main'],
     },
 )

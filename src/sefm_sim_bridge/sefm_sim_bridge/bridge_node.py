@@ -1,0 +1,279 @@
+"""The sim bridge node: a MuJoCo station that looks like a robot driver on ROS 2.
+
+Per station namespace (pushed from outside, e.g. /station_0):
+  publishes  camera/image_raw (sensor_msgs/Image rgb8, reliable, depth 2)
+             joint_states     (sensor_msgs/JointState, reliable, depth 10)
+             task             (Task, transient local, depth 1: one per episode)
+             episode_event    (EpisodeEvent, reliable, depth 50)
+             status           (StationStatus, 2 Hz)
+  subscribes joint_command    (sensor_msgs/JointState: the command; header.stamp = the observation it answers)
+             steps_to_go      (StepsToGo: a detected success ends the episode)
+             /estop           (EStop, transient local: halts every station)
+  services   reset, pause, resume, abort
+
+Modes: lockstep (the env steps when the command for the current observation
+arrives: fast and deterministic; the observation is re-sent, same stamp, every
+second while it waits) or realtime (fixed rate, zero-order hold of
+the last command; a watchdog holds position when commands stop). Commands are
+validated and clipped by the env before they reach the physics; an invalid
+one is rejected and the robot holds.
+"""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import rclpy
+import rclpy.executors
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rcl_interfaces.msg import ParameterDescriptor
+from sensor_msgs.msg import Image, JointState
+
+from sefm_interfaces.msg import EpisodeEvent, EStop, StationStatus, StepsToGo, Task
+from sefm_interfaces.srv import AbortEpisode, PauseStation, ResetStation, ResumeStation
+from sefm_sim_bridge.envs.validation import InvalidActionError
+from sefm_sim_bridge.station import Station, StationConfig
+
+RELIABLE = lambda depth: QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)  # noqa: E731
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+PARAMETERS = {  # name: (default, description)
+    "env": ("language_table", "simulated robot: language_table or aloha"),
+    "block_mode": ("BLOCK_4", "LanguageTable block mode (BLOCK_4, BLOCK_8, N_CHOOSE_K, BANANA)"),
+    "families": ("", "comma-separated LanguageTable instruction families (empty: all)"),
+    "task": ("transfer_cube", "ALOHA task: transfer_cube or insertion"),
+    "image_width": (128, "camera image width (px)"),
+    "image_height": (72, "camera image height (px)"),
+    "max_steps": (200, "step cap per episode"),
+    "seed": (0, "reset seed of the first episode; episode k uses seed + k"),
+    "mode": ("lockstep", "lockstep: step when the command arrives; realtime: fixed rate, zero-order hold"),
+    "rate_hz": (10.0, "realtime mode: control rate"),
+    "watchdog_timeout": (0.5, "realtime mode: hold position when no command arrived for this long (s)"),
+    "station": ("", "station name in messages (default: the node's namespace)"),
+}
+
+
+class BridgeNode(Node):
+    def __init__(self, **parameter_overrides):
+        super().__init__("sim_bridge", parameter_overrides=[Parameter(k, value=v)
+                                                            for k, v in parameter_overrides.items()])
+        for name, (default, description) in PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=description))
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        if p["mode"] not in ("lockstep", "realtime"):
+            raise ValueError(f"parameter mode={p['mode']!r}; valid: lockstep, realtime")
+        self.mode = p["mode"]
+        self.station_name = p["station"] or self.get_namespace().strip("/") or "station"
+        families = tuple(f for f in p["families"].split(",") if f)
+        self.station = Station(StationConfig(env=p["env"], block_mode=p["block_mode"], families=families,
+                                             task=p["task"], image_width=p["image_width"],
+                                             image_height=p["image_height"], max_steps=p["max_steps"],
+                                             seed=p["seed"]))
+        self.watchdog_timeout = p["watchdog_timeout"]
+
+        self.image_pub = self.create_publisher(Image, "camera/image_raw", RELIABLE(2))
+        self.state_pub = self.create_publisher(JointState, "joint_states", RELIABLE(10))
+        self.task_pub = self.create_publisher(Task, "task", LATCHED)
+        self.event_pub = self.create_publisher(EpisodeEvent, "episode_event", RELIABLE(50))
+        self.status_pub = self.create_publisher(StationStatus, "status", RELIABLE(1))
+        self.create_subscription(JointState, "joint_command", self.on_command, RELIABLE(10))
+        self.create_subscription(StepsToGo, "steps_to_go", self.on_steps_to_go, RELIABLE(50))
+        self.create_subscription(EStop, "/estop", self.on_estop, LATCHED)
+        self.create_service(ResetStation, "reset", self.on_reset)
+        self.create_service(PauseStation, "pause", self.on_pause)
+        self.create_service(ResumeStation, "resume", self.on_resume)
+        self.create_service(AbortEpisode, "abort", self.on_abort)
+
+        self.state = StationStatus.STATE_RUNNING
+        self.estopped = False
+        self.episodes_done = self.env_successes = self.rejected = 0
+        self.last_command: tuple[np.ndarray, float] | None = None   # (values, receive time)
+        self.obs_stamp_ns = 0
+        self.steps = 0
+        self.message = ""
+        self.start_episode()
+        if self.mode == "realtime":
+            self.create_timer(1.0 / p["rate_hz"], self.realtime_tick)
+        else:
+            self.create_timer(1.0, self.republish_if_waiting)
+        self.create_timer(0.5, self.publish_status)
+
+    # --- episodes ---------------------------------------------------------------------------
+
+    def start_episode(self, seed: int | None = None) -> None:
+        self.station.reset(seed)
+        self.steps = 0
+        self.last_command = None
+        stamp = self.next_stamp()
+        task = Task(station=self.station_name, episode_id=self.station.episode, env_id=self.station.env_id,
+                    family=self.station.family, instruction=self.station.instruction,
+                    goal_json=self.station.goal_json, seed=self.station.seed,
+                    max_steps=self.station.config.max_steps)
+        task.header.stamp = stamp
+        self.task_pub.publish(task)
+        self.publish_event(EpisodeEvent.START, EpisodeEvent.OUTCOME_NONE, "")
+        self.publish_observation(stamp)
+
+    def end_episode(self, outcome: int, detail: str, restart: bool = True, seed: int | None = None) -> None:
+        self.publish_event(EpisodeEvent.END, outcome, detail)
+        self.episodes_done += 1
+        if restart:
+            self.start_episode(seed)
+
+    def publish_event(self, kind: int, outcome: int, detail: str) -> None:
+        event = EpisodeEvent(station=self.station_name, episode_id=self.station.episode, event=kind,
+                             outcome=outcome, num_steps=self.steps, env_success=bool(self.station.info.get("success")),
+                             detail=detail)
+        event.header.stamp = self.get_clock().now().to_msg()
+        event.last_observation_stamp = _to_time(self.obs_stamp_ns)
+        self.event_pub.publish(event)
+
+    # --- observations -----------------------------------------------------------------------
+
+    def next_stamp(self):
+        """A stamp strictly later than the last observation's: the key every learning message joins on."""
+        self.obs_stamp_ns = max(self.get_clock().now().nanoseconds, self.obs_stamp_ns + 1)
+        return _to_time(self.obs_stamp_ns)
+
+    def republish_if_waiting(self) -> None:
+        """Lockstep: send the current observation again (same stamp) while no command has come for it,
+        so a policy that subscribed late, or missed the message, still gets to act."""
+        if self.get_clock().now().nanoseconds - self.obs_stamp_ns > 1_000_000_000:
+            self.publish_observation(_to_time(self.obs_stamp_ns))
+
+    def publish_observation(self, stamp) -> None:
+        rgb = self.station.obs.get("rgb")
+        if rgb is not None:
+            image = Image(height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8", is_bigendian=0,
+                          step=rgb.shape[1] * 3, data=rgb.tobytes())
+            image.header.stamp, image.header.frame_id = stamp, "camera"
+            self.image_pub.publish(image)
+        positions, velocities = self.station.state_vector()
+        state = JointState(name=list(self.station.state_names), position=positions.tolist(),
+                           velocity=[] if velocities is None else velocities.tolist())
+        state.header.stamp = stamp
+        self.state_pub.publish(state)
+
+    # --- commands ---------------------------------------------------------------------------
+
+    def on_command(self, msg: JointState) -> None:
+        if self.mode == "realtime":
+            self.last_command = (np.asarray(msg.position, dtype=np.float64), self.get_clock().now().nanoseconds)
+            return
+        if _ns(msg.header.stamp) != self.obs_stamp_ns:
+            return  # answers an older observation: lockstep waits for the current one
+        self.apply(np.asarray(msg.position, dtype=np.float64))
+
+    def realtime_tick(self) -> None:
+        fresh = (self.last_command is not None and
+                 (self.get_clock().now().nanoseconds - self.last_command[1]) * 1e-9 < self.watchdog_timeout)
+        if not fresh and self.message != "watchdog: holding position":
+            self.message = "watchdog: holding position"
+        self.apply(self.last_command[0] if fresh else self.station.hold_command())
+
+    def apply(self, command: np.ndarray) -> None:
+        if self.estopped or self.state != StationStatus.STATE_RUNNING:
+            return  # halted: nothing reaches the robot
+        try:
+            _, terminated, truncated, info = self.station.step(command)
+        except InvalidActionError as exc:
+            self.rejected += 1
+            self.message = f"rejected command: {exc}"
+            self.get_logger().error(self.message)
+            return
+        self.steps += 1
+        if terminated:
+            self.env_successes += 1
+            self.end_episode(EpisodeEvent.OUTCOME_ENV_SUCCESS, "the simulator's success predicate held")
+        elif truncated:
+            self.end_episode(EpisodeEvent.OUTCOME_TIMEOUT, f"step cap {self.station.config.max_steps}")
+        else:
+            self.publish_observation(self.next_stamp())
+
+    def on_steps_to_go(self, msg: StepsToGo) -> None:
+        if msg.success and msg.episode_id == self.station.episode and _ns(msg.observation_stamp) == self.obs_stamp_ns:
+            if self.station.info.get("success"):
+                self.env_successes += 1
+            self.end_episode(EpisodeEvent.OUTCOME_SUCCESS_DETECTED,
+                             f"steps-to-go {msg.expected_steps_to_go:.2f} <= {msg.success_threshold:.2f}")
+
+    # --- operator -----------------------------------------------------------------------------
+
+    def on_estop(self, msg: EStop) -> None:
+        if msg.engaged and not self.estopped:
+            self.estopped, self.state = True, StationStatus.STATE_ESTOPPED
+            self.message = f"e-stop by {msg.source}: {msg.reason}"
+            self.get_logger().warn(self.message)
+            self.publish_event(EpisodeEvent.END, EpisodeEvent.OUTCOME_ESTOP, self.message)
+        elif not msg.engaged and self.estopped:
+            self.estopped, self.state = False, StationStatus.STATE_PAUSED  # resume is the operator's call
+            self.message = "e-stop released; paused until resumed"
+            self.start_episode()
+
+    def on_reset(self, request, response):
+        self.end_episode(EpisodeEvent.OUTCOME_OPERATOR_ABORT, f"reset: {request.reason}", seed=request.seed)
+        response.success, response.message, response.episode_id = True, "new episode started", self.station.episode
+        return response
+
+    def on_pause(self, request, response):
+        if self.estopped:
+            response.success, response.message = False, "e-stop engaged"
+        else:
+            self.state, self.message = StationStatus.STATE_PAUSED, f"paused: {request.reason}"
+            response.success, response.message = True, self.message
+        return response
+
+    def on_resume(self, request, response):
+        if self.estopped:
+            response.success, response.message = False, "e-stop engaged: release it first"
+            return response
+        self.state, self.message = StationStatus.STATE_RUNNING, f"resumed: {request.reason}"
+        response.success, response.message = True, self.message
+        return response
+
+    def on_abort(self, request, response):
+        aborted = self.station.episode
+        self.end_episode(EpisodeEvent.OUTCOME_OPERATOR_ABORT, f"abort: {request.reason}", restart=request.reset)
+        response.success, response.message, response.episode_id = True, "episode aborted", aborted
+        return response
+
+    def publish_status(self) -> None:
+        status = StationStatus(station=self.station_name, state=self.state, episode_id=self.station.episode,
+                               step=self.steps, instruction=self.station.instruction,
+                               episodes_done=self.episodes_done, env_successes=self.env_successes,
+                               message=self.message)
+        status.header.stamp = self.get_clock().now().to_msg()
+        self.status_pub.publish(status)
+
+    def destroy_node(self):
+        self.station.close()
+        return super().destroy_node()
+
+
+def _to_time(ns: int):
+    from builtin_interfaces.msg import Time
+
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def _ns(stamp) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+def main(argv=None) -> int:
+    rclpy.init(args=argv)
+    node = BridgeNode()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

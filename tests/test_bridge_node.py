@@ -1,0 +1,160 @@
+"""The sim bridge node as a robot driver: a real node in its own process, driven over DDS."""
+import subprocess
+import sys
+import time
+import uuid
+
+import numpy as np
+import pytest
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image, JointState
+
+from sefm_interfaces.msg import EpisodeEvent, EStop, StationStatus, Task
+from sefm_interfaces.srv import PauseStation, ResumeStation
+
+RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+class Driver:
+    """The test's side of the graph: records what the bridge publishes and sends commands."""
+
+    def __init__(self, namespace: str, estop_topic: str):
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(f"driver_{uuid.uuid4().hex[:6]}", namespace=namespace, context=self.context)
+        self.images, self.states, self.tasks, self.events, self.status = [], [], [], [], []
+        self.node.create_subscription(Image, "camera/image_raw", self.images.append, RELIABLE)
+        self.node.create_subscription(JointState, "joint_states", self.states.append, RELIABLE)
+        self.node.create_subscription(Task, "task", self.tasks.append, LATCHED)
+        self.node.create_subscription(EpisodeEvent, "episode_event", self.events.append, RELIABLE)
+        self.node.create_subscription(StationStatus, "status", self.status.append, RELIABLE)
+        self.command = self.node.create_publisher(JointState, "joint_command", RELIABLE)
+        self.estop = self.node.create_publisher(EStop, estop_topic, LATCHED)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+
+    def observations(self):
+        """Joint states by stamp, first arrival kept: a waiting lockstep bridge re-sends the current one."""
+        seen = {}
+        for msg in self.states:
+            seen.setdefault((msg.header.stamp.sec, msg.header.stamp.nanosec), msg)
+        return list(seen.values())
+
+    def spin_until(self, predicate, timeout=20.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            self.executor.spin_once(timeout_sec=0.05)
+        return predicate()
+
+    def spin_for(self, seconds):
+        self.spin_until(lambda: False, seconds)
+
+    def send(self, values, stamp):
+        msg = JointState(name=["delta_x", "delta_y"], position=[float(v) for v in values])
+        msg.header.stamp = stamp
+        self.command.publish(msg)
+
+    def call(self, srv_type, name, **fields):
+        client = self.node.create_client(srv_type, name)
+        assert client.wait_for_service(timeout_sec=10)
+        future = client.call_async(srv_type.Request(**fields))
+        self.executor.spin_until_future_complete(future, timeout_sec=10)
+        return future.result()
+
+    def close(self):
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+@pytest.fixture()
+def station():
+    namespace = f"/station_{uuid.uuid4().hex[:6]}"
+    estop = f"/estop_{uuid.uuid4().hex[:6]}"  # a private e-stop topic, so parallel runs never halt each other
+    proc = subprocess.Popen([sys.executable, "-m", "sefm_sim_bridge.bridge_node", "--ros-args",
+                             "-r", f"__ns:={namespace}", "-r", f"/estop:={estop}",
+                             "-p", "image_width:=64", "-p", "image_height:=36", "-p", "max_steps:=4",
+                             "-p", "families:=block2block", "-p", "seed:=3"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    driver = Driver(namespace, estop)
+    yield driver, proc
+    driver.close()
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def test_lockstep_observation_command_cycle_and_episode_boundaries(station):
+    d, proc = station
+    assert d.spin_until(lambda: d.tasks and d.images and d.states), proc.stdout.read() if proc.poll() else "no data"
+    first = d.tasks[-1]
+    assert first.family == "block2block" and first.seed == 3 and first.instruction
+    img, st = d.images[-1], d.states[-1]
+    assert img.encoding == "rgb8" and (img.height, img.width) == (36, 64) and len(img.data) == 36 * 64 * 3
+    assert img.header.stamp == st.header.stamp  # one observation = frame + state with one stamp
+    assert list(st.name) == ["effector_x", "effector_y", "target_x", "target_y"]
+    # A command for the current observation steps the env exactly once.
+    for k in range(3):
+        obs = d.observations()
+        d.send([0.01, 0.0], obs[-1].header.stamp)
+        assert d.spin_until(lambda: len(d.observations()) == len(obs) + 1)
+        assert d.observations()[-1].position[2] == pytest.approx(obs[-1].position[2] + 0.01, abs=1e-6)
+    # A command answering an old observation is ignored.
+    n = len(d.observations())
+    d.send([0.01, 0.0], d.observations()[0].header.stamp)
+    d.spin_for(1.5)
+    assert len(d.observations()) == n
+    # The fourth action hits the step cap: END (timeout), then a new episode with the next seed.
+    d.send([0.0, 0.0], d.observations()[-1].header.stamp)
+    assert d.spin_until(lambda: len(d.tasks) >= 2 and any(e.event == EpisodeEvent.END for e in d.events))
+    end = next(e for e in d.events if e.event == EpisodeEvent.END)
+    assert end.outcome == EpisodeEvent.OUTCOME_TIMEOUT and end.num_steps == 4 and end.episode_id == first.episode_id
+    assert d.tasks[-1].episode_id == first.episode_id + 1 and d.tasks[-1].seed == 4
+    stamps = [s.header.stamp.sec * 10**9 + s.header.stamp.nanosec for s in d.observations()]
+    assert stamps == sorted(set(stamps))  # strictly increasing: the join key never names two observations
+
+
+def test_invalid_commands_are_rejected_and_the_robot_holds(station):
+    d, _ = station
+    assert d.spin_until(lambda: d.states)
+    obs = d.observations()
+    d.send([float("nan"), 0.0], obs[-1].header.stamp)
+    d.send([0.1, 0.1, 0.1], obs[-1].header.stamp)
+    d.spin_for(1.5)
+    assert len(d.observations()) == len(obs)
+    assert d.spin_until(lambda: d.status and "rejected command" in d.status[-1].message)
+    d.send([5.0, 0.0], obs[-1].header.stamp)  # out of range: clipped to 0.1, not rejected
+    assert d.spin_until(lambda: len(d.observations()) == len(obs) + 1)
+    assert d.observations()[-1].position[2] - obs[-1].position[2] <= 0.1 + 1e-6
+
+
+def test_estop_halts_and_pause_resume_are_honoured(station):
+    d, _ = station
+    assert d.spin_until(lambda: d.states)
+    stop = EStop(engaged=True, source="test", reason="hands in the workspace")
+    d.estop.publish(stop)
+    assert d.spin_until(lambda: any(e.outcome == EpisodeEvent.OUTCOME_ESTOP for e in d.events))
+    n = len(d.observations())
+    d.send([0.01, 0.0], d.observations()[-1].header.stamp)
+    d.spin_for(1.5)
+    assert len(d.observations()) == n  # nothing reaches the robot
+    assert d.spin_until(lambda: d.status and d.status[-1].state == StationStatus.STATE_ESTOPPED)
+    assert not d.call(ResumeStation, "resume", reason="too early").success
+    d.estop.publish(EStop(engaged=False, source="test", reason="clear"))
+    assert d.spin_until(lambda: d.status and d.status[-1].state == StationStatus.STATE_PAUSED)
+    assert d.call(ResumeStation, "resume", reason="clear").success
+    assert d.spin_until(lambda: d.tasks and len(d.tasks) >= 1)
+    n = len(d.observations())
+    d.send([0.01, 0.0], d.observations()[-1].header.stamp)
+    assert d.spin_until(lambda: len(d.observations()) == n + 1)
+    assert d.call(PauseStation, "pause", reason="look").success
+    d.send([0.01, 0.0], d.observations()[-1].header.stamp)
+    d.spin_for(1.5)
+    assert len(d.observations()) == n + 1
