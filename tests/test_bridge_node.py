@@ -72,23 +72,31 @@ class Driver:
         rclpy.shutdown(context=self.context)
 
 
-@pytest.fixture()
-def station():
+def launch(*params):
     namespace = f"/station_{uuid.uuid4().hex[:6]}"
     estop = f"/estop_{uuid.uuid4().hex[:6]}"  # a private e-stop topic, so parallel runs never halt each other
+    args = [a for p in ("image_width:=64", "image_height:=36", "families:=block2block", "seed:=3") + params
+            for a in ("-p", p)]
     proc = subprocess.Popen([sys.executable, "-m", "sefm_sim_bridge.bridge_node", "--ros-args",
-                             "-r", f"__ns:={namespace}", "-r", f"/estop:={estop}",
-                             "-p", "image_width:=64", "-p", "image_height:=36", "-p", "max_steps:=4",
-                             "-p", "families:=block2block", "-p", "seed:=3"],
+                             "-r", f"__ns:={namespace}", "-r", f"/estop:={estop}", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    driver = Driver(namespace, estop)
-    yield driver, proc
+    return Driver(namespace, estop), proc
+
+
+def stop(driver, proc):
     driver.close()
     proc.terminate()
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture()
+def station():
+    driver, proc = launch("max_steps:=4")
+    yield driver, proc
+    stop(driver, proc)
 
 
 def test_lockstep_observation_command_cycle_and_episode_boundaries(station):
@@ -158,3 +166,22 @@ def test_estop_halts_and_pause_resume_are_honoured(station):
     d.send([0.01, 0.0], d.observations()[-1].header.stamp)
     d.spin_for(1.5)
     assert len(d.observations()) == n + 1
+
+
+def test_realtime_mode_holds_the_last_command_and_the_watchdog_stops_the_robot():
+    d, proc = launch("mode:=realtime", "rate_hz:=20.0", "watchdog_timeout:=0.3", "max_steps:=1000")
+    try:
+        assert d.spin_until(lambda: len(d.observations()) > 5)  # observations flow without commands
+        target = lambda: d.observations()[-1].position[2]  # noqa: E731
+        x0 = target()
+        d.spin_for(0.5)
+        assert target() == pytest.approx(x0)  # no command: the watchdog holds position
+        d.send([-0.01, 0.0], d.observations()[-1].header.stamp)
+        assert d.spin_until(lambda: target() < x0 - 0.02, timeout=5)  # zero-order hold repeats it
+        d.spin_for(0.6)  # no new command: after 0.3 s the watchdog holds again
+        x1 = target()
+        d.spin_for(0.5)
+        assert target() == pytest.approx(x1)
+        assert d.spin_until(lambda: d.status and "watchdog" in d.status[-1].message)
+    finally:
+        stop(d, proc)

@@ -49,7 +49,7 @@ PARAMETERS = {  # name: (default, description)
     "max_steps": (200, "step cap per episode"),
     "seed": (0, "reset seed of the first episode; episode k uses seed + k"),
     "mode": ("lockstep", "lockstep: step when the command arrives; realtime: fixed rate, zero-order hold"),
-    "rate_hz": (10.0, "realtime mode: control rate"),
+    "rate_hz": (0.0, "realtime mode: control rate; 0 = the env's own (LanguageTable 10 Hz, ALOHA 50 Hz)"),
     "watchdog_timeout": (0.5, "realtime mode: hold position when no command arrived for this long (s)"),
     "station": ("", "station name in messages (default: the node's namespace)"),
 }
@@ -95,7 +95,8 @@ class BridgeNode(Node):
         self.message = ""
         self.start_episode()
         if self.mode == "realtime":
-            self.create_timer(1.0 / p["rate_hz"], self.realtime_tick)
+            rate = p["rate_hz"] or self.station.env.metadata["render_fps"]
+            self.create_timer(1.0 / rate, self.realtime_tick)
         else:
             self.create_timer(1.0, self.republish_if_waiting)
         self.create_timer(0.5, self.publish_status)
@@ -169,8 +170,12 @@ class BridgeNode(Node):
     def realtime_tick(self) -> None:
         fresh = (self.last_command is not None and
                  (self.get_clock().now().nanoseconds - self.last_command[1]) * 1e-9 < self.watchdog_timeout)
-        if not fresh and self.message != "watchdog: holding position":
-            self.message = "watchdog: holding position"
+        watchdog = "watchdog: no command for {:.1f} s, holding position".format(self.watchdog_timeout)
+        if not fresh and self.message != watchdog:
+            self.get_logger().warn(watchdog)
+            self.message = watchdog
+        elif fresh and self.message == watchdog:
+            self.message = "commands resumed"
         self.apply(self.last_command[0] if fresh else self.station.hold_command())
 
     def apply(self, command: np.ndarray) -> None:
