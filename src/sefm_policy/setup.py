@@ -17,6 +17,6 @@ setup(
     description='SEFM policy node: batched inference across stations, clipped actions, checksum-verified hot swap of policy versions.',
     license='Apache-2.0',
     entry_points={
-        'console_scripts': [],
+        'console_scripts': ['policy = sefm_policy.policy_node:main'],
     },
 )

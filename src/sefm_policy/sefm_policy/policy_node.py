@@ -1,0 +1,238 @@
+"""The policy node: acts for one or many stations with the current policy version.
+
+For each station namespace in `stations`:
+  subscribes camera/image_raw, joint_states (joined by header stamp), task (latched)
+  publishes  joint_command (sensor_msgs/JointState, header.stamp = the observation answered)
+             action        (PolicyAction: tokens, log-prob, policy version, observation stamp)
+Globally:
+  subscribes /policy/version (PolicyVersion, latched): loads the checkpoint in the
+             background, verifies its sha256, and gives it to each station when
+             that station's next episode starts (never mid-episode, never half-loaded).
+
+Observations that are ready at the same time are batched into one forward pass.
+Every action is decoded from tokens inside the action bounds, checked finite and
+clipped again before it is published.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import numpy as np
+import rclpy
+import rclpy.executors
+import torch
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image, JointState
+
+from sefm_core import checkpoint
+from sefm_interfaces.msg import PolicyAction, PolicyVersion, Task
+
+RELIABLE = lambda depth: QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)  # noqa: E731
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+ENCODINGS = ("rgb8", "bgr8")
+
+PARAMETERS = {
+    "checkpoint": ("", "checkpoint directory of policy version 0 (later versions arrive on /policy/version)"),
+    "stations": ("station_0", "comma-separated station namespaces this node acts for"),
+    "greedy": (False, "true: argmax actions (evaluation); false: sample (practice)"),
+    "command_names": ("delta_x,delta_y", "names written into joint_command, in action order"),
+    "batch_wait": (0.005, "seconds to wait for more stations' observations before a forward pass"),
+    "seed": (0, "sampling seed"),
+}
+
+
+def image_to_array(msg: Image) -> np.ndarray:
+    """sensor_msgs/Image -> (H, W, 3) uint8 RGB; a clear error for anything else."""
+    if msg.encoding not in ENCODINGS:
+        raise ValueError(f"unsupported image encoding {msg.encoding!r}; the policy takes {', '.join(ENCODINGS)}")
+    expected = msg.height * msg.step
+    if len(msg.data) != expected or msg.step < msg.width * 3:
+        raise ValueError(f"image data of {len(msg.data)} bytes does not match {msg.height} rows x step {msg.step}")
+    rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
+    rgb = rows[:, :msg.width * 3].reshape(msg.height, msg.width, 3)
+    return rgb[..., ::-1].copy() if msg.encoding == "bgr8" else rgb
+
+
+class StationView:
+    def __init__(self, name: str):
+        self.name = name
+        self.images: dict[tuple[int, int], np.ndarray] = {}
+        self.states: dict[tuple[int, int], np.ndarray] = {}
+        self.task: Task | None = None
+        self.version: int | None = None       # the policy version of the current episode
+        self.answered: set[tuple[int, int]] = set()
+        self.first_seen = 0.0
+        self.step = 0                          # observations answered in the current episode
+
+    def ready(self):
+        """The newest observation with frame, state and task, not answered yet."""
+        if self.task is None:
+            return None
+        stamps = sorted(set(self.images) & set(self.states) - self.answered)
+        return stamps[-1] if stamps else None
+
+
+class PolicyNode(Node):
+    def __init__(self, **parameter_overrides):
+        super().__init__("policy", parameter_overrides=[Parameter(k, value=v) for k, v in parameter_overrides.items()])
+        for name, (default, description) in PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=description))
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        if not p["checkpoint"]:
+            raise ValueError("parameter checkpoint is required (a Stage-1 checkpoint directory)")
+        self.greedy, self.batch_wait = p["greedy"], p["batch_wait"]
+        self.command_names = [n for n in p["command_names"].split(",") if n]
+        model, meta = checkpoint.load(p["checkpoint"])
+        self.models = {0: (model.eval(), meta["weights_sha256"])}
+        self.latest = 0
+        self.pending: tuple[int, object] | None = None
+        self.lock = threading.Lock()
+        self.generator = torch.Generator().manual_seed(p["seed"])
+        self.views: dict[str, StationView] = {}
+        self.cmd_pubs, self.action_pubs = {}, {}
+        for name in (s.strip().strip("/") for s in p["stations"].split(",") if s.strip()):
+            view = self.views[name] = StationView(name)
+            self.create_subscription(Image, f"/{name}/camera/image_raw", lambda m, v=view: self.on_image(v, m),
+                                     RELIABLE(5))
+            self.create_subscription(JointState, f"/{name}/joint_states", lambda m, v=view: self.on_state(v, m),
+                                     RELIABLE(10))
+            self.create_subscription(Task, f"/{name}/task", lambda m, v=view: self.on_task(v, m), LATCHED)
+            self.cmd_pubs[name] = self.create_publisher(JointState, f"/{name}/joint_command", RELIABLE(10))
+            self.action_pubs[name] = self.create_publisher(PolicyAction, f"/{name}/action", RELIABLE(50))
+        self.create_subscription(PolicyVersion, "/policy/version", self.on_version, LATCHED)
+        self.create_timer(0.002, self.maybe_act)
+        self.get_logger().info(f"acting for {', '.join(self.views)} with {p['checkpoint']} (version 0)")
+
+    # --- inputs -----------------------------------------------------------------------------
+
+    def on_image(self, view: StationView, msg: Image) -> None:
+        try:
+            view.images[_key(msg.header.stamp)] = image_to_array(msg)
+        except ValueError as exc:
+            self.get_logger().error(f"{view.name}: {exc}", throttle_duration_sec=5.0)
+            return
+        view.first_seen = view.first_seen or time.monotonic()
+        _trim(view.images)
+
+    def on_state(self, view: StationView, msg: JointState) -> None:
+        view.states[_key(msg.header.stamp)] = np.asarray(msg.position, dtype=np.float32)
+        _trim(view.states)
+
+    def on_task(self, view: StationView, msg: Task) -> None:
+        view.task, view.step = msg, 0
+        with self.lock:  # a new episode starts on the newest complete policy version
+            self._adopt_pending()
+            view.version = self.latest
+        self._drop_unused_versions()
+
+    def on_version(self, msg: PolicyVersion) -> None:
+        if msg.version in self.models or (self.pending and self.pending[0] == msg.version):
+            return
+        uri = msg.checkpoint_uri.removeprefix("file://")
+        threading.Thread(target=self._load, args=(msg.version, uri, msg.sha256), daemon=True).start()
+
+    def _load(self, version: int, path: str, sha256: str) -> None:
+        try:
+            model, _ = checkpoint.load(path, expected_sha256=sha256)
+        except Exception as exc:  # a bad checkpoint must never replace a working policy
+            self.get_logger().error(f"policy version {version} rejected: {exc}")
+            return
+        with self.lock:
+            self.pending = (version, (model.eval(), sha256))
+        self.get_logger().info(f"policy version {version} loaded and verified; used from each station's next episode")
+
+    def _adopt_pending(self) -> None:
+        if self.pending and self.pending[0] > self.latest:
+            version, entry = self.pending
+            self.models[version], self.latest, self.pending = entry, version, None
+
+    def _drop_unused_versions(self) -> None:
+        in_use = {v.version for v in self.views.values()} | {self.latest}
+        for version in [v for v in self.models if v not in in_use]:
+            del self.models[version]
+
+    # --- acting ---------------------------------------------------------------------------------
+
+    def maybe_act(self) -> None:
+        ready = {name: v.ready() for name, v in self.views.items()}
+        ready = {name: key for name, key in ready.items() if key is not None}
+        if not ready:
+            return
+        waiting = [v for v in self.views.values() if v.task is not None and v.name not in ready]
+        oldest = min(self.views[n].first_seen for n in ready)
+        if waiting and time.monotonic() - oldest < self.batch_wait:
+            return  # give the other stations a moment to join the batch
+        by_version: dict[int, list[tuple[str, tuple[int, int]]]] = {}
+        for name, key in ready.items():
+            by_version.setdefault(self.views[name].version, []).append((name, key))
+        for version, items in by_version.items():
+            self.act(version, items)
+
+    def act(self, version: int, items) -> None:
+        model = self.models[version][0]
+        views = [self.views[n] for n, _ in items]
+        images = torch.from_numpy(np.stack([v.images[k] for v, (_, k) in zip(views, items)]))
+        proprio = torch.from_numpy(np.stack([v.states[k] for v, (_, k) in zip(views, items)]))
+        texts = [v.task.instruction for v in views]
+        tokens, actions, logp, _ = model.act(images, texts, proprio, greedy=self.greedy, generator=self.generator)
+        low, high = model.tokenizer.low, model.tokenizer.high
+        for view, (name, key), tok, action, lp in zip(views, items, tokens.numpy(), actions, logp.numpy()):
+            view.answered.add(key)
+            _trim_set(view.answered)
+            view.first_seen = 0.0
+            if not np.all(np.isfinite(action)):
+                self.get_logger().error(f"{name}: non-finite action {action}; not sent")
+                continue
+            action = np.clip(action, low, high)
+            stamp = _to_time(key)
+            command = JointState(name=self.command_names, position=action.astype(float).tolist())
+            command.header.stamp = stamp
+            self.cmd_pubs[name].publish(command)
+            msg = PolicyAction(observation_stamp=stamp, episode_id=view.task.episode_id, step=view.step,
+                               values=action.astype(np.float32).tolist(), tokens=tok.astype(np.int32).tolist(),
+                               log_prob=float(lp), policy_version=version, greedy=self.greedy)
+            view.step += 1
+            msg.header.stamp = self.get_clock().now().to_msg()
+            self.action_pubs[name].publish(msg)
+
+
+def _key(stamp) -> tuple[int, int]:
+    return (stamp.sec, stamp.nanosec)
+
+
+def _to_time(key):
+    from builtin_interfaces.msg import Time
+
+    return Time(sec=key[0], nanosec=key[1])
+
+
+def _trim(d: dict, keep: int = 8) -> None:
+    for k in sorted(d)[:-keep]:
+        del d[k]
+
+
+def _trim_set(s: set, keep: int = 64) -> None:
+    for k in sorted(s)[:-keep]:
+        s.discard(k)
+
+
+def main(argv=None) -> int:
+    rclpy.init(args=argv)
+    node = PolicyNode()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""The policy node drives a bridge station over DDS and hot-swaps verified policy versions between episodes."""
+import subprocess
+import sys
+import uuid
+
+import pytest
+import torch
+
+from sefm_core import checkpoint
+from sefm_core.model import EFM, ModelConfig
+from sefm_interfaces.msg import PolicyAction, PolicyVersion
+from test_bridge_node import LATCHED, RELIABLE, Driver, stop
+
+
+def tiny_checkpoint(path, seed):
+    torch.manual_seed(seed)
+    return checkpoint.save(EFM(ModelConfig(backbone="pretrained", channels=16, hidden=32)), path, {"step": seed})
+
+
+def test_policy_acts_for_the_station_and_swaps_versions_between_episodes(tmp_path):
+    sha0 = tiny_checkpoint(tmp_path / "v0", 0)
+    sha1 = tiny_checkpoint(tmp_path / "v1", 1)
+    ns = f"station_{uuid.uuid4().hex[:6]}"
+    estop, version_topic = f"/estop_{uuid.uuid4().hex[:6]}", f"/policy_version_{uuid.uuid4().hex[:6]}"
+    bridge = subprocess.Popen([sys.executable, "-m", "sefm_sim_bridge.bridge_node", "--ros-args",
+                               "-r", f"__ns:=/{ns}", "-r", f"/estop:={estop}", "-p", "image_width:=64",
+                               "-p", "image_height:=36", "-p", "max_steps:=6", "-p", "families:=point2block"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    policy = subprocess.Popen([sys.executable, "-m", "sefm_policy.policy_node", "--ros-args",
+                               "-r", f"/policy/version:={version_topic}", "-p", f"checkpoint:={tmp_path / 'v0'}",
+                               "-p", f"stations:={ns}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    d = Driver(f"/{ns}", estop)
+    actions = []
+    d.node.create_subscription(PolicyAction, "action", actions.append, RELIABLE)
+    versions = d.node.create_publisher(PolicyVersion, version_topic, LATCHED)
+    try:
+        ok = d.spin_until(lambda: len(actions) >= 8, timeout=90)
+        assert ok, policy.stdout.read() if policy.poll() is not None else "no actions"
+        observed = {(s.header.stamp.sec, s.header.stamp.nanosec) for s in d.states}
+        for a in actions:
+            assert (a.observation_stamp.sec, a.observation_stamp.nanosec) in observed  # exact join key
+            assert all(-0.1 <= v <= 0.1 for v in a.values) and len(a.tokens) == 2
+            assert a.log_prob <= 0.0 and a.policy_version == 0 and not a.greedy
+        first_episode = [a.step for a in actions if a.episode_id == actions[0].episode_id]
+        assert first_episode == list(range(len(first_episode)))
+        # A corrupted version is rejected; a verified one is used from the next episode on.
+        versions.publish(PolicyVersion(version=2, checkpoint_uri=f"file://{tmp_path / 'v1'}", sha256="0" * 64))
+        versions.publish(PolicyVersion(version=1, checkpoint_uri=f"file://{tmp_path / 'v1'}", sha256=sha1))
+        assert d.spin_until(lambda: any(a.policy_version == 1 for a in actions), timeout=90)
+        d.spin_for(2.0)
+        by_episode = {}
+        for a in actions:
+            by_episode.setdefault(a.episode_id, set()).add(a.policy_version)
+        assert all(len(v) == 1 for v in by_episode.values()), by_episode  # never a swap mid-episode
+        assert not any(a.policy_version == 2 for a in actions)
+        assert sha0 != sha1
+    finally:
+        stop(d, bridge)
+        policy.terminate()
+        try:
+            policy.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            policy.kill()
+
+
+def test_unsupported_image_encodings_are_clear_errors():
+    from sensor_msgs.msg import Image
+
+    from sefm_policy.policy_node import image_to_array
+
+    rgb = Image(height=2, width=2, encoding="rgb8", step=6, data=bytes(range(12)))
+    assert image_to_array(rgb).shape == (2, 2, 3)
+    bgr = Image(height=2, width=2, encoding="bgr8", step=6, data=bytes(range(12)))
+    assert image_to_array(bgr)[0, 0].tolist() == [2, 1, 0]
+    with pytest.raises(ValueError, match="unsupported image encoding 'mono16'"):
+        image_to_array(Image(height=2, width=2, encoding="mono16", step=4, data=bytes(8)))
+    with pytest.raises(ValueError, match="does not match"):
+        image_to_array(Image(height=2, width=2, encoding="rgb8", step=6, data=bytes(5)))
