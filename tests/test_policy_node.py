@@ -66,7 +66,7 @@ def test_policy_acts_for_the_station_and_swaps_versions_between_episodes(tmp_pat
 def test_unsupported_image_encodings_are_clear_errors():
     from sensor_msgs.msg import Image
 
-    from sefm_policy.policy_node import image_to_array
+    from sefm_ros.common import image_to_array
 
     rgb = Image(height=2, width=2, encoding="rgb8", step=6, data=bytes(range(12)))
     assert image_to_array(rgb).shape == (2, 2, 3)

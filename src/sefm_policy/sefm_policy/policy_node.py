@@ -26,15 +26,11 @@ import torch
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 
 from sefm_core import checkpoint
 from sefm_interfaces.msg import PolicyAction, PolicyVersion, Task
-
-RELIABLE = lambda depth: QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)  # noqa: E731
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-ENCODINGS = ("rgb8", "bgr8")
+from sefm_ros.common import LATCHED, StationObservations, reliable, time_of
 
 PARAMETERS = {
     "checkpoint": ("", "checkpoint directory of policy version 0 (later versions arrive on /policy/version)"),
@@ -46,34 +42,16 @@ PARAMETERS = {
 }
 
 
-def image_to_array(msg: Image) -> np.ndarray:
-    """sensor_msgs/Image -> (H, W, 3) uint8 RGB; a clear error for anything else."""
-    if msg.encoding not in ENCODINGS:
-        raise ValueError(f"unsupported image encoding {msg.encoding!r}; the policy takes {', '.join(ENCODINGS)}")
-    expected = msg.height * msg.step
-    if len(msg.data) != expected or msg.step < msg.width * 3:
-        raise ValueError(f"image data of {len(msg.data)} bytes does not match {msg.height} rows x step {msg.step}")
-    rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
-    rgb = rows[:, :msg.width * 3].reshape(msg.height, msg.width, 3)
-    return rgb[..., ::-1].copy() if msg.encoding == "bgr8" else rgb
-
-
-class StationView:
+class StationView(StationObservations):
     def __init__(self, name: str):
-        self.name = name
-        self.images: dict[tuple[int, int], np.ndarray] = {}
-        self.states: dict[tuple[int, int], np.ndarray] = {}
-        self.task: Task | None = None
+        super().__init__(name)
         self.version: int | None = None       # the policy version of the current episode
-        self.answered: set[tuple[int, int]] = set()
-        self.first_seen = 0.0
         self.step = 0                          # observations answered in the current episode
+        self.first_seen = 0.0                  # when the oldest unanswered observation arrived
 
     def ready(self):
-        """The newest observation with frame, state and task, not answered yet."""
-        if self.task is None:
-            return None
-        stamps = sorted(set(self.images) & set(self.states) - self.answered)
+        """The newest complete observation not answered yet (older ones are stale for acting)."""
+        stamps = self.pending()
         return stamps[-1] if stamps else None
 
 
@@ -98,12 +76,12 @@ class PolicyNode(Node):
         for name in (s.strip().strip("/") for s in p["stations"].split(",") if s.strip()):
             view = self.views[name] = StationView(name)
             self.create_subscription(Image, f"/{name}/camera/image_raw", lambda m, v=view: self.on_image(v, m),
-                                     RELIABLE(5))
-            self.create_subscription(JointState, f"/{name}/joint_states", lambda m, v=view: self.on_state(v, m),
-                                     RELIABLE(10))
+                                     reliable(5))
+            self.create_subscription(JointState, f"/{name}/joint_states", lambda m, v=view: v.add_state(m),
+                                     reliable(10))
             self.create_subscription(Task, f"/{name}/task", lambda m, v=view: self.on_task(v, m), LATCHED)
-            self.cmd_pubs[name] = self.create_publisher(JointState, f"/{name}/joint_command", RELIABLE(10))
-            self.action_pubs[name] = self.create_publisher(PolicyAction, f"/{name}/action", RELIABLE(50))
+            self.cmd_pubs[name] = self.create_publisher(JointState, f"/{name}/joint_command", reliable(10))
+            self.action_pubs[name] = self.create_publisher(PolicyAction, f"/{name}/action", reliable(50))
         self.create_subscription(PolicyVersion, "/policy/version", self.on_version, LATCHED)
         self.create_timer(0.002, self.maybe_act)
         self.get_logger().info(f"acting for {', '.join(self.views)} with {p['checkpoint']} (version 0)")
@@ -112,16 +90,11 @@ class PolicyNode(Node):
 
     def on_image(self, view: StationView, msg: Image) -> None:
         try:
-            view.images[_key(msg.header.stamp)] = image_to_array(msg)
+            view.add_image(msg)
         except ValueError as exc:
             self.get_logger().error(f"{view.name}: {exc}", throttle_duration_sec=5.0)
             return
         view.first_seen = view.first_seen or time.monotonic()
-        _trim(view.images)
-
-    def on_state(self, view: StationView, msg: JointState) -> None:
-        view.states[_key(msg.header.stamp)] = np.asarray(msg.position, dtype=np.float32)
-        _trim(view.states)
 
     def on_task(self, view: StationView, msg: Task) -> None:
         view.task, view.step = msg, 0
@@ -182,14 +155,13 @@ class PolicyNode(Node):
         tokens, actions, logp, _ = model.act(images, texts, proprio, greedy=self.greedy, generator=self.generator)
         low, high = model.tokenizer.low, model.tokenizer.high
         for view, (name, key), tok, action, lp in zip(views, items, tokens.numpy(), actions, logp.numpy()):
-            view.answered.add(key)
-            _trim_set(view.answered)
+            view.mark_done(key)
             view.first_seen = 0.0
             if not np.all(np.isfinite(action)):
                 self.get_logger().error(f"{name}: non-finite action {action}; not sent")
                 continue
             action = np.clip(action, low, high)
-            stamp = _to_time(key)
+            stamp = time_of(key)
             command = JointState(name=self.command_names, position=action.astype(float).tolist())
             command.header.stamp = stamp
             self.cmd_pubs[name].publish(command)
@@ -199,26 +171,6 @@ class PolicyNode(Node):
             view.step += 1
             msg.header.stamp = self.get_clock().now().to_msg()
             self.action_pubs[name].publish(msg)
-
-
-def _key(stamp) -> tuple[int, int]:
-    return (stamp.sec, stamp.nanosec)
-
-
-def _to_time(key):
-    from builtin_interfaces.msg import Time
-
-    return Time(sec=key[0], nanosec=key[1])
-
-
-def _trim(d: dict, keep: int = 8) -> None:
-    for k in sorted(d)[:-keep]:
-        del d[k]
-
-
-def _trim_set(s: set, keep: int = 64) -> None:
-    for k in sorted(s)[:-keep]:
-        s.discard(k)
 
 
 def main(argv=None) -> int:

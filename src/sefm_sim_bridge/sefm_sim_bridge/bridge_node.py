@@ -27,17 +27,14 @@ import rclpy
 import rclpy.executors
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rcl_interfaces.msg import ParameterDescriptor
 from sensor_msgs.msg import Image, JointState
 
 from sefm_interfaces.msg import EpisodeEvent, EStop, StationStatus, StepsToGo, Task
 from sefm_interfaces.srv import AbortEpisode, PauseStation, ResetStation, ResumeStation
+from sefm_ros.common import LATCHED, ns_of, reliable, time_of
 from sefm_sim_bridge.envs.validation import InvalidActionError
 from sefm_sim_bridge.station import Station, StationConfig
-
-RELIABLE = lambda depth: QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)  # noqa: E731
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 PARAMETERS = {  # name: (default, description)
     "env": ("language_table", "simulated robot: language_table or aloha"),
@@ -73,13 +70,13 @@ class BridgeNode(Node):
                                              seed=p["seed"]))
         self.watchdog_timeout = p["watchdog_timeout"]
 
-        self.image_pub = self.create_publisher(Image, "camera/image_raw", RELIABLE(2))
-        self.state_pub = self.create_publisher(JointState, "joint_states", RELIABLE(10))
+        self.image_pub = self.create_publisher(Image, "camera/image_raw", reliable(2))
+        self.state_pub = self.create_publisher(JointState, "joint_states", reliable(10))
         self.task_pub = self.create_publisher(Task, "task", LATCHED)
-        self.event_pub = self.create_publisher(EpisodeEvent, "episode_event", RELIABLE(50))
-        self.status_pub = self.create_publisher(StationStatus, "status", RELIABLE(1))
-        self.create_subscription(JointState, "joint_command", self.on_command, RELIABLE(10))
-        self.create_subscription(StepsToGo, "steps_to_go", self.on_steps_to_go, RELIABLE(50))
+        self.event_pub = self.create_publisher(EpisodeEvent, "episode_event", reliable(50))
+        self.status_pub = self.create_publisher(StationStatus, "status", reliable(1))
+        self.create_subscription(JointState, "joint_command", self.on_command, reliable(10))
+        self.create_subscription(StepsToGo, "steps_to_go", self.on_steps_to_go, reliable(50))
         self.create_subscription(EStop, "/estop", self.on_estop, LATCHED)
         self.create_service(ResetStation, "reset", self.on_reset)
         self.create_service(PauseStation, "pause", self.on_pause)
@@ -128,7 +125,7 @@ class BridgeNode(Node):
                              outcome=outcome, num_steps=self.steps, env_success=bool(self.station.info.get("success")),
                              detail=detail)
         event.header.stamp = self.get_clock().now().to_msg()
-        event.last_observation_stamp = _to_time(self.obs_stamp_ns)
+        event.last_observation_stamp = time_of(self.obs_stamp_ns)
         self.event_pub.publish(event)
 
     # --- observations -----------------------------------------------------------------------
@@ -136,13 +133,13 @@ class BridgeNode(Node):
     def next_stamp(self):
         """A stamp strictly later than the last observation's: the key every learning message joins on."""
         self.obs_stamp_ns = max(self.get_clock().now().nanoseconds, self.obs_stamp_ns + 1)
-        return _to_time(self.obs_stamp_ns)
+        return time_of(self.obs_stamp_ns)
 
     def republish_if_waiting(self) -> None:
         """Lockstep: send the current observation again (same stamp) while no command has come for it,
         so a policy that subscribed late, or missed the message, still gets to act."""
         if self.get_clock().now().nanoseconds - self.obs_stamp_ns > 1_000_000_000:
-            self.publish_observation(_to_time(self.obs_stamp_ns))
+            self.publish_observation(time_of(self.obs_stamp_ns))
 
     def publish_observation(self, stamp) -> None:
         rgb = self.station.obs.get("rgb")
@@ -163,7 +160,7 @@ class BridgeNode(Node):
         if self.mode == "realtime":
             self.last_command = (np.asarray(msg.position, dtype=np.float64), self.get_clock().now().nanoseconds)
             return
-        if _ns(msg.header.stamp) != self.obs_stamp_ns:
+        if ns_of(msg.header.stamp) != self.obs_stamp_ns:
             return  # answers an older observation: lockstep waits for the current one
         self.apply(np.asarray(msg.position, dtype=np.float64))
 
@@ -198,7 +195,7 @@ class BridgeNode(Node):
             self.publish_observation(self.next_stamp())
 
     def on_steps_to_go(self, msg: StepsToGo) -> None:
-        if msg.success and msg.episode_id == self.station.episode and _ns(msg.observation_stamp) == self.obs_stamp_ns:
+        if msg.success and msg.episode_id == self.station.episode and ns_of(msg.observation_stamp) == self.obs_stamp_ns:
             if self.station.info.get("success"):
                 self.env_successes += 1
             self.end_episode(EpisodeEvent.OUTCOME_SUCCESS_DETECTED,
@@ -255,16 +252,6 @@ class BridgeNode(Node):
     def destroy_node(self):
         self.station.close()
         return super().destroy_node()
-
-
-def _to_time(ns: int):
-    from builtin_interfaces.msg import Time
-
-    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
-
-
-def _ns(stamp) -> int:
-    return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
 def main(argv=None) -> int:

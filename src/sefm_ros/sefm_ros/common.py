@@ -1,0 +1,77 @@
+"""QoS profiles, stamps, image conversion and the per-station observation join."""
+from __future__ import annotations
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+
+from sefm_interfaces.msg import Task
+
+# Deliberate QoS (ARCHITECTURE.md): everything reliable; latched topics keep their last message for late joiners.
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+ENCODINGS = ("rgb8", "bgr8")
+
+
+def reliable(depth: int) -> QoSProfile:
+    return QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def stamp_key(stamp) -> tuple[int, int]:
+    return (stamp.sec, stamp.nanosec)
+
+
+def ns_of(stamp) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+def time_of(ns_or_key) -> Time:
+    if isinstance(ns_or_key, tuple):
+        return Time(sec=ns_or_key[0], nanosec=ns_or_key[1])
+    return Time(sec=ns_or_key // 1_000_000_000, nanosec=ns_or_key % 1_000_000_000)
+
+
+def image_to_array(msg: Image) -> np.ndarray:
+    """sensor_msgs/Image -> (H, W, 3) uint8 RGB; a clear error for anything else."""
+    if msg.encoding not in ENCODINGS:
+        raise ValueError(f"unsupported image encoding {msg.encoding!r}; the nodes take {', '.join(ENCODINGS)}")
+    if len(msg.data) != msg.height * msg.step or msg.step < msg.width * 3:
+        raise ValueError(f"image data of {len(msg.data)} bytes does not match {msg.height} rows x step {msg.step}")
+    rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
+    rgb = rows[:, :msg.width * 3].reshape(msg.height, msg.width, 3)
+    return rgb[..., ::-1].copy() if msg.encoding == "bgr8" else rgb
+
+
+class StationObservations:
+    """One station's recent camera frames and joint states, joined exactly by header stamp, and its task."""
+
+    def __init__(self, name: str, keep: int = 8):
+        self.name, self.keep = name, keep
+        self.images: dict[tuple[int, int], np.ndarray] = {}
+        self.states: dict[tuple[int, int], np.ndarray] = {}
+        self.task: Task | None = None
+        self.done: set[tuple[int, int]] = set()
+
+    def add_image(self, msg: Image) -> None:
+        self.images[stamp_key(msg.header.stamp)] = image_to_array(msg)
+        _trim(self.images, self.keep)
+
+    def add_state(self, msg) -> None:
+        self.states[stamp_key(msg.header.stamp)] = np.asarray(msg.position, dtype=np.float32)
+        _trim(self.states, self.keep)
+
+    def pending(self) -> list[tuple[int, int]]:
+        """Stamps with both frame and state, not handled yet, oldest first (none before a task is known)."""
+        if self.task is None:
+            return []
+        return sorted(set(self.images) & set(self.states) - self.done)
+
+    def mark_done(self, key: tuple[int, int]) -> None:
+        self.done.add(key)
+        for k in sorted(self.done)[:-8 * self.keep]:
+            self.done.discard(k)
+
+
+def _trim(d: dict, keep: int) -> None:
+    for k in sorted(d)[:-keep]:
+        del d[k]
