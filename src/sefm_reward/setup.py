@@ -17,6 +17,6 @@ setup(
     description='SEFM reward node: a frozen Stage-1 model turns steps-to-go into dense rewards and success detection.',
     license='Apache-2.0',
     entry_points={
-        'console_scripts': [],
+        'console_scripts': ['reward = sefm_reward.reward_node:main'],
     },
 )

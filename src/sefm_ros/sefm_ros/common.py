@@ -61,10 +61,15 @@ class StationObservations:
         _trim(self.states, self.keep)
 
     def pending(self) -> list[tuple[int, int]]:
-        """Stamps with both frame and state, not handled yet, oldest first (none before a task is known)."""
+        """Stamps of the current episode with both frame and state, not handled yet, oldest first.
+
+        An episode's observations are stamped at or after its task; older ones
+        (a late message of the previous episode) are never handed out.
+        """
         if self.task is None:
             return []
-        return sorted(set(self.images) & set(self.states) - self.done)
+        start = stamp_key(self.task.header.stamp)
+        return sorted(k for k in set(self.images) & set(self.states) - self.done if k >= start)
 
     def mark_done(self, key: tuple[int, int]) -> None:
         self.done.add(key)

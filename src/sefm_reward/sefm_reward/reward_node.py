@@ -1,0 +1,111 @@
+"""The reward node: a frozen Stage-1 model scores every observation of every station.
+
+For each station namespace in `stations`:
+  subscribes camera/image_raw, joint_states (joined by header stamp), task (latched)
+  publishes  steps_to_go (StepsToGo) for every observation, in order:
+             d(o_t, g), reward d(o_{t-1}, g) - d(o_t, g) (none at step 0), success = d <= s
+
+The bridge ends the episode on a detected success. The model is loaded once
+and never updated: the reward cannot drift while the policy trains.
+"""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import rclpy
+import rclpy.executors
+import torch
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image, JointState
+
+from sefm_core import checkpoint
+from sefm_core.steps_to_go import detect_success, reward
+from sefm_interfaces.msg import StepsToGo, Task
+from sefm_ros.common import LATCHED, StationObservations, reliable, time_of
+
+PARAMETERS = {
+    "checkpoint": ("", "the frozen Stage-1 checkpoint directory"),
+    "stations": ("station_0", "comma-separated station namespaces to score"),
+    "success_threshold": (1.0, "s: an observation with d(o, g) <= s counts as success"),
+}
+
+
+class Scored(StationObservations):
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.previous_d: float | None = None   # d of the episode's previous observation
+        self.step = 0
+
+
+class RewardNode(Node):
+    def __init__(self, **parameter_overrides):
+        super().__init__("reward", parameter_overrides=[Parameter(k, value=v) for k, v in parameter_overrides.items()])
+        for name, (default, description) in PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=description))
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        if not p["checkpoint"]:
+            raise ValueError("parameter checkpoint is required (the frozen Stage-1 checkpoint)")
+        self.model, meta = checkpoint.load(p["checkpoint"])
+        self.model.eval().requires_grad_(False)
+        self.sha256 = meta["weights_sha256"]
+        self.threshold = float(p["success_threshold"])
+        self.stations: dict[str, Scored] = {}
+        self.pubs = {}
+        for name in (s.strip().strip("/") for s in p["stations"].split(",") if s.strip()):
+            view = self.stations[name] = Scored(name)
+            self.create_subscription(Image, f"/{name}/camera/image_raw", lambda m, v=view: self.on_image(v, m),
+                                     reliable(5))
+            self.create_subscription(JointState, f"/{name}/joint_states", lambda m, v=view: v.add_state(m),
+                                     reliable(10))
+            self.create_subscription(Task, f"/{name}/task", lambda m, v=view: self.on_task(v, m), LATCHED)
+            self.pubs[name] = self.create_publisher(StepsToGo, f"/{name}/steps_to_go", reliable(50))
+        self.create_timer(0.002, self.score)
+        self.get_logger().info(f"scoring {', '.join(self.stations)} with frozen {p['checkpoint']} "
+                               f"(sha256 {self.sha256[:12]}), success at d <= {self.threshold}")
+
+    def on_image(self, view: Scored, msg: Image) -> None:
+        try:
+            view.add_image(msg)
+        except ValueError as exc:
+            self.get_logger().error(f"{view.name}: {exc}", throttle_duration_sec=5.0)
+
+    def on_task(self, view: Scored, msg: Task) -> None:
+        view.task, view.previous_d, view.step = msg, None, 0
+
+    def score(self) -> None:
+        batch = [(v, k) for v in self.stations.values() for k in v.pending()]
+        if not batch:
+            return
+        images = torch.from_numpy(np.stack([v.images[k] for v, k in batch]))
+        proprio = torch.from_numpy(np.stack([v.states[k] for v, k in batch]))
+        d = self.model.steps_to_go(images, [v.task.instruction for v, _ in batch], proprio).numpy()
+        for (view, key), d_t in zip(batch, d):  # oldest first: rewards follow the episode's order
+            view.mark_done(key)
+            msg = StepsToGo(observation_stamp=time_of(key), episode_id=view.task.episode_id, step=view.step,
+                            expected_steps_to_go=float(d_t), success=bool(detect_success(d_t, self.threshold)),
+                            success_threshold=self.threshold, reward_model_sha256=self.sha256)
+            if view.previous_d is not None:
+                msg.reward, msg.has_reward = float(reward(view.previous_d, d_t)), True
+            msg.header.stamp = self.get_clock().now().to_msg()
+            self.pubs[view.name].publish(msg)
+            view.previous_d, view.step = float(d_t), view.step + 1
+
+
+def main(argv=None) -> int:
+    rclpy.init(args=argv)
+    node = RewardNode()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""The reward node scores every observation of a real bridge station; a detected success ends the episode."""
+import subprocess
+import sys
+import uuid
+
+from sefm_interfaces.msg import EpisodeEvent, StepsToGo
+from test_bridge_node import RELIABLE, Driver, stop
+from test_policy_node import tiny_checkpoint
+
+
+def run_station(tmp_path, threshold):
+    sha = tiny_checkpoint(tmp_path / "frozen", 0)
+    ns, estop = f"station_{uuid.uuid4().hex[:6]}", f"/estop_{uuid.uuid4().hex[:6]}"
+    bridge = subprocess.Popen([sys.executable, "-m", "sefm_sim_bridge.bridge_node", "--ros-args",
+                               "-r", f"__ns:=/{ns}", "-r", f"/estop:={estop}", "-p", "image_width:=64",
+                               "-p", "image_height:=36", "-p", "max_steps:=50", "-p", "families:=block2block"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    reward = subprocess.Popen([sys.executable, "-m", "sefm_reward.reward_node", "--ros-args",
+                               "-p", f"checkpoint:={tmp_path / 'frozen'}", "-p", f"stations:={ns}",
+                               "-p", f"success_threshold:={threshold}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    d = Driver(f"/{ns}", estop)
+    scores = []
+    d.node.create_subscription(StepsToGo, "steps_to_go", scores.append, RELIABLE)
+    return d, bridge, reward, scores, sha
+
+
+def test_every_observation_gets_d_and_the_reward_of_the_step_into_it(tmp_path):
+    d, bridge, reward, scores, sha = run_station(tmp_path, -1.0)  # never a success
+    try:
+        assert d.spin_until(lambda: scores, timeout=90), reward.stdout.read() if reward.poll() is not None else ""
+        for _ in range(3):
+            n = len(scores)
+            d.send([0.02, 0.0], d.observations()[-1].header.stamp)
+            assert d.spin_until(lambda: len(scores) == n + 1, timeout=30)
+        episode = [s for s in scores if s.episode_id == scores[0].episode_id]
+        assert [s.step for s in episode] == list(range(len(episode)))
+        assert not episode[0].has_reward and all(s.has_reward for s in episode[1:])
+        for before, after in zip(episode, episode[1:]):
+            assert after.reward == before.expected_steps_to_go - after.expected_steps_to_go  # r = d_t - d_t+1
+        stamps = {(o.header.stamp.sec, o.header.stamp.nanosec) for o in d.observations()}
+        assert all((s.observation_stamp.sec, s.observation_stamp.nanosec) in stamps for s in episode)
+        assert all(not s.success and s.reward_model_sha256 == sha for s in episode)
+    finally:
+        stop(d, bridge)
+        reward.terminate()
+        reward.wait(timeout=10)
+
+
+def test_a_detected_success_ends_the_episode(tmp_path):
+    d, bridge, reward, scores, _ = run_station(tmp_path, 1000.0)  # every observation reads as success
+    try:
+        assert d.spin_until(lambda: any(e.outcome == EpisodeEvent.OUTCOME_SUCCESS_DETECTED for e in d.events),
+                            timeout=90)
+        end = next(e for e in d.events if e.outcome == EpisodeEvent.OUTCOME_SUCCESS_DETECTED)
+        assert end.event == EpisodeEvent.END and end.num_steps == 0
+        assert d.spin_until(lambda: len(d.tasks) >= 2)  # the station reset
+        assert scores[0].success
+    finally:
+        stop(d, bridge)
+        reward.terminate()
+        reward.wait(timeout=10)
