@@ -1,0 +1,43 @@
+"""Stage 2 policy improvement: on-policy REINFORCE with Monte-Carlo returns.
+
+    R_t  = sum_{i >= t} gamma^(i-t) r_i          (r_i = d(o_i, g) - d(o_i+1, g) from the frozen model)
+    loss = -c * mean_t( R_t * log p(a_t | o_t, g) )
+
+No baseline and no value function: the steps-to-go reward is potential-based
+shaping around V = -d, which already keeps the variance low (paper, Stage 2).
+The batch is collected with the current policy, used for a few updates, and
+cleared (no replay).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class ReinforceConfig:
+    gamma: float = 0.9            # paper
+    loss_weight: float = 5e-2     # c (paper summaries)
+    lr: float = 1e-4
+    updates_per_batch: int = 4
+    episodes_per_batch: int = 8
+    minibatch: int = 256
+
+
+def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
+    """R_t = r_t + gamma * R_{t+1}, computed backwards over one episode."""
+    returns = np.zeros(len(rewards), dtype=np.float64)
+    running = 0.0
+    for t in range(len(rewards) - 1, -1, -1):
+        running = rewards[t] + gamma * running
+        returns[t] = running
+    return returns
+
+
+def reinforce_loss(action_logits: torch.Tensor, tokens: torch.Tensor, returns: torch.Tensor,
+                   loss_weight: float) -> torch.Tensor:
+    """-c * mean(R_t * log p(a_t)); log p(a_t) sums the per-dimension token log-probabilities."""
+    logp = torch.log_softmax(action_logits, dim=-1).gather(-1, tokens[..., None]).squeeze(-1).sum(-1)
+    return -loss_weight * (returns * logp).mean()

@@ -1,0 +1,68 @@
+"""Stage 2 without ROS: Monte-Carlo returns, the REINFORCE loss, and the exact episode join."""
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from sefm_core.reinforce import discounted_returns, reinforce_loss
+from sefm_trainer.episodes import EpisodeBuffer, assemble
+
+
+def test_discounted_returns_match_the_definition():
+    r = np.array([1.0, 0.0, 2.0])
+    assert discounted_returns(r, 0.9).tolist() == pytest.approx([1 + 0.81 * 2, 0.9 * 2, 2.0])
+    assert discounted_returns(np.array([]), 0.9).tolist() == []
+
+
+def test_reinforce_raises_the_log_prob_of_actions_with_positive_return():
+    logits = torch.zeros(2, 2, 4, requires_grad=True)   # 2 steps, 2 action dims, 4 bins
+    tokens = torch.tensor([[1, 2], [3, 0]])
+    loss = reinforce_loss(logits, tokens, torch.tensor([1.0, -1.0]), loss_weight=0.05)
+    loss.backward()
+    # Gradient descent moves logits against the gradient: up for step 0's tokens, down for step 1's.
+    assert logits.grad[0, 0, 1] < 0 and logits.grad[0, 1, 2] < 0
+    assert logits.grad[1, 0, 3] > 0 and logits.grad[1, 1, 0] > 0
+    assert loss.item() == pytest.approx(0.0, abs=1e-6)  # equal log-probs, opposite returns
+
+
+def make_buffer(n=4, version=3, shuffle=True):
+    """n observations; actions for all; scores for all (the first has no reward)."""
+    buf = EpisodeBuffer(instruction="push the red moon", start=(10, 0))
+    items = []
+    for t in range(n):
+        k = (10 + t, 0)
+        items += [("images", k, np.full((2, 2, 3), t, np.uint8)), ("states", k, np.full(4, t, np.float32)),
+                  ("actions", k, ([t, t], [0.01 * t, 0.0], -1.0 - t, version)),
+                  ("scores", k, (float(10 - t), None if t == 0 else 1.0 + t))]
+    if shuffle:
+        random.Random(0).shuffle(items)  # arrival order must not matter
+    for table, k, value in items:
+        getattr(buf, table)[k] = value
+    return buf
+
+
+def test_join_is_exact_whatever_the_arrival_order():
+    ep = assemble("station_0", 7, make_buffer(), outcome=1, version=3)
+    assert [t.stamp for t in ep.transitions] == [(10, 0), (11, 0), (12, 0)]  # the last obs has no action after
+    assert [t.reward for t in ep.transitions] == [2.0, 3.0, 4.0]  # reward of a_t arrives with o_t+1
+    assert [t.log_prob for t in ep.transitions] == [-1.0, -2.0, -3.0]
+    assert all(int(t.image[0, 0, 0]) == int(t.proprio[0]) == int(t.tokens[0]) for t in ep.transitions)
+    assert ep.dropped == {}
+
+
+def test_stale_versions_and_gaps_are_dropped_and_counted():
+    buf = make_buffer()
+    k = (12, 0)
+    tokens, values, lp, _ = buf.actions[k]
+    buf.actions[k] = (tokens, values, lp, 2)  # acted by an older policy
+    ep = assemble("s", 0, buf, 1, version=3)
+    assert len(ep.transitions) == 2 and ep.dropped == {"stale policy version": 2}
+    buf = make_buffer()
+    del buf.scores[(12, 0)]  # a lost reward message mid-episode
+    ep = assemble("s", 0, buf, 1, version=3)
+    assert len(ep.transitions) == 1 and ep.dropped == {"no reward": 3}
+    buf = make_buffer()
+    buf.images[(9, 0)] = np.zeros((2, 2, 3), np.uint8)  # a late frame of the previous episode
+    buf.states[(9, 0)] = np.zeros(4, np.float32)
+    assert [t.stamp for t in assemble("s", 0, buf, 1, version=3).transitions][0] == (10, 0)
