@@ -17,6 +17,6 @@ setup(
     description='SEFM trainer node: exact joins of observations, actions and rewards into episodes, and on-policy REINFORCE.',
     license='Apache-2.0',
     entry_points={
-        'console_scripts': [],
+        'console_scripts': ['trainer = sefm_trainer.trainer_node:main'],
     },
 )

@@ -1,0 +1,245 @@
+"""The trainer node: assembles on-policy episodes from every station and improves the policy by REINFORCE.
+
+For each station namespace in `stations`:
+  subscribes camera/image_raw, joint_states, task, action, steps_to_go, episode_event
+Globally:
+  publishes  /policy/version (latched) after every batch: version, file:// URI, sha256
+
+An episode is assembled when its END event arrives (`episodes.assemble`: an
+exact join by observation stamp; stale policy versions dropped and counted).
+Every episode is persisted to <run_dir>/episodes (the episode data set format)
+with its log-probs, tokens, rewards and d. After `episodes_per_batch` episodes
+of the current version: `updates_per_batch` REINFORCE updates, the buffer is
+cleared, checkpoint <run_dir>/checkpoints/v<N> is written and announced. On a
+restart the trainer resumes from its newest checkpoint.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import pathlib
+import sys
+import time
+
+import numpy as np
+import rclpy
+import rclpy.executors
+import torch
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image, JointState
+
+from sefm_core import checkpoint
+from sefm_core.data import Episode, EpisodeDataset
+from sefm_core.reinforce import ReinforceConfig, discounted_returns, reinforce_loss
+from sefm_interfaces.msg import EpisodeEvent, PolicyAction, PolicyVersion, StepsToGo, Task
+from sefm_ros.common import LATCHED, image_to_array, reliable, stamp_key
+from sefm_trainer.episodes import AssembledEpisode, EpisodeBuffer, assemble
+
+GRACE_SECONDS = 0.5
+
+PARAMETERS = {
+    "checkpoint": ("", "Stage-1 checkpoint: policy version 0"),
+    "stations": ("station_0", "comma-separated station namespaces"),
+    "run_dir": ("runs/improve", "checkpoints, episodes and metrics of this run"),
+    "gamma": (0.9, "discount of the Monte-Carlo returns"),
+    "loss_weight": (0.05, "c in loss = -c * R_t * log p(a_t)"),
+    "lr": (1e-4, "learning rate of the policy heads"),
+    "episodes_per_batch": (8, "on-policy episodes collected before an update"),
+    "updates_per_batch": (4, "gradient steps per batch; the batch is cleared afterwards"),
+    "max_versions": (0, "stop updating after this many new versions (0: no limit)"),
+}
+
+
+class TrainerNode(Node):
+    def __init__(self, **parameter_overrides):
+        super().__init__("trainer", parameter_overrides=[Parameter(k, value=v) for k, v in parameter_overrides.items()])
+        for name, (default, description) in PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=description))
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        self.cfg = ReinforceConfig(gamma=p["gamma"], loss_weight=p["loss_weight"], lr=p["lr"],
+                                   updates_per_batch=p["updates_per_batch"],
+                                   episodes_per_batch=p["episodes_per_batch"])
+        self.max_versions = p["max_versions"]
+        self.run = pathlib.Path(p["run_dir"])
+        (self.run / "checkpoints").mkdir(parents=True, exist_ok=True)
+        self.version, path = self._resume_point(p["checkpoint"])
+        self.model, meta = checkpoint.load(path)
+        self.sha256, self.uri = meta["weights_sha256"], f"file://{path.resolve()}"
+        self.optimizer = torch.optim.AdamW(self.model.heads.parameters(), lr=self.cfg.lr)
+        if self.version > 0:
+            checkpoint.load_optimizer(self.optimizer, path)
+        self.dataset = EpisodeDataset(self.run / "episodes", create=True)
+        self.metrics = self.run / "metrics.csv"
+        self.batch: list[AssembledEpisode] = []
+        # Observations per station by stamp; actions, scores and tasks per (station, episode id):
+        # every message names its episode or its stamp, so arrival order never matters.
+        self.images: dict[str, dict] = {}
+        self.states: dict[str, dict] = {}
+        self.episodes: dict[tuple[str, int], EpisodeBuffer] = {}
+        self.version_pub = self.create_publisher(PolicyVersion, "/policy/version", LATCHED)
+        for name in (s.strip().strip("/") for s in p["stations"].split(",") if s.strip()):
+            sub = lambda t, topic, cb, q: self.create_subscription(t, f"/{name}/{topic}", cb, q)  # noqa: E731
+            sub(Image, "camera/image_raw", lambda m, n=name: self.on_image(n, m), reliable(10))
+            self.images[name], self.states[name] = {}, {}
+            sub(JointState, "joint_states", lambda m, n=name: self.states[n].__setitem__(
+                stamp_key(m.header.stamp), np.asarray(m.position, np.float32)), reliable(20))
+            sub(Task, "task", lambda m, n=name: self.on_task(n, m), LATCHED)
+            sub(PolicyAction, "action", lambda m, n=name: self.on_action(n, m), reliable(50))
+            sub(StepsToGo, "steps_to_go", lambda m, n=name: self.on_score(n, m), reliable(50))
+            sub(EpisodeEvent, "episode_event", lambda m, n=name: self.on_event(n, m), reliable(50))
+        self.ended: list[tuple[float, str, EpisodeEvent]] = []
+        self.create_timer(0.05, self.assemble_due)
+        self.publish_version()
+        self.get_logger().info(f"training policy version {self.version} ({path}); run directory {self.run}")
+
+    # --- bookkeeping ---------------------------------------------------------------------------
+
+    def _resume_point(self, initial: str) -> tuple[int, pathlib.Path]:
+        saved = sorted((int(d.name[1:]), d) for d in (self.run / "checkpoints").glob("v*") if d.name[1:].isdigit()
+                       and (d / checkpoint.CONFIG).exists())
+        if saved:
+            return saved[-1]
+        if not initial:
+            raise ValueError("parameter checkpoint is required (the Stage-1 checkpoint, policy version 0)")
+        return 0, pathlib.Path(initial)
+
+    def episode(self, station: str, episode_id: int) -> EpisodeBuffer:
+        return self.episodes.setdefault((station, episode_id), EpisodeBuffer())
+
+    def on_task(self, station: str, msg: Task) -> None:
+        buf = self.episode(station, msg.episode_id)
+        buf.instruction, buf.start = msg.instruction, stamp_key(msg.header.stamp)
+
+    def on_image(self, station: str, msg: Image) -> None:
+        try:
+            self.images[station][stamp_key(msg.header.stamp)] = image_to_array(msg)
+        except ValueError as exc:
+            self.get_logger().error(f"{station}: {exc}", throttle_duration_sec=5.0)
+
+    def on_action(self, station: str, msg: PolicyAction) -> None:
+        self.episode(station, msg.episode_id).actions[stamp_key(msg.observation_stamp)] = (
+            list(msg.tokens), list(msg.values), msg.log_prob, msg.policy_version)
+
+    def on_score(self, station: str, msg: StepsToGo) -> None:
+        self.episode(station, msg.episode_id).scores[stamp_key(msg.observation_stamp)] = (
+            msg.expected_steps_to_go, msg.reward if msg.has_reward else None)
+
+    # --- episodes and updates ------------------------------------------------------------------
+
+    def on_event(self, station: str, msg: EpisodeEvent) -> None:
+        # The END event can overtake the last action or score of its episode (other publishers,
+        # other topics): assemble after a grace period, so the final transition is not lost.
+        if msg.event == EpisodeEvent.END:
+            self.ended.append((time.monotonic() + GRACE_SECONDS, station, msg))
+
+    def assemble_due(self) -> None:
+        now = time.monotonic()
+        due = [e for e in self.ended if e[0] <= now]
+        self.ended = [e for e in self.ended if e[0] > now]
+        for _, station, msg in due:
+            self.finish(station, msg)
+
+    def finish(self, station: str, msg: EpisodeEvent) -> None:
+        buf = self.episodes.pop((station, msg.episode_id), None)
+        if buf is None or not buf.instruction:
+            return
+        last = stamp_key(msg.last_observation_stamp)
+        for table, store in ((buf.images, self.images[station]), (buf.states, self.states[station])):
+            for key in [k for k in store if k <= last]:  # hand the episode its observations, and forget them
+                value = store.pop(key)
+                if key >= buf.start:
+                    table[key] = value
+        episode = assemble(station, msg.episode_id, buf, msg.outcome, self.version)
+        self.persist(episode, buf)
+        if episode.dropped:
+            self.get_logger().warn(f"{station} episode {msg.episode_id}: dropped {episode.dropped}")
+        if episode.transitions:
+            self.batch.append(episode)
+        if len(self.batch) >= self.cfg.episodes_per_batch and not self.done():
+            self.update()
+
+    def done(self) -> bool:
+        return bool(self.max_versions) and self.version >= self.max_versions
+
+    def persist(self, episode: AssembledEpisode, buf: EpisodeBuffer) -> None:
+        """Every episode is kept on disk, used for training or not (with why not, in its metadata)."""
+        if not episode.transitions:
+            return
+        tr = episode.transitions
+        stamps = sorted(k for k in set(buf.images) & set(buf.states) if k > tr[-1].stamp)
+        last = stamps[0] if stamps else tr[-1].stamp  # the observation the last action led to
+        rgb = np.stack([t.image for t in tr] + [buf.images[last]])
+        proprio = np.stack([t.proprio for t in tr] + [buf.states[last]])
+        extras = {"log_probs": np.array([t.log_prob for t in tr], np.float32),
+                  "tokens": np.stack([t.tokens for t in tr]).astype(np.int32),
+                  "steps_to_go": np.array([t.d for t in tr], np.float32),
+                  "stamps": np.array([[*t.stamp] for t in tr] + [[*last]], np.int64)}
+        self.dataset.append(Episode(rgb, proprio, np.stack([t.action for t in tr]), episode.rewards, episode.instruction,
+                                    episode.outcome == EpisodeEvent.OUTCOME_SUCCESS_DETECTED,
+                                    {"station": episode.station, "episode_id": episode.episode_id,
+                                     "policy_version": self.version, "outcome": int(episode.outcome),
+                                     "dropped": episode.dropped, "source": "stage2"}, extras))
+
+    def update(self) -> None:
+        start = time.monotonic()
+        transitions = [t for ep in self.batch for t in ep.transitions]
+        returns = np.concatenate([discounted_returns(ep.rewards, self.cfg.gamma) for ep in self.batch])
+        texts = [ep.instruction for ep in self.batch for _ in ep.transitions]
+        images = torch.from_numpy(np.stack([t.image for t in transitions]))
+        proprio = torch.from_numpy(np.stack([t.proprio for t in transitions]))
+        tokens = torch.from_numpy(np.stack([t.tokens for t in transitions]).astype(np.int64))
+        returns_t = torch.as_tensor(returns, dtype=torch.float32)
+        with torch.no_grad():
+            fmap, text = self.model.tower_features(images, texts)
+        self.model.heads.train()
+        for _ in range(self.cfg.updates_per_batch):
+            action_logits, _ = self.model.heads(fmap, text, proprio)
+            loss = reinforce_loss(action_logits, tokens, returns_t, self.cfg.loss_weight)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.heads.parameters(), 1.0)
+            self.optimizer.step()
+        self.model.heads.eval()
+        successes = sum(ep.outcome == EpisodeEvent.OUTCOME_SUCCESS_DETECTED for ep in self.batch)
+        row = {"version": self.version + 1, "episodes": len(self.batch), "transitions": len(transitions),
+               "mean_return": float(np.mean([discounted_returns(ep.rewards, self.cfg.gamma)[0] for ep in self.batch])),
+               "detected_success_rate": successes / len(self.batch), "loss": float(loss.item()),
+               "seconds": time.monotonic() - start}
+        self.batch.clear()  # on-policy: the batch is never used again
+        self.version += 1
+        path = self.run / "checkpoints" / f"v{self.version}"
+        self.sha256 = checkpoint.save(self.model, path, {"version": self.version, **row}, self.optimizer)
+        self.uri = f"file://{path.resolve()}"
+        new = not self.metrics.exists()
+        with open(self.metrics, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        self.publish_version()
+        self.get_logger().info(f"policy version {self.version}: {json.dumps(row)}")
+
+    def publish_version(self) -> None:
+        msg = PolicyVersion(version=self.version, checkpoint_uri=self.uri, sha256=self.sha256,
+                            episodes_trained=len(self.dataset))
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.version_pub.publish(msg)
+
+
+def main(argv=None) -> int:
+    rclpy.init(args=argv)
+    node = TrainerNode()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

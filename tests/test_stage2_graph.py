@@ -1,0 +1,73 @@
+"""Stage 2 on a real graph: bridge, policy, reward and trainer nodes as separate processes over DDS."""
+import subprocess
+import sys
+import uuid
+
+import numpy as np
+
+from sefm_core.data import EpisodeDataset
+from sefm_interfaces.msg import PolicyAction, PolicyVersion, StepsToGo
+from test_bridge_node import LATCHED, RELIABLE, Driver, stop
+from test_policy_node import tiny_checkpoint
+
+
+def spawn(module, *args):
+    return subprocess.Popen([sys.executable, "-m", module, "--ros-args", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_trainer_joins_episodes_exactly_updates_and_the_policy_adopts_the_new_version(tmp_path):
+    tiny_checkpoint(tmp_path / "stage1", 0)
+    ns = f"station_{uuid.uuid4().hex[:6]}"
+    estop, version_topic = f"/estop_{uuid.uuid4().hex[:6]}", f"/policy_version_{uuid.uuid4().hex[:6]}"
+    remap = ["-r", f"/policy/version:={version_topic}"]
+    procs = [
+        spawn("sefm_sim_bridge.bridge_node", "-r", f"__ns:=/{ns}", "-r", f"/estop:={estop}", "-p", "image_width:=64",
+              "-p", "image_height:=36", "-p", "max_steps:=6", "-p", "families:=block2block"),
+        spawn("sefm_policy.policy_node", *remap, "-p", f"checkpoint:={tmp_path / 'stage1'}", "-p", f"stations:={ns}"),
+        spawn("sefm_reward.reward_node", "-p", f"checkpoint:={tmp_path / 'stage1'}", "-p", f"stations:={ns}",
+              "-p", "success_threshold:=-1.0"),
+        spawn("sefm_trainer.trainer_node", *remap, "-p", f"checkpoint:={tmp_path / 'stage1'}", "-p", f"stations:={ns}",
+              "-p", f"run_dir:={tmp_path / 'run'}", "-p", "episodes_per_batch:=2", "-p", "updates_per_batch:=2",
+              "-p", "max_versions:=1"),
+    ]
+    d = Driver(f"/{ns}", estop)
+    actions, scores, versions = [], [], []
+    d.node.create_subscription(PolicyAction, "action", actions.append, RELIABLE)
+    d.node.create_subscription(StepsToGo, "steps_to_go", scores.append, RELIABLE)
+    d.node.create_subscription(PolicyVersion, version_topic, versions.append, LATCHED)
+    try:
+        ok = d.spin_until(lambda: any(a.policy_version == 1 for a in actions), timeout=180)
+        if not ok:
+            for p in procs:
+                p.terminate()
+            raise AssertionError("\n".join((p.stdout.read() or "")[-1500:] for p in procs))
+        assert any(v.version == 1 and v.sha256 for v in versions)
+        data = EpisodeDataset(tmp_path / "run" / "episodes")
+        assert len(data) >= 2
+        by_stamp = {(a.observation_stamp.sec, a.observation_stamp.nanosec): a for a in actions}
+        score_by_stamp = {(s.observation_stamp.sec, s.observation_stamp.nanosec): s for s in scores}
+        observed = sorted({(o.header.stamp.sec, o.header.stamp.nanosec) for o in d.observations()})
+        for episode in list(data)[:2]:
+            stamps = [tuple(s) for s in episode.extras["stamps"]]
+            assert episode.metadata["policy_version"] == 0 and episode.steps == 5 and not episode.metadata["dropped"]
+            i = observed.index(stamps[0])
+            assert stamps == observed[i:i + len(stamps)]  # consecutive observations, none missing or repeated
+            for t, stamp in enumerate(stamps[:-1]):
+                assert episode.extras["log_probs"][t] == np.float32(by_stamp[stamp].log_prob)
+                assert list(episode.extras["tokens"][t]) == list(by_stamp[stamp].tokens)
+                assert episode.rewards[t] == np.float32(score_by_stamp[stamps[t + 1]].reward)
+        assert (tmp_path / "run" / "metrics.csv").read_text().startswith("version,")
+        by_episode = {}
+        for a in actions:
+            by_episode.setdefault(a.episode_id, set()).add(a.policy_version)
+        assert all(len(v) == 1 for v in by_episode.values())
+    finally:
+        d.close()
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
