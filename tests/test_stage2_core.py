@@ -66,3 +66,10 @@ def test_stale_versions_and_gaps_are_dropped_and_counted():
     buf.images[(9, 0)] = np.zeros((2, 2, 3), np.uint8)  # a late frame of the previous episode
     buf.states[(9, 0)] = np.zeros(4, np.float32)
     assert [t.stamp for t in assemble("s", 0, buf, 1, version=3).transitions][0] == (10, 0)
+
+
+def test_an_episode_whose_first_observation_was_missed_is_not_used():
+    buf = make_buffer()
+    del buf.images[(10, 0)]  # e.g. the trainer subscribed after the station started
+    ep = assemble("s", 0, buf, 1, version=3)
+    assert ep.transitions == [] and ep.dropped == {"missed the episode's first observation": 3}

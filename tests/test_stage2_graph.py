@@ -23,7 +23,8 @@ def test_trainer_joins_episodes_exactly_updates_and_the_policy_adopts_the_new_ve
     remap = ["-r", f"/policy/version:={version_topic}"]
     procs = [
         spawn("sefm_sim_bridge.bridge_node", "-r", f"__ns:=/{ns}", "-r", f"/estop:={estop}", "-p", "image_width:=64",
-              "-p", "image_height:=36", "-p", "max_steps:=6", "-p", "families:=block2block"),
+              "-p", "image_height:=36", "-p", "max_steps:=6", "-p", "families:=block2block",
+              "-p", "min_subscribers:=4"),  # policy, reward, trainer and this test: nobody misses a start
         spawn("sefm_policy.policy_node", *remap, "-p", f"checkpoint:={tmp_path / 'stage1'}", "-p", f"stations:={ns}"),
         spawn("sefm_reward.reward_node", "-p", f"checkpoint:={tmp_path / 'stage1'}", "-p", f"stations:={ns}",
               "-p", "success_threshold:=-1.0"),

@@ -20,17 +20,12 @@ import threading
 import time
 
 import numpy as np
-import rclpy
-import rclpy.executors
 import torch
-from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.node import Node
-from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image, JointState
 
 from sefm_core import checkpoint
 from sefm_interfaces.msg import PolicyAction, PolicyVersion, Task
-from sefm_ros.common import LATCHED, StationObservations, reliable, time_of
+from sefm_ros.common import LATCHED, SefmNode, StationObservations, reliable, spin_main, time_of
 
 PARAMETERS = {
     "checkpoint": ("", "checkpoint directory of policy version 0 (later versions arrive on /policy/version)"),
@@ -55,12 +50,11 @@ class StationView(StationObservations):
         return stamps[-1] if stamps else None
 
 
-class PolicyNode(Node):
-    def __init__(self, **parameter_overrides):
-        super().__init__("policy", parameter_overrides=[Parameter(k, value=v) for k, v in parameter_overrides.items()])
-        for name, (default, description) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=description))
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+class PolicyNode(SefmNode):
+    PARAMETERS = PARAMETERS
+    def __init__(self, namespace: str = "", context=None, **overrides):
+        super().__init__("policy", namespace, context, **overrides)
+        p = self.params
         if not p["checkpoint"]:
             raise ValueError("parameter checkpoint is required (a Stage-1 checkpoint directory)")
         self.greedy, self.batch_wait = p["greedy"], p["batch_wait"]
@@ -174,16 +168,7 @@ class PolicyNode(Node):
 
 
 def main(argv=None) -> int:
-    rclpy.init(args=argv)
-    node = PolicyNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_main(PolicyNode, argv)
 
 
 if __name__ == "__main__":

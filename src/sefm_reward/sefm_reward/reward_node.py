@@ -13,18 +13,13 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-import rclpy
-import rclpy.executors
 import torch
-from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.node import Node
-from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image, JointState
 
 from sefm_core import checkpoint
 from sefm_core.steps_to_go import detect_success, reward
 from sefm_interfaces.msg import StepsToGo, Task
-from sefm_ros.common import LATCHED, StationObservations, reliable, time_of
+from sefm_ros.common import LATCHED, SefmNode, StationObservations, reliable, spin_main, time_of
 
 PARAMETERS = {
     "checkpoint": ("", "the frozen Stage-1 checkpoint directory"),
@@ -40,12 +35,11 @@ class Scored(StationObservations):
         self.step = 0
 
 
-class RewardNode(Node):
-    def __init__(self, **parameter_overrides):
-        super().__init__("reward", parameter_overrides=[Parameter(k, value=v) for k, v in parameter_overrides.items()])
-        for name, (default, description) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=description))
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+class RewardNode(SefmNode):
+    PARAMETERS = PARAMETERS
+    def __init__(self, namespace: str = "", context=None, **overrides):
+        super().__init__("reward", namespace, context, **overrides)
+        p = self.params
         if not p["checkpoint"]:
             raise ValueError("parameter checkpoint is required (the frozen Stage-1 checkpoint)")
         self.model, meta = checkpoint.load(p["checkpoint"])
@@ -95,16 +89,7 @@ class RewardNode(Node):
 
 
 def main(argv=None) -> int:
-    rclpy.init(args=argv)
-    node = RewardNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_main(RewardNode, argv)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,15 @@
 """QoS profiles, stamps, image conversion and the per-station observation join."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
+import rclpy
+import rclpy.executors
 from builtin_interfaces.msg import Time
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
@@ -80,3 +87,34 @@ class StationObservations:
 def _trim(d: dict, keep: int) -> None:
     for k in sorted(d)[:-keep]:
         del d[k]
+
+
+class SefmNode(Node):
+    """A node whose parameters are declared, with descriptions, from a {name: (default, description)} table.
+
+    `namespace`, `context` and parameter overrides let the graph runner put many
+    nodes into one process; `ros2 run` and launch files use the usual --ros-args.
+    """
+
+    PARAMETERS: dict[str, tuple] = {}
+
+    def __init__(self, name: str, namespace: str = "", context=None, **overrides):
+        super().__init__(name, namespace=namespace, context=context,
+                         parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
+        for key, (default, description) in self.PARAMETERS.items():
+            self.declare_parameter(key, default, ParameterDescriptor(description=description))
+        self.params = {key: self.get_parameter(key).value for key in self.PARAMETERS}
+
+
+def spin_main(node_class, argv=None) -> int:
+    """The console-script body of every node: init, spin until Ctrl-C or shutdown, clean up."""
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    node = node_class()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

@@ -23,16 +23,11 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-import rclpy
-import rclpy.executors
-from rclpy.node import Node
-from rclpy.parameter import Parameter
-from rcl_interfaces.msg import ParameterDescriptor
 from sensor_msgs.msg import Image, JointState
 
 from sefm_interfaces.msg import EpisodeEvent, EStop, StationStatus, StepsToGo, Task
 from sefm_interfaces.srv import AbortEpisode, PauseStation, ResetStation, ResumeStation
-from sefm_ros.common import LATCHED, ns_of, reliable, time_of
+from sefm_ros.common import LATCHED, SefmNode, ns_of, reliable, spin_main, time_of
 from sefm_sim_bridge.envs.validation import InvalidActionError
 from sefm_sim_bridge.station import Station, StationConfig
 
@@ -49,16 +44,16 @@ PARAMETERS = {  # name: (default, description)
     "rate_hz": (0.0, "realtime mode: control rate; 0 = the env's own (LanguageTable 10 Hz, ALOHA 50 Hz)"),
     "watchdog_timeout": (0.5, "realtime mode: hold position when no command arrived for this long (s)"),
     "station": ("", "station name in messages (default: the node's namespace)"),
+    "min_subscribers": (0, "hold the first episode until camera/image_raw has this many subscribers "
+                           "(the policy, reward and trainer), so no node misses its start"),
 }
 
 
-class BridgeNode(Node):
-    def __init__(self, **parameter_overrides):
-        super().__init__("sim_bridge", parameter_overrides=[Parameter(k, value=v)
-                                                            for k, v in parameter_overrides.items()])
-        for name, (default, description) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=description))
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+class BridgeNode(SefmNode):
+    PARAMETERS = PARAMETERS
+    def __init__(self, namespace: str = "", context=None, **overrides):
+        super().__init__("sim_bridge", namespace, context, **overrides)
+        p = self.params
         if p["mode"] not in ("lockstep", "realtime"):
             raise ValueError(f"parameter mode={p['mode']!r}; valid: lockstep, realtime")
         self.mode = p["mode"]
@@ -90,7 +85,9 @@ class BridgeNode(Node):
         self.obs_stamp_ns = 0
         self.steps = 0
         self.message = ""
-        self.start_episode()
+        self.started = False
+        self.min_subscribers = p["min_subscribers"]
+        self.create_timer(0.1, self.start_when_ready)
         if self.mode == "realtime":
             rate = p["rate_hz"] or self.station.env.metadata["render_fps"]
             self.create_timer(1.0 / rate, self.realtime_tick)
@@ -99,6 +96,12 @@ class BridgeNode(Node):
         self.create_timer(0.5, self.publish_status)
 
     # --- episodes ---------------------------------------------------------------------------
+
+    def start_when_ready(self) -> None:
+        if self.started or self.count_subscribers("camera/image_raw") < self.min_subscribers:
+            return
+        self.started = True
+        self.start_episode()
 
     def start_episode(self, seed: int | None = None) -> None:
         self.station.reset(seed)
@@ -138,7 +141,7 @@ class BridgeNode(Node):
     def republish_if_waiting(self) -> None:
         """Lockstep: send the current observation again (same stamp) while no command has come for it,
         so a policy that subscribed late, or missed the message, still gets to act."""
-        if self.get_clock().now().nanoseconds - self.obs_stamp_ns > 1_000_000_000:
+        if self.started and self.get_clock().now().nanoseconds - self.obs_stamp_ns > 1_000_000_000:
             self.publish_observation(time_of(self.obs_stamp_ns))
 
     def publish_observation(self, stamp) -> None:
@@ -176,7 +179,7 @@ class BridgeNode(Node):
         self.apply(self.last_command[0] if fresh else self.station.hold_command())
 
     def apply(self, command: np.ndarray) -> None:
-        if self.estopped or self.state != StationStatus.STATE_RUNNING:
+        if not self.started or self.estopped or self.state != StationStatus.STATE_RUNNING:
             return  # halted: nothing reaches the robot
         try:
             _, terminated, truncated, info = self.station.step(command)
@@ -212,9 +215,13 @@ class BridgeNode(Node):
         elif not msg.engaged and self.estopped:
             self.estopped, self.state = False, StationStatus.STATE_PAUSED  # resume is the operator's call
             self.message = "e-stop released; paused until resumed"
-            self.start_episode()
+            if self.started:
+                self.start_episode()
 
     def on_reset(self, request, response):
+        if not self.started:
+            response.success, response.message = False, "station not started yet (waiting for subscribers)"
+            return response
         self.end_episode(EpisodeEvent.OUTCOME_OPERATOR_ABORT, f"reset: {request.reason}", seed=request.seed)
         response.success, response.message, response.episode_id = True, "new episode started", self.station.episode
         return response
@@ -236,12 +243,17 @@ class BridgeNode(Node):
         return response
 
     def on_abort(self, request, response):
+        if not self.started:
+            response.success, response.message = False, "station not started yet (waiting for subscribers)"
+            return response
         aborted = self.station.episode
         self.end_episode(EpisodeEvent.OUTCOME_OPERATOR_ABORT, f"abort: {request.reason}", restart=request.reset)
         response.success, response.message, response.episode_id = True, "episode aborted", aborted
         return response
 
     def publish_status(self) -> None:
+        if not self.started:
+            return
         status = StationStatus(station=self.station_name, state=self.state, episode_id=self.station.episode,
                                step=self.steps, instruction=self.station.instruction,
                                episodes_done=self.episodes_done, env_successes=self.env_successes,
@@ -255,16 +267,7 @@ class BridgeNode(Node):
 
 
 def main(argv=None) -> int:
-    rclpy.init(args=argv)
-    node = BridgeNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_main(BridgeNode, argv)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,9 @@ def assemble(station: str, episode_id: int, buffer: EpisodeBuffer, outcome: int,
     stamps = sorted(k for k in set(buffer.images) & set(buffer.states) if k >= buffer.start)
     transitions: list[Transition] = []
     dropped: dict[str, int] = {}
+    if not stamps or stamps[0] != buffer.start:  # the first observation (stamped like the task) is missing
+        return AssembledEpisode(station, episode_id, buffer.instruction, [], outcome,
+                                {"missed the episode's first observation": len(stamps)})
     for i, (here, after) in enumerate(zip(stamps, stamps[1:] + [None])):
         action = buffer.actions.get(here)
         score_after = buffer.scores.get(after) if after is not None else None

@@ -22,22 +22,17 @@ import sys
 import time
 
 import numpy as np
-import rclpy
-import rclpy.executors
 import torch
-from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.node import Node
-from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image, JointState
 
 from sefm_core import checkpoint
 from sefm_core.data import Episode, EpisodeDataset
 from sefm_core.reinforce import ReinforceConfig, discounted_returns, reinforce_loss
 from sefm_interfaces.msg import EpisodeEvent, PolicyAction, PolicyVersion, StepsToGo, Task
-from sefm_ros.common import LATCHED, image_to_array, reliable, stamp_key
+from sefm_ros.common import LATCHED, SefmNode, image_to_array, reliable, spin_main, stamp_key
 from sefm_trainer.episodes import AssembledEpisode, EpisodeBuffer, assemble
 
-GRACE_SECONDS = 0.5
+MAX_WAIT_SECONDS = 10.0  # how long an ended episode may wait for its last actions and scores
 
 PARAMETERS = {
     "checkpoint": ("", "Stage-1 checkpoint: policy version 0"),
@@ -52,12 +47,11 @@ PARAMETERS = {
 }
 
 
-class TrainerNode(Node):
-    def __init__(self, **parameter_overrides):
-        super().__init__("trainer", parameter_overrides=[Parameter(k, value=v) for k, v in parameter_overrides.items()])
-        for name, (default, description) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=description))
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+class TrainerNode(SefmNode):
+    PARAMETERS = PARAMETERS
+    def __init__(self, namespace: str = "", context=None, **overrides):
+        super().__init__("trainer", namespace, context, **overrides)
+        p = self.params
         self.cfg = ReinforceConfig(gamma=p["gamma"], loss_weight=p["loss_weight"], lr=p["lr"],
                                    updates_per_batch=p["updates_per_batch"],
                                    episodes_per_batch=p["episodes_per_batch"])
@@ -129,15 +123,24 @@ class TrainerNode(Node):
     # --- episodes and updates ------------------------------------------------------------------
 
     def on_event(self, station: str, msg: EpisodeEvent) -> None:
-        # The END event can overtake the last action or score of its episode (other publishers,
-        # other topics): assemble after a grace period, so the final transition is not lost.
+        # The END event can overtake the last actions and scores of its episode (other nodes,
+        # other topics): assemble once every observation has its score and action, or after
+        # MAX_WAIT_SECONDS with whatever arrived (and what did not counted as dropped).
         if msg.event == EpisodeEvent.END:
-            self.ended.append((time.monotonic() + GRACE_SECONDS, station, msg))
+            self.ended.append((time.monotonic() + MAX_WAIT_SECONDS, station, msg))
+
+    def complete(self, station: str, msg: EpisodeEvent) -> bool:
+        buf = self.episodes.get((station, msg.episode_id))
+        if buf is None or not buf.instruction:
+            return True
+        last = stamp_key(msg.last_observation_stamp)
+        stamps = [k for k in self.images[station] if buf.start <= k <= last]
+        return bool(stamps) and all(k in buf.scores for k in stamps) and all(k in buf.actions for k in stamps[:-1])
 
     def assemble_due(self) -> None:
         now = time.monotonic()
-        due = [e for e in self.ended if e[0] <= now]
-        self.ended = [e for e in self.ended if e[0] > now]
+        due = [e for e in self.ended if e[0] <= now or self.complete(e[1], e[2])]
+        self.ended = [e for e in self.ended if e not in due]
         for _, station, msg in due:
             self.finish(station, msg)
 
@@ -229,16 +232,7 @@ class TrainerNode(Node):
 
 
 def main(argv=None) -> int:
-    rclpy.init(args=argv)
-    node = TrainerNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_main(TrainerNode, argv)
 
 
 if __name__ == "__main__":
