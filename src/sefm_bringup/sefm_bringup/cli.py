@@ -18,6 +18,7 @@ COMMANDS = {
     "collect": ("sefm_bringup.collect", "scripted demonstrations straight into an episode data set (no ROS)"),
     "sft": ("sefm_bringup.sft_cli", "Stage 1: behavioural cloning + steps-to-go on an episode data set"),
     "eval": ("sefm_bringup.evaluate", "success in the simulator and steps-to-go quality of a checkpoint"),
+    "improve": ("sefm_bringup.graph", "Stage 2: a fleet of stations practises, the trainer improves the policy"),
 }
 
 

@@ -1,0 +1,250 @@
+"""`sefm improve`: Stage 2 on a fleet of stations, started from one config.
+
+    sefm improve --config improve.yaml [--checkpoint runs/sft/checkpoints/final] [--stations 2] [--processes per_node]
+
+The graph: one sim bridge per station (/station_0, /station_1, ...), one policy
+node and one reward node acting for all stations (batched), one trainer, and a
+monitor that prints every station's state. `processes: single` puts all nodes
+on one executor in this process (ROS 2 composition); `per_node` starts each
+node as its own process. Either way they are real nodes on the DDS graph, and
+the launch files in launch/ start the same nodes from the same config.
+The run stops after `versions` new policy versions (the practice budget).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from sefm_core.config import ConfigError, from_dict, load_yaml
+
+
+@dataclass(frozen=True)
+class ImproveConfig:
+    checkpoint: str = ""                 # Stage-1 checkpoint: policy version 0
+    reward_checkpoint: str = ""          # frozen reward model (default: the same Stage-1 checkpoint)
+    run_dir: str = "runs/improve"
+    stations: int = 2
+    env: str = "language_table"
+    block_mode: str = "BLOCK_4"
+    families: str = ""
+    task: str = "transfer_cube"
+    image_width: int = 128
+    image_height: int = 72
+    max_steps: int = 200
+    seed: int = 1000                     # station i starts at seed + 100000 * i
+    mode: str = "lockstep"
+    success_threshold: float = 1.0
+    gamma: float = 0.9
+    loss_weight: float = 0.05
+    lr: float = 1e-4
+    episodes_per_batch: int = 8
+    updates_per_batch: int = 4
+    versions: int = 10                   # budget: stop after this many new policy versions
+    processes: str = "single"            # single | per_node
+    greedy: bool = False
+
+    def station_names(self) -> list[str]:
+        return [f"station_{i}" for i in range(self.stations)]
+
+
+def node_parameters(cfg: ImproveConfig) -> dict[str, dict]:
+    """Parameters of every node of the graph: one source for the runner, the launch files and the tests."""
+    stations = ",".join(cfg.station_names())
+    reward_ckpt = cfg.reward_checkpoint or cfg.checkpoint
+    params = {
+        "trainer": {"checkpoint": cfg.checkpoint, "stations": stations, "run_dir": cfg.run_dir, "gamma": cfg.gamma,
+                    "loss_weight": cfg.loss_weight, "lr": cfg.lr, "episodes_per_batch": cfg.episodes_per_batch,
+                    "updates_per_batch": cfg.updates_per_batch, "max_versions": cfg.versions},
+        "reward": {"checkpoint": reward_ckpt, "stations": stations, "success_threshold": cfg.success_threshold},
+        "policy": {"checkpoint": cfg.checkpoint, "stations": stations, "greedy": cfg.greedy,
+                   "command_names": "delta_x,delta_y" if cfg.env == "language_table" else ""},
+    }
+    for i, name in enumerate(cfg.station_names()):
+        params[name] = {"env": cfg.env, "block_mode": cfg.block_mode, "families": cfg.families, "task": cfg.task,
+                        "image_width": cfg.image_width, "image_height": cfg.image_height,
+                        "max_steps": cfg.max_steps, "seed": cfg.seed + 100000 * i, "mode": cfg.mode,
+                        "min_subscribers": 3}  # policy, reward and trainer: no node misses an episode start
+    return params
+
+
+class Monitor:
+    """The operator's view: every station's state, episode, step, d, reward, successes and policy version."""
+
+    def __init__(self, node, stations: list[str]):
+        from sefm_interfaces.msg import EpisodeEvent, PolicyVersion, StationStatus, StepsToGo
+        from sefm_ros.common import LATCHED, reliable
+
+        self.rows = {s: {"state": "-", "episode": 0, "step": 0, "d": float("nan"), "reward": 0.0, "detected": 0,
+                         "episodes": 0, "message": ""} for s in stations}
+        self.version = 0
+        self.EpisodeEvent = EpisodeEvent
+        for s in stations:
+            node.create_subscription(StationStatus, f"/{s}/status", lambda m, s=s: self.on_status(s, m), reliable(5))
+            node.create_subscription(StepsToGo, f"/{s}/steps_to_go", lambda m, s=s: self.on_score(s, m), reliable(50))
+            node.create_subscription(EpisodeEvent, f"/{s}/episode_event", lambda m, s=s: self.on_event(s, m),
+                                     reliable(50))
+        node.create_subscription(PolicyVersion, "/policy/version", self.on_version, LATCHED)
+        self.state_names = {0: "idle", 1: "running", 2: "paused", 3: "E-STOP", 4: "fault"}
+
+    def on_status(self, s, m):
+        self.rows[s].update(state=self.state_names.get(m.state, "?"), episode=m.episode_id, step=m.step,
+                            message=m.message)
+
+    def on_score(self, s, m):
+        self.rows[s].update(d=m.expected_steps_to_go, reward=m.reward if m.has_reward else 0.0)
+
+    def on_event(self, s, m):
+        if m.event == self.EpisodeEvent.END:
+            self.rows[s]["episodes"] += 1
+            self.rows[s]["detected"] += int(m.outcome == self.EpisodeEvent.OUTCOME_SUCCESS_DETECTED)
+
+    def on_version(self, m):
+        self.version = m.version
+
+    def table(self) -> str:
+        lines = [f"policy version {self.version}",
+                 f"{'station':<12}{'state':<9}{'episode':>8}{'step':>6}{'d':>8}{'reward':>8}{'success':>9}  message"]
+        for s, r in self.rows.items():
+            lines.append(f"{s:<12}{r['state']:<9}{r['episode']:>8}{r['step']:>6}{r['d']:>8.2f}{r['reward']:>8.2f}"
+                         f"{r['detected']:>4}/{r['episodes']:<4}  {r['message'][:40]}")
+        return "\n".join(lines)
+
+
+def run_single_process(cfg: ImproveConfig, log=print) -> int:
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    from sefm_policy.policy_node import PolicyNode
+    from sefm_reward.reward_node import RewardNode
+    from sefm_sim_bridge.bridge_node import BridgeNode
+    from sefm_trainer.trainer_node import TrainerNode
+
+    params = node_parameters(cfg)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    trainer = TrainerNode(context=context, **params["trainer"])
+    nodes = [trainer, RewardNode(context=context, **params["reward"]), PolicyNode(context=context, **params["policy"])]
+    nodes += [BridgeNode(namespace=f"/{s}", context=context, **params[s]) for s in cfg.station_names()]
+    monitor_node = rclpy.create_node("sefm_monitor", context=context)
+    monitor = Monitor(monitor_node, cfg.station_names())
+    executor = SingleThreadedExecutor(context=context)
+    for node in nodes + [monitor_node]:
+        executor.add_node(node)
+    last_print = 0.0
+    try:
+        while trainer.version < cfg.versions:
+            executor.spin_once(timeout_sec=0.01)
+            if time.monotonic() - last_print > 2.0:
+                log(monitor.table() + "\n")
+                last_print = time.monotonic()
+        end = time.monotonic() + 1.0  # let the monitor hear the last version and events
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.05)
+    except KeyboardInterrupt:
+        log("interrupted")
+    finally:
+        log(monitor.table())
+        log(f"reached policy version {trainer.version}; run directory {cfg.run_dir}")
+        executor.shutdown()
+        for node in nodes + [monitor_node]:
+            node.destroy_node()
+        rclpy.shutdown(context=context)
+    return 0
+
+
+MODULES = {"trainer": "sefm_trainer.trainer_node", "reward": "sefm_reward.reward_node",
+           "policy": "sefm_policy.policy_node"}
+
+
+def ros_args(params: dict) -> list[str]:
+    out = []
+    for key, value in params.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        if isinstance(value, float) and "." not in text and "e" not in text:
+            text += ".0"
+        out += ["-p", f"{key}:={text if text else chr(39) * 2}"]
+    return out
+
+
+def run_per_node(cfg: ImproveConfig, log=print) -> int:
+    import rclpy
+    import rclpy.executors
+
+    params = node_parameters(cfg)
+    procs = []
+    for name, module in MODULES.items():
+        procs.append(subprocess.Popen([sys.executable, "-m", module, "--ros-args", *ros_args(params[name])]))
+    for s in cfg.station_names():
+        procs.append(subprocess.Popen([sys.executable, "-m", "sefm_sim_bridge.bridge_node", "--ros-args",
+                                       "-r", f"__ns:=/{s}", *ros_args(params[s])]))
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("sefm_monitor", context=context)
+    monitor = Monitor(node, cfg.station_names())
+    executor = rclpy.executors.SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    last_print = 0.0
+    try:
+        while monitor.version < cfg.versions:
+            executor.spin_once(timeout_sec=0.1)
+            dead = [p for p in procs if p.poll() is not None]
+            if dead:
+                log(f"a node exited with code {dead[0].returncode}; stopping the graph")
+                return 1
+            if time.monotonic() - last_print > 2.0:
+                log(monitor.table() + "\n")
+                last_print = time.monotonic()
+    except KeyboardInterrupt:
+        log("interrupted")
+    finally:
+        log(monitor.table())
+        log(f"reached policy version {monitor.version}; run directory {cfg.run_dir}")
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+    return 0
+
+
+def load_config(path: str | None, overrides: dict) -> ImproveConfig:
+    values = load_yaml(path) if path else {}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    cfg = from_dict(ImproveConfig, values, path or "improve")
+    if not cfg.checkpoint:
+        raise ConfigError("a Stage-1 checkpoint is required (checkpoint: in the config, or --checkpoint)")
+    if cfg.processes not in ("single", "per_node"):
+        raise ConfigError(f"processes={cfg.processes!r}; valid: single, per_node")
+    if cfg.stations < 1 or cfg.versions < 1:
+        raise ConfigError("stations and versions must be at least 1")
+    return cfg
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="sefm improve", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="YAML with ImproveConfig fields")
+    for field in dataclasses.fields(ImproveConfig):
+        parser.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name,
+                            type={"int": int, "float": float}.get(str(field.type), str), default=None)
+    args = vars(parser.parse_args(argv))
+    config_path = args.pop("config")
+    try:
+        cfg = load_config(config_path, {k: (v.lower() == "true" if k == "greedy" and isinstance(v, str) else v)
+                                        for k, v in args.items()})
+    except ConfigError as exc:
+        print(f"sefm improve: {exc}", file=sys.stderr)
+        return 2
+    return run_single_process(cfg) if cfg.processes == "single" else run_per_node(cfg)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""`sefm improve`: the whole Stage-2 graph from one config, in one process and as one process per node."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from sefm_core.data import EpisodeDataset
+from test_policy_node import tiny_checkpoint
+
+SEFM = os.path.join(os.path.dirname(sys.executable), "sefm")
+
+
+@pytest.mark.parametrize("processes", ["single", "per_node"])
+def test_improve_runs_two_stations_to_a_new_policy_version(tmp_path, processes):
+    tiny_checkpoint(tmp_path / "stage1", 0)
+    config = tmp_path / "improve.yaml"
+    config.write_text(f"""
+checkpoint: {tmp_path / 'stage1'}
+run_dir: {tmp_path / 'run'}
+stations: 2
+families: block2block
+image_width: 64
+image_height: 36
+max_steps: 5
+success_threshold: -1.0
+episodes_per_batch: 2
+updates_per_batch: 1
+versions: 1
+processes: {processes}
+""")
+    env = {**os.environ, "ROS_DOMAIN_ID": str(40 + (processes == "per_node"))}
+    proc = subprocess.run([SEFM, "improve", "--config", str(config)], capture_output=True, text=True, timeout=300,
+                          env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "policy version 1" in proc.stdout and "station_1" in proc.stdout
+    assert (tmp_path / "run" / "checkpoints" / "v1" / "model.safetensors").exists()
+    data = EpisodeDataset(tmp_path / "run" / "episodes")
+    versions = [ep.metadata["policy_version"] for ep in data]
+    assert versions.count(0) >= 2 and set(versions) <= {0, 1}  # the batch of v0, then v1 at work
+    assert not any(ep.metadata["dropped"] for ep in data), [ep.metadata for ep in data]
+    assert {ep.metadata["station"] for ep in data} == {"station_0", "station_1"}
+
+
+def test_improve_rejects_a_bad_config(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("stations: two\n")
+    proc = subprocess.run([SEFM, "improve", "--config", str(config)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "stations" in proc.stderr
+    proc = subprocess.run([SEFM, "improve", "--stations", "2"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "checkpoint is required" in proc.stderr
