@@ -72,9 +72,9 @@ class Driver:
         rclpy.shutdown(context=self.context)
 
 
-def launch(*params):
+def launch(*params, estop=None):
     namespace = f"/station_{uuid.uuid4().hex[:6]}"
-    estop = f"/estop_{uuid.uuid4().hex[:6]}"  # a private e-stop topic, so parallel runs never halt each other
+    estop = estop or f"/estop_{uuid.uuid4().hex[:6]}"  # a private e-stop topic: parallel runs never halt each other
     args = [a for p in ("image_width:=64", "image_height:=36", "families:=block2block", "seed:=3") + params
             for a in ("-p", p)]
     proc = subprocess.Popen([sys.executable, "-m", "sefm_sim_bridge.bridge_node", "--ros-args",
@@ -185,3 +185,22 @@ def test_realtime_mode_holds_the_last_command_and_the_watchdog_stops_the_robot()
         assert d.spin_until(lambda: d.status and "watchdog" in d.status[-1].message)
     finally:
         stop(d, proc)
+
+
+def test_the_fleet_estop_halts_every_station():
+    estop = f"/estop_{uuid.uuid4().hex[:6]}"
+    fleet = [launch("max_steps:=100", estop=estop) for _ in range(2)]
+    try:
+        for d, _ in fleet:
+            assert d.spin_until(lambda d=d: d.observations())
+        fleet[0][0].estop.publish(EStop(engaged=True, source="operator", reason="fleet stop"))
+        for d, _ in fleet:
+            assert d.spin_until(lambda d=d: d.status and d.status[-1].state == StationStatus.STATE_ESTOPPED)
+            assert any(e.outcome == EpisodeEvent.OUTCOME_ESTOP for e in d.events)
+            n = len(d.observations())
+            d.send([0.01, 0.0], d.observations()[-1].header.stamp)
+            d.spin_for(1.2)
+            assert len(d.observations()) == n
+    finally:
+        for d, proc in fleet:
+            stop(d, proc)
