@@ -21,11 +21,11 @@ import time
 
 import numpy as np
 import torch
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import JointState
 
 from sefm_core import checkpoint
 from sefm_interfaces.msg import PolicyAction, PolicyVersion, Task
-from sefm_ros.common import LATCHED, SefmNode, StationObservations, reliable, spin_main, time_of
+from sefm_ros.common import LATCHED, SefmNode, StationObservations, reliable, spin_main, station_list, time_of
 
 PARAMETERS = {
     "checkpoint": ("", "checkpoint directory of policy version 0 (later versions arrive on /policy/version)"),
@@ -67,13 +67,9 @@ class PolicyNode(SefmNode):
         self.generator = torch.Generator().manual_seed(p["seed"])
         self.views: dict[str, StationView] = {}
         self.cmd_pubs, self.action_pubs = {}, {}
-        for name in (s.strip().strip("/") for s in p["stations"].split(",") if s.strip()):
+        for name in station_list(p["stations"]):
             view = self.views[name] = StationView(name)
-            self.create_subscription(Image, f"/{name}/camera/image_raw", lambda m, v=view: self.on_image(v, m),
-                                     reliable(5))
-            self.create_subscription(JointState, f"/{name}/joint_states", lambda m, v=view: v.add_state(m),
-                                     reliable(10))
-            self.create_subscription(Task, f"/{name}/task", lambda m, v=view: self.on_task(v, m), LATCHED)
+            self.observe_station(view, self.on_task, on_image=self.on_image)
             self.cmd_pubs[name] = self.create_publisher(JointState, f"/{name}/joint_command", reliable(10))
             self.action_pubs[name] = self.create_publisher(PolicyAction, f"/{name}/action", reliable(50))
         self.create_subscription(PolicyVersion, "/policy/version", self.on_version, LATCHED)
@@ -82,12 +78,8 @@ class PolicyNode(SefmNode):
 
     # --- inputs -----------------------------------------------------------------------------
 
-    def on_image(self, view: StationView, msg: Image) -> None:
-        try:
-            view.add_image(msg)
-        except ValueError as exc:
-            self.get_logger().error(f"{view.name}: {exc}", throttle_duration_sec=5.0)
-            return
+    @staticmethod
+    def on_image(view: StationView) -> None:
         view.first_seen = view.first_seen or time.monotonic()
 
     def on_task(self, view: StationView, msg: Task) -> None:

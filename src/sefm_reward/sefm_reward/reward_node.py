@@ -14,12 +14,11 @@ import sys
 
 import numpy as np
 import torch
-from sensor_msgs.msg import Image, JointState
 
 from sefm_core import checkpoint
 from sefm_core.steps_to_go import detect_success, reward
 from sefm_interfaces.msg import StepsToGo, Task
-from sefm_ros.common import LATCHED, SefmNode, StationObservations, reliable, spin_main, time_of
+from sefm_ros.common import SefmNode, StationObservations, reliable, spin_main, station_list, time_of
 
 PARAMETERS = {
     "checkpoint": ("", "the frozen Stage-1 checkpoint directory"),
@@ -48,23 +47,13 @@ class RewardNode(SefmNode):
         self.threshold = float(p["success_threshold"])
         self.stations: dict[str, Scored] = {}
         self.pubs = {}
-        for name in (s.strip().strip("/") for s in p["stations"].split(",") if s.strip()):
+        for name in station_list(p["stations"]):
             view = self.stations[name] = Scored(name)
-            self.create_subscription(Image, f"/{name}/camera/image_raw", lambda m, v=view: self.on_image(v, m),
-                                     reliable(5))
-            self.create_subscription(JointState, f"/{name}/joint_states", lambda m, v=view: v.add_state(m),
-                                     reliable(10))
-            self.create_subscription(Task, f"/{name}/task", lambda m, v=view: self.on_task(v, m), LATCHED)
+            self.observe_station(view, self.on_task)
             self.pubs[name] = self.create_publisher(StepsToGo, f"/{name}/steps_to_go", reliable(50))
         self.create_timer(0.002, self.score)
         self.get_logger().info(f"scoring {', '.join(self.stations)} with frozen {p['checkpoint']} "
                                f"(sha256 {self.sha256[:12]}), success at d <= {self.threshold}")
-
-    def on_image(self, view: Scored, msg: Image) -> None:
-        try:
-            view.add_image(msg)
-        except ValueError as exc:
-            self.get_logger().error(f"{view.name}: {exc}", throttle_duration_sec=5.0)
 
     def on_task(self, view: Scored, msg: Task) -> None:
         view.task, view.previous_d, view.step = msg, None, 0

@@ -105,6 +105,32 @@ class SefmNode(Node):
             self.declare_parameter(key, default, ParameterDescriptor(description=description))
         self.params = {key: self.get_parameter(key).value for key in self.PARAMETERS}
 
+    def observe_station(self, view: StationObservations, on_task, on_image=None) -> None:
+        """Feed a station's camera frames, joint states and task (latched) into `view`.
+
+        A frame that cannot be decoded is logged (throttled) and skipped; `on_image(view)`
+        runs after each good frame, `on_task(view, msg)` on each new episode.
+        """
+        from sensor_msgs.msg import JointState
+
+        def image(msg: Image) -> None:
+            try:
+                view.add_image(msg)
+            except ValueError as exc:
+                self.get_logger().error(f"{view.name}: {exc}", throttle_duration_sec=5.0)
+                return
+            if on_image is not None:
+                on_image(view)
+
+        self.create_subscription(Image, f"/{view.name}/camera/image_raw", image, reliable(5))
+        self.create_subscription(JointState, f"/{view.name}/joint_states", view.add_state, reliable(10))
+        self.create_subscription(Task, f"/{view.name}/task", lambda msg: on_task(view, msg), LATCHED)
+
+
+def station_list(text: str) -> list[str]:
+    """"station_0, /station_1" -> ["station_0", "station_1"]"""
+    return [s.strip().strip("/") for s in text.split(",") if s.strip()]
+
 
 def spin_main(node_class, argv=None) -> int:
     """The console-script body of every node: init, spin until Ctrl-C or shutdown, clean up."""

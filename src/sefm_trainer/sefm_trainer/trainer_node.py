@@ -29,7 +29,7 @@ from sefm_core import checkpoint
 from sefm_core.data import Episode, EpisodeDataset
 from sefm_core.reinforce import ReinforceConfig, discounted_returns, reinforce_loss
 from sefm_interfaces.msg import EpisodeEvent, PolicyAction, PolicyVersion, StepsToGo, Task
-from sefm_ros.common import LATCHED, SefmNode, image_to_array, reliable, spin_main, stamp_key
+from sefm_ros.common import LATCHED, SefmNode, image_to_array, reliable, spin_main, stamp_key, station_list
 from sefm_trainer.episodes import AssembledEpisode, EpisodeBuffer, assemble
 
 MAX_WAIT_SECONDS = 10.0  # how long an ended episode may wait for its last actions and scores
@@ -73,7 +73,7 @@ class TrainerNode(SefmNode):
         self.states: dict[str, dict] = {}
         self.episodes: dict[tuple[str, int], EpisodeBuffer] = {}
         self.version_pub = self.create_publisher(PolicyVersion, "/policy/version", LATCHED)
-        for name in (s.strip().strip("/") for s in p["stations"].split(",") if s.strip()):
+        for name in station_list(p["stations"]):
             sub = lambda t, topic, cb, q: self.create_subscription(t, f"/{name}/{topic}", cb, q)  # noqa: E731
             sub(Image, "camera/image_raw", lambda m, n=name: self.on_image(n, m), reliable(10))
             self.images[name], self.states[name] = {}, {}
