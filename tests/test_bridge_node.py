@@ -4,7 +4,6 @@ import sys
 import time
 import uuid
 
-import numpy as np
 import pytest
 import rclpy
 from rclpy.executors import SingleThreadedExecutor

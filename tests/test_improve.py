@@ -12,7 +12,7 @@ SEFM = os.path.join(os.path.dirname(sys.executable), "sefm")
 
 
 @pytest.mark.parametrize("processes", ["single", "per_node"])
-def test_improve_runs_two_stations_to_a_new_policy_version(tmp_path, processes):
+def test_improve_runs_two_stations_through_two_policy_versions(tmp_path, processes):
     tiny_checkpoint(tmp_path / "stage1", 0)
     config = tmp_path / "improve.yaml"
     config.write_text(f"""
@@ -26,18 +26,19 @@ max_steps: 5
 success_threshold: -1.0
 episodes_per_batch: 2
 updates_per_batch: 1
-versions: 1
+versions: 2
 processes: {processes}
 """)
     env = {**os.environ, "ROS_DOMAIN_ID": str(40 + (processes == "per_node"))}
     proc = subprocess.run([SEFM, "improve", "--config", str(config)], capture_output=True, text=True, timeout=300,
                           env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "policy version 1" in proc.stdout and "station_1" in proc.stdout
-    assert (tmp_path / "run" / "checkpoints" / "v1" / "model.safetensors").exists()
+    assert "policy version 2" in proc.stdout and "station_1" in proc.stdout
+    assert (tmp_path / "run" / "checkpoints" / "v2" / "model.safetensors").exists()
     data = EpisodeDataset(tmp_path / "run" / "episodes")
     versions = [ep.metadata["policy_version"] for ep in data]
-    assert versions.count(0) >= 2 and set(versions) <= {0, 1}  # the batch of v0, then v1 at work
+    # Two batches (v0, then v1) from two stations that act in parallel: both stations feed the trainer.
+    assert versions.count(0) >= 2 and versions.count(1) >= 2 and set(versions) <= {0, 1, 2}
     assert not any(ep.metadata["dropped"] for ep in data), [ep.metadata for ep in data]
     assert {ep.metadata["station"] for ep in data} == {"station_0", "station_1"}
 

@@ -5,9 +5,10 @@ import uuid
 
 import numpy as np
 
+from sefm_bringup.graph import terminate
 from sefm_core.data import EpisodeDataset
 from sefm_interfaces.msg import PolicyAction, PolicyVersion, StepsToGo
-from test_bridge_node import LATCHED, RELIABLE, Driver, stop
+from test_bridge_node import LATCHED, RELIABLE, Driver
 from test_policy_node import tiny_checkpoint
 
 
@@ -65,10 +66,4 @@ def test_trainer_joins_episodes_exactly_updates_and_the_policy_adopts_the_new_ve
         assert all(len(v) == 1 for v in by_episode.values())
     finally:
         d.close()
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        terminate(procs)

@@ -1,13 +1,12 @@
 """Killing the policy or the trainer mid-run: the graph recovers and no stored episode is corrupt."""
 import signal
-import subprocess
-import sys
 import time
 import uuid
 
+from sefm_bringup.graph import terminate
 from sefm_core.data import EpisodeDataset
 from sefm_interfaces.msg import PolicyAction, PolicyVersion
-from test_bridge_node import LATCHED, RELIABLE, Driver, stop
+from test_bridge_node import LATCHED, RELIABLE, Driver
 from test_policy_node import tiny_checkpoint
 from test_stage2_graph import spawn
 
@@ -61,11 +60,4 @@ def test_policy_and_trainer_restarts_lose_nothing_they_stored(tmp_path):
         assert [int(row.split(",")[0]) for row in restarted] == list(range(1, len(restarted) + 1))  # no version twice
     finally:
         d.close()
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        terminate(procs)

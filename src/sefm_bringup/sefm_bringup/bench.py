@@ -108,7 +108,7 @@ def bench_language_table(args) -> list[str]:
     from sefm_sim_bridge.envs.lt_tasks import FAMILIES
 
     size = LanguageTableConfig().image_size
-    lines = [f"# LanguageTable (MuJoCo) benchmark", "",
+    lines = ["# LanguageTable (MuJoCo) benchmark", "",
              f"Machine: {machine_line()}; {pin_to_one_core()}.", "",
              f"Command: `sefm bench env language_table --episodes {args.episodes} --speed-steps {args.speed_steps}`",
              "", "## Speed (one core, random actions)", "",

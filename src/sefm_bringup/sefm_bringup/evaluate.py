@@ -83,12 +83,14 @@ def observation_steps_to_go(model, dataset: EpisodeDataset, episode_ids: list[in
                                                   data.text_vectors[data.text_index[i:i + 512]],
                                                   data.proprio[i:i + 512])[1])
                        for i in range(0, len(data.stg), 512)]).numpy()
-    holds = np.concatenate([dataset[i].extras.get("goal_holds", _holds_from_labels(dataset[i], model))
-                            for i in episode_ids]).astype(bool)
+    holds = np.concatenate([_goal_holds(dataset[i], model) for i in episode_ids]).astype(bool)
     return d, data.stg.numpy(), data.episode.numpy(), holds
 
 
-def _holds_from_labels(episode, model) -> np.ndarray:
+def _goal_holds(episode, model) -> np.ndarray:
+    """The simulator's per-observation success flags, or (data without them) the states labelled 0."""
+    if "goal_holds" in episode.extras:
+        return episode.extras["goal_holds"]
     labels = hindsight_labels(episode.steps + 1, episode.success_index, model.config.max_steps_to_go)
     return (labels == 0).astype(np.uint8)
 

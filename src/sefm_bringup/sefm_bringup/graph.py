@@ -203,17 +203,23 @@ def run_per_node(cfg: ImproveConfig, log=print) -> int:
     finally:
         log(monitor.table())
         log(f"reached policy version {monitor.version}; run directory {cfg.run_dir}")
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        terminate(procs)
         executor.shutdown()
         node.destroy_node()
         rclpy.shutdown(context=context)
     return 0
+
+
+def terminate(procs: list[subprocess.Popen], grace: float = 10.0) -> None:
+    """Ask every node process to stop (SIGTERM), then kill the ones still running after `grace` seconds."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            p.kill()
 
 
 def load_config(path: str | None, overrides: dict) -> ImproveConfig:

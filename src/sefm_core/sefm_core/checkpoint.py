@@ -47,12 +47,13 @@ def save(model: EFM, directory: str | os.PathLike, training: dict | None = None,
     final = pathlib.Path(directory)
     tmp = final.with_name(final.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
-    save_file(_saved_state(model), str(tmp / WEIGHTS))
+    state = _saved_state(model)
+    save_file(state, str(tmp / WEIGHTS))
     digest = sha256_of(tmp / WEIGHTS)
     if optimizer is not None:
         save_file(_optimizer_tensors(optimizer), str(tmp / OPTIMIZER))
     meta = {"model": config_dict(model.config), "weights_sha256": digest,
-            "includes_backbone": any(k.startswith("backbone.") for k in _saved_state(model)),
+            "includes_backbone": any(k.startswith("backbone.") for k in state),
             "training": training or {}}
     (tmp / CONFIG).write_text(json.dumps(meta, indent=2, sort_keys=True))
     if final.exists():

@@ -13,7 +13,6 @@ Reward: the staged contact reward 0..4 of ACT; success = stage 4.
 """
 from __future__ import annotations
 
-import os
 import pathlib
 from dataclasses import dataclass
 

@@ -118,7 +118,7 @@ class LanguageTableEnv(gym.Env):
             raise RuntimeError(f"no start state with an unsolved {family} task in 1000 boards")
         self.goal = goal
         self.steps = 0
-        return self._observation(), self._info(state)
+        return self._observation(), self._info(state, self.goal.success(state))
 
     def step(self, action):
         if self.goal is None:
@@ -131,7 +131,7 @@ class LanguageTableEnv(gym.Env):
         success = self.goal.success(state)
         truncated = not success and self.steps >= self.config.max_steps
         reward = self.config.success_reward if success else 0.0
-        return self._observation(), reward, success, truncated, self._info(state)
+        return self._observation(), reward, success, truncated, self._info(state, success)
 
     def render(self):
         return self.camera.render()
@@ -228,8 +228,8 @@ class LanguageTableEnv(gym.Env):
             obs["rgb"] = self.camera.render()
         return obs
 
-    def _info(self, state: lt_tasks.TableState) -> dict:
-        return {"goal": self.goal.to_dict(), "family": self.goal.family, "success": self.goal.success(state),
+    def _info(self, state: lt_tasks.TableState, success: bool) -> dict:
+        return {"goal": self.goal.to_dict(), "family": self.goal.family, "success": success,
                 "steps": self.steps, "seed": self.episode_seed, "blocks": self.blocks, "state": state}
 
 
