@@ -44,6 +44,8 @@ PARAMETERS = {  # name: (default, description)
     "rate_hz": (0.0, "realtime mode: control rate; 0 = the env's own (LanguageTable 10 Hz, ALOHA 50 Hz)"),
     "watchdog_timeout": (0.5, "realtime mode: hold position when no command arrived for this long (s)"),
     "station": ("", "station name in messages (default: the node's namespace)"),
+    "settle_steps": (0, "after the simulator's success, keep the episode for this many more commands while the "
+                        "goal holds and publish the final observation (recorded demos: resting states at the goal)"),
     "min_subscribers": (0, "hold the first episode until camera/image_raw has this many subscribers "
                            "(the policy, reward and trainer), so no node misses its start"),
 }
@@ -84,6 +86,7 @@ class BridgeNode(SefmNode):
         self.last_command: tuple[np.ndarray, float] | None = None   # (values, receive time)
         self.obs_stamp_ns = 0
         self.steps = 0
+        self.settle_left: int | None = None   # commands left after the success, while settling
         self.message = ""
         self.started = False
         self.min_subscribers = p["min_subscribers"]
@@ -106,6 +109,7 @@ class BridgeNode(SefmNode):
     def start_episode(self, seed: int | None = None) -> None:
         self.station.reset(seed)
         self.steps = 0
+        self.settle_left = None
         self.last_command = None
         stamp = self.next_stamp()
         task = Task(station=self.station_name, episode_id=self.station.episode, env_id=self.station.env_id,
@@ -189,7 +193,19 @@ class BridgeNode(SefmNode):
             self.get_logger().error(self.message)
             return
         self.steps += 1
-        if terminated:
+        if self.settle_left is not None:  # settling at the goal after the success
+            if not info.get("success"):   # the goal stopped holding: end at the last observation where it held
+                self.end_episode(EpisodeEvent.OUTCOME_ENV_SUCCESS, "the simulator's success predicate held")
+                return
+            self.settle_left -= 1
+            self.publish_observation(self.next_stamp())
+            if self.settle_left == 0:
+                self.end_episode(EpisodeEvent.OUTCOME_ENV_SUCCESS, "the simulator's success predicate held")
+        elif terminated and self.params["settle_steps"] > 0:
+            self.env_successes += 1
+            self.settle_left = self.params["settle_steps"]
+            self.publish_observation(self.next_stamp())
+        elif terminated:
             self.env_successes += 1
             self.end_episode(EpisodeEvent.OUTCOME_ENV_SUCCESS, "the simulator's success predicate held")
         elif truncated:
@@ -247,7 +263,11 @@ class BridgeNode(SefmNode):
             response.success, response.message = False, "station not started yet (waiting for subscribers)"
             return response
         aborted = self.station.episode
-        self.end_episode(EpisodeEvent.OUTCOME_OPERATOR_ABORT, f"abort: {request.reason}", restart=request.reset)
+        if request.success:
+            self.end_episode(EpisodeEvent.OUTCOME_OPERATOR_SUCCESS, f"operator: success {request.reason}".strip(),
+                             restart=request.reset)
+        else:
+            self.end_episode(EpisodeEvent.OUTCOME_OPERATOR_ABORT, f"abort: {request.reason}", restart=request.reset)
         response.success, response.message, response.episode_id = True, "episode aborted", aborted
         return response
 

@@ -1,0 +1,93 @@
+"""The recorder node: the stations' driver topics, tasks and episode events into one rosbag2 bag per session.
+
+    ros2 run sefm_bags recorder --ros-args -p stations:=station_0,station_1 -p output:=bags/session_1
+
+Messages are stored as they arrive on the wire (serialized CDR, no decoding),
+stamped with their receive time like `ros2 bag record`. A topic is subscribed
+as soon as it appears on the graph, with its type from the graph; the task
+topic is latched, so an episode that started before the recorder is still
+announced. The bag is written in segments (sefm_bags.writer): a segment closes
+at every episode end and at least every `segment_seconds`, so a killed
+recorder leaves a readable bag of everything up to its last closed segment.
+Ctrl-C or SIGTERM closes the bag completely.
+"""
+from __future__ import annotations
+
+import collections
+import importlib
+import sys
+import time
+
+from rclpy.serialization import deserialize_message
+
+from sefm_bags.writer import SegmentedBagWriter
+from sefm_interfaces.msg import EpisodeEvent
+from sefm_ros.common import LATCHED, SefmNode, reliable, spin_main, station_list
+
+DRIVER_TOPICS = "camera/image_raw,joint_states,joint_command,task,episode_event"
+PARAMETERS = {
+    "output": ("", "bag folder to create (default: bags/session_<date>_<time>); never overwritten"),
+    "storage": ("mcap", "rosbag2 storage: mcap or sqlite3"),
+    "stations": ("station_0", "comma-separated station namespaces to record"),
+    "topics": (DRIVER_TOPICS, "comma-separated topics recorded under every station namespace"),
+    "extra_topics": ("", "comma-separated absolute topics recorded as well (e.g. /estop)"),
+    "segment_seconds": (5.0, "close a bag segment at least this often (s): the most a killed recorder loses"),
+}
+
+
+class RecorderNode(SefmNode):
+    PARAMETERS = PARAMETERS
+
+    def __init__(self, namespace: str = "", context=None, **overrides):
+        super().__init__("recorder", namespace, context, **overrides)
+        p = self.params
+        output = p["output"] or time.strftime("bags/session_%Y%m%d_%H%M%S")
+        self.bag = SegmentedBagWriter(output, p["storage"], segment_seconds=p["segment_seconds"])
+        relative = [t.strip().strip("/") for t in p["topics"].split(",") if t.strip()]
+        self.wanted = [f"/{s}/{t}" for s in station_list(p["stations"]) for t in relative]
+        self.wanted += [t.strip() for t in p["extra_topics"].split(",") if t.strip()]
+        self.subscriptions_by_topic = {}
+        self.counts = collections.Counter()
+        self.episodes_ended = 0
+        self.create_timer(0.5, self.discover)
+        self.create_timer(1.0, self.bag.roll_if_due)
+        self.get_logger().info(f"recording {len(self.wanted)} topics to {output} ({p['storage']})")
+        self.discover()
+
+    def discover(self) -> None:
+        """Subscribe to every wanted topic that has appeared on the graph, with its advertised type."""
+        types = dict(self.get_topic_names_and_types())
+        for topic in self.wanted:
+            if topic in self.subscriptions_by_topic or topic not in types:
+                continue
+            type_name = types[topic][0]                       # e.g. "sensor_msgs/msg/Image"
+            package, _, name = type_name.split("/")
+            msg_class = getattr(importlib.import_module(f"{package}.msg"), name)
+            self.bag.add_topic(topic, type_name)
+            qos = LATCHED if topic.endswith("/task") else reliable(100)
+            self.subscriptions_by_topic[topic] = self.create_subscription(
+                msg_class, topic, lambda data, topic=topic: self.on_message(topic, data), qos, raw=True)
+            self.get_logger().info(f"recording {topic} ({type_name})")
+
+    def on_message(self, topic: str, data: bytes) -> None:
+        self.bag.write(topic, self.get_clock().now().nanoseconds, data)
+        self.counts[topic] += 1
+        if topic.endswith("/episode_event") and deserialize_message(data, EpisodeEvent).event == EpisodeEvent.END:
+            self.episodes_ended += 1
+            self.bag.roll()   # an ended episode is on disk, whatever happens next
+
+    def destroy_node(self):
+        self.bag.close()
+        total = sum(self.counts.values())
+        # print, not the ROS logger: after Ctrl-C the context is already shut down
+        print(f"[recorder] closed {self.bag.path}: {total} messages, {self.episodes_ended} episode ends",
+              file=sys.stderr)
+        return super().destroy_node()
+
+
+def main(argv=None) -> int:
+    return spin_main(RecorderNode, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""`sefm bag`: rosbag2 demonstrations into the episode data set, and what a bag holds.
+
+    sefm bag import BAG [BAG ...] --out DATASET [--topics topic_map.yaml] [--keep-failures]
+    sefm bag info BAG
+
+`--topics` maps a real robot's topic names (see docs/demonstrations.md); the
+defaults are the SEFM driver contract under each station namespace.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def cmd_import(args) -> int:
+    from sefm_bags.importer import import_bags, load_import_config, summary_table
+    from sefm_core.config import ConfigError
+
+    try:
+        config = load_import_config(args.topics)
+    except ConfigError as exc:
+        print(f"sefm bag import: {exc}", file=sys.stderr)
+        return 2
+    if args.keep_failures:
+        config = type(config)(topics=config.topics, keep_failures=True)
+    reports = import_bags(args.bags, args.out, config)
+    print(summary_table(reports))
+    print(f"data set: {args.out}")
+    imported = sum(r.imported for r in reports)
+    if any(r.error for r in reports):
+        return 1   # the good bags are imported; the exit code still says something was wrong
+    return 0 if imported else 1
+
+
+def cmd_info(args) -> int:
+    from rosbags.rosbag2 import Reader, ReaderError
+
+    try:
+        with Reader(args.bag) as reader:
+            print(f"{args.bag}: {reader.message_count} messages, {reader.duration * 1e-9:.1f} s, "
+                  f"recorded by {reader.ros_distro or 'unknown'}")
+            for c in sorted(reader.connections, key=lambda c: c.topic):
+                print(f"  {c.topic:<40} {c.msgtype:<36} {c.msgcount:>7}")
+    except (ReaderError, OSError) as exc:
+        print(f"sefm bag info: {args.bag}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="sefm bag", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    imp = sub.add_parser("import", help="bags -> episode data set")
+    imp.add_argument("bags", nargs="+", help="rosbag2 folders (mcap or sqlite3)")
+    imp.add_argument("--out", required=True, help="data set directory (created, or appended to)")
+    imp.add_argument("--topics", help="YAML topic map (TopicMap fields under `topics:`)")
+    imp.add_argument("--keep-failures", action="store_true", help="import unsuccessful episodes too")
+    info = sub.add_parser("info", help="topics, types and counts of a bag")
+    info.add_argument("bag")
+    args = parser.parse_args(argv)
+    return cmd_import(args) if args.command == "import" else cmd_info(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
