@@ -160,7 +160,8 @@ def read_bag(path: pathlib.Path, tmap: TopicMap) -> dict[str, _Station]:
         if not stations:
             raise BagImportError(f"{path}: no image topic {tmap.image!r} (topics: {', '.join(sorted(topics)) or 'none'})"
                                  "; map the topic names with --topics")
-        role_of = {}
+        role_of = {topic: (name, role) for name, roles in stations.items() for role, topic in roles.items()}
+        _check_types(path, topics, role_of)
         for name, roles in stations.items():
             for required in ("joint_states", "command"):
                 if required not in roles:
@@ -169,9 +170,6 @@ def read_bag(path: pathlib.Path, tmap: TopicMap) -> dict[str, _Station]:
             if "task" not in roles and "episode_event" not in roles:
                 raise BagImportError(f"{path}: station {name!r} has neither a task nor an episode_event topic, so "
                                      "its episodes cannot be found")
-            for role, topic in roles.items():
-                role_of[topic] = (name, role)
-        _check_types(path, topics, role_of)
         for c in reader.connections:   # types the store lacks come with the bag
             if c.topic in role_of and c.msgtype not in store.fielddefs:
                 store.register(get_types_from_msg(c.msgdef.data, c.msgtype))

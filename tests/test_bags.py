@@ -1,0 +1,341 @@
+"""Demonstrations through rosbag2: record over the real graph, import, and every bad input named clearly."""
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from sefm_bags.importer import ImportConfig, TopicMap, decode_image, import_bags
+from sefm_bags.types import typestore
+from sefm_bags.writer import SegmentedBagWriter
+from sefm_bringup.collect import collect_language_table
+from sefm_bringup.teleop import command_for, parse_keys
+from sefm_core.data import EpisodeDataset
+
+SEFM = os.path.join(os.path.dirname(sys.executable), "sefm")
+SIZE = (64, 36)
+
+
+def sefm(*args, timeout=180, **kwargs):
+    return subprocess.run([SEFM, *args], capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def truth(tmp_path_factory):
+    """Ground truth: the oracle's episodes written directly (no ROS) for the seeds the stations use."""
+    out = {}
+    for seed in (0, 100000):
+        path = tmp_path_factory.mktemp("direct") / "ds"
+        out[seed] = collect_language_table(
+            str(path), 4, ["block2block"], "BLOCK_4", seed, 0.0, SIZE, keep_failures=True, log=lambda *_: None)
+    return out
+
+
+def assert_same_training_data(got, want):
+    assert got.instruction == want.instruction
+    assert got.success == want.success
+    assert np.array_equal(got.rgb, want.rgb)
+    assert np.array_equal(got.proprio, want.proprio)
+    assert np.array_equal(got.actions, want.actions)
+
+
+def by_station(dataset):
+    out = {}
+    for episode in dataset:
+        out.setdefault(episode.metadata["station"], []).append(episode)
+    return out
+
+
+@pytest.mark.parametrize("storage,stations", [("mcap", 2), ("sqlite3", 1)])
+def test_demos_through_the_graph_import_to_the_ground_truth(tmp_path, truth, storage, stations):
+    bag = tmp_path / "session"
+    run = sefm("demos", str(bag), "--episodes", str(2 * stations), "--stations", str(stations), "--storage",
+               storage, "--families", "block2block", "--image-size", "64x36")
+    assert run.returncode == 0, run.stderr[-2000:]
+    meta = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert meta["version"] == 8 and meta["storage_identifier"] == storage
+    assert all(isinstance(t["topic_metadata"]["offered_qos_profiles"], str) for t in meta["topics_with_message_count"])
+    info = sefm("bag", "info", str(bag))
+    assert info.returncode == 0 and "/station_0/camera/image_raw" in info.stdout
+
+    out = tmp_path / "dataset"
+    imported = sefm("bag", "import", str(bag), "--out", str(out))
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    assert "total" in imported.stdout
+    stations_seen = by_station(EpisodeDataset(out))
+    assert sorted(stations_seen) == [f"station_{i}" for i in range(stations)]
+    for i, (name, episodes) in enumerate(sorted(stations_seen.items())):
+        want = [e for e in truth[100000 * i] if e.success][:2]
+        assert len(episodes) == 2
+        for got, expected in zip(episodes, want):
+            assert_same_training_data(got, expected)
+            assert got.metadata["outcome"] == "env_success" and got.metadata["seed"] == expected.metadata["seed"]
+            assert (got.rgb.shape[1], got.rgb.shape[2]) == (SIZE[1], SIZE[0])
+    if storage == "mcap":   # the imported data set trains as it is: record -> import -> train
+        sft = sefm("sft", str(out), "--backbone", "scratch", "--steps", "3", "--batch-size", "8", "--run-dir",
+                   str(tmp_path / "sft"), timeout=300)
+        assert sft.returncode == 0, sft.stderr[-2000:]
+        assert (tmp_path / "sft" / "checkpoints" / "final" / "model.safetensors").exists()
+
+
+def test_killed_recorder_leaves_a_readable_bag_of_the_finished_episodes(tmp_path, truth):
+    bag = tmp_path / "session"
+    demos = subprocess.Popen([SEFM, "demos", str(bag), "--episodes", "40", "--families", "block2block",
+                              "--image-size", "64x36"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            meta_path = bag / "metadata.yaml"
+            if meta_path.exists():
+                files = yaml.safe_load(meta_path.read_text())["rosbag2_bagfile_information"]["files"]
+                if len(files) >= 3:
+                    break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the recorder never closed 3 segments")
+        pids = subprocess.run(["pgrep", "-f", f"sefm_bags.recorder_node.*{bag}"], capture_output=True,
+                              text=True).stdout.split()
+        assert pids, "recorder process not found"
+        for pid in pids:
+            os.kill(int(pid), signal.SIGKILL)
+        demos.wait(timeout=60)
+        assert demos.returncode != 0   # the session notices its recorder died
+    finally:
+        if demos.poll() is None:
+            demos.kill()
+    out = tmp_path / "dataset"
+    reports = import_bags([str(bag)], str(out), log=lambda *_: None)
+    assert not reports[0].error
+    episodes = list(EpisodeDataset(out))
+    assert len(episodes) >= 2
+    want = [e for e in truth[0] if e.success]
+    for got, expected in zip(episodes, want):   # every imported episode is whole and exact
+        assert_same_training_data(got, expected)
+
+
+# --- bags written here, as other drivers would record them --------------------------------------------------
+
+def stamp(store, ns):
+    return store.types["builtin_interfaces/msg/Time"](sec=ns // 10**9, nanosec=ns % 10**9)
+
+
+def header(store, ns):
+    return store.types["std_msgs/msg/Header"](stamp=stamp(store, ns), frame_id="cam")
+
+
+def image_message(store, rgb, ns, encoding):
+    if encoding in ("jpeg", "png"):
+        ok, buf = cv2.imencode(".jpg" if encoding == "jpeg" else ".png", rgb[..., ::-1])
+        assert ok
+        return "sensor_msgs/msg/CompressedImage", store.types["sensor_msgs/msg/CompressedImage"](
+            header=header(store, ns), format=encoding, data=buf.ravel())
+    pixels = {"rgb8": rgb, "bgr8": rgb[..., ::-1], "mono8": rgb[..., :1]}.get(encoding, rgb)
+    h, w, c = pixels.shape
+    return "sensor_msgs/msg/Image", store.types["sensor_msgs/msg/Image"](
+        header=header(store, ns), height=h, width=w, encoding=encoding, is_bigendian=0, step=w * c,
+        data=np.ascontiguousarray(pixels).ravel())
+
+
+def write_bag(path, episodes, encoding="rgb8", topics=None, events=True, command_type="JointState",
+              storage="mcap", corrupt=None):
+    """Episodes as a driver + SEFM graph would have recorded them (one station), with some knobs to break it."""
+    store = typestore()
+    t = topics or {"image": "/station_0/camera/image_raw", "joint_states": "/station_0/joint_states",
+                   "command": "/station_0/joint_command", "task": "/station_0/task",
+                   "episode_event": "/station_0/episode_event"}
+    writer = SegmentedBagWriter(path, storage, typestore=store)
+    ns = 1_000_000_000
+    types = {}
+    for k, episode in enumerate(episodes):
+        stamps = [ns + 100_000_000 * i for i in range(episode.steps + 1)]
+        msgs = []
+        if t.get("task"):
+            task = store.types["sefm_interfaces/msg/Task"](
+                header=header(store, stamps[0]), station="station_0", episode_id=k, env_id="sim", family="f",
+                instruction=episode.instruction, goal_json="{}", seed=k, max_steps=200)
+            msgs.append((t["task"], "sefm_interfaces/msg/Task", task, stamps[0]))
+        event = store.types["sefm_interfaces/msg/EpisodeEvent"]
+        if events:
+            msgs.append((t["episode_event"], "sefm_interfaces/msg/EpisodeEvent",
+                         event(header=header(store, stamps[0]), station="station_0", episode_id=k, event=0, outcome=0,
+                               num_steps=0, last_observation_stamp=stamp(store, stamps[0]), env_success=False,
+                               detail=""), stamps[0]))
+        for i, s in enumerate(stamps):
+            msgtype, image = image_message(store, episode.rgb[i], s, encoding)
+            msgs.append((t["image"], msgtype, image, s + 1))
+            state_stamp = s + (1000 if corrupt == "stamps" and k == 0 else 0)
+            joint = store.types["sensor_msgs/msg/JointState"](
+                header=header(store, state_stamp), name=["a", "b", "c", "d"],
+                position=episode.proprio[i].astype(np.float64), velocity=np.zeros(0), effort=np.zeros(0))
+            msgs.append((t["joint_states"], "sensor_msgs/msg/JointState", joint, s + 2))
+            if i < episode.steps and not (corrupt == "missing_command" and k == 0 and i == 3):
+                if command_type == "JointState":
+                    command = store.types["sensor_msgs/msg/JointState"](
+                        header=header(store, s), name=["dx", "dy"], position=episode.actions[i].astype(np.float64),
+                        velocity=np.zeros(0), effort=np.zeros(0))
+                    msgs.append((t["command"], "sensor_msgs/msg/JointState", command, s + 3))
+                else:
+                    layout = store.types["std_msgs/msg/MultiArrayLayout"](dim=[], data_offset=0)
+                    command = store.types["std_msgs/msg/Float64MultiArray"](
+                        layout=layout, data=episode.actions[i].astype(np.float64))
+                    msgs.append((t["command"], "std_msgs/msg/Float64MultiArray", command, s + 3))
+        if events:
+            msgs.append((t["episode_event"], "sefm_interfaces/msg/EpisodeEvent",
+                         event(header=header(store, stamps[-1]), station="station_0", episode_id=k, event=1,
+                               outcome=2 if episode.success else 3, num_steps=episode.steps,
+                               last_observation_stamp=stamp(store, stamps[-1]), env_success=episode.success,
+                               detail=""), stamps[-1] + 5))
+        for topic, msgtype, msg, when in msgs:
+            if topic not in types:
+                writer.add_topic(topic, msgtype)
+                types[topic] = msgtype
+            writer.write(topic, when, bytes(store.serialize_cdr(msg, msgtype)))
+        writer.roll()
+        ns = stamps[-1] + 1_000_000_000
+    writer.close()
+    return path
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "mono8", "png", "jpeg"])
+def test_image_encodings_and_compressed_images_import(tmp_path, truth, encoding):
+    episodes = [e for e in truth[0] if e.success][:2]
+    bag = write_bag(tmp_path / "bag", episodes, encoding=encoding, storage="sqlite3" if encoding == "png" else "mcap")
+    reports = import_bags([str(bag)], str(tmp_path / "ds"), log=lambda *_: None)
+    assert reports[0].imported == 2, reports[0]
+    for got, want in zip(EpisodeDataset(tmp_path / "ds"), episodes):
+        assert np.array_equal(got.actions, want.actions) and np.array_equal(got.proprio, want.proprio)
+        if encoding == "mono8":
+            assert np.array_equal(got.rgb, np.repeat(want.rgb[..., :1], 3, axis=3))
+        elif encoding == "jpeg":
+            assert np.abs(got.rgb.astype(int) - want.rgb).mean() < 8   # lossy, but the same picture
+        else:
+            assert np.array_equal(got.rgb, want.rgb)
+
+
+def test_remapped_topics_of_a_real_robot_import_through_a_topic_map(tmp_path, truth):
+    episodes = [e for e in truth[0] if e.success][:2]
+    topics = {"image": "/camera/color/image_raw/compressed", "joint_states": "/robot/joint_states",
+              "command": "/robot/forward_command_controller/commands", "episode_event": "/teleop/episode_event"}
+    bag = write_bag(tmp_path / "bag", episodes, encoding="png", topics=topics, command_type="Float64MultiArray")
+    mapping = tmp_path / "topics.yaml"
+    mapping.write_text(yaml.safe_dump({"topics": {**topics, "task": "", "instruction": "push the block",
+                                                  "station": "arm_1"}}))
+    run = sefm("bag", "import", str(bag), "--out", str(tmp_path / "ds"), "--topics", str(mapping))
+    assert run.returncode == 0, run.stdout + run.stderr
+    got = list(EpisodeDataset(tmp_path / "ds"))
+    assert len(got) == 2
+    for g, want in zip(got, episodes):
+        assert g.instruction == "push the block" and g.metadata["station"] == "arm_1"
+        assert np.array_equal(g.rgb, want.rgb) and np.array_equal(g.actions, want.actions)
+    # without the map the bag's topics are not found, and the error says which exist
+    plain = sefm("bag", "import", str(bag), "--out", str(tmp_path / "ds2"))
+    assert plain.returncode == 1 and "/camera/color/image_raw/compressed" in plain.stdout
+
+
+def test_bad_input_is_named_and_good_episodes_survive(tmp_path, truth):
+    good = [e for e in truth[0] if e.success][:3]
+    log = lambda *_: None  # noqa: E731
+    # one bad episode (a command missing, stamps inconsistent) among good ones: only it is dropped, with its reason
+    for corrupt, reason in (("missing_command", "no command"), ("stamps", "inconsistent stamps")):
+        bag = write_bag(tmp_path / f"bag_{corrupt}", good, corrupt=corrupt)
+        report = import_bags([str(bag)], str(tmp_path / f"ds_{corrupt}"), log=log)[0]
+        assert report.imported == 2 and report.episodes == 3
+        assert any(reason in why for why in report.dropped), report.dropped
+    # wrong message type on the image topic
+    store = typestore()
+    wrong = SegmentedBagWriter(tmp_path / "wrong_type", typestore=store)
+    wrong.add_topic("/station_0/camera/image_raw", "std_msgs/msg/String")
+    wrong.write("/station_0/camera/image_raw", 1, bytes(store.serialize_cdr(
+        store.types["std_msgs/msg/String"](data="x"), "std_msgs/msg/String")))
+    wrong.close()
+    # a missing required topic: no joint states
+    no_joints = write_bag(tmp_path / "no_joints", good[:1], topics={
+        "image": "/station_0/camera/image_raw", "joint_states": "/station_0/other", "command": "/station_0/joint_command",
+        "task": "/station_0/task", "episode_event": "/station_0/episode_event"})
+    # a truncated storage file, a folder without metadata.yaml, a path that does not exist
+    truncated = write_bag(tmp_path / "truncated", good[:1])
+    storage_file = next(truncated.glob("*.mcap"))
+    storage_file.write_bytes(storage_file.read_bytes()[:-200])
+    no_meta = write_bag(tmp_path / "no_meta", good[:1])
+    (no_meta / "metadata.yaml").unlink()
+    # an empty episode: START and END with no frames in between
+    empty = write_bag(tmp_path / "empty", good[:1], encoding="yuv422")
+    ok = write_bag(tmp_path / "ok", good[:2])
+    bags = [tmp_path / "wrong_type", no_joints, truncated, no_meta, tmp_path / "missing", empty, ok]
+    reports = import_bags([str(b) for b in bags], str(tmp_path / "ds"), log=log)
+    errors = {pathlib.Path(r.bag).name: r.error for r in reports}
+    assert "std_msgs/msg/String" in errors["wrong_type"] and "camera/image_raw" in errors["wrong_type"]
+    assert "joint_states" in errors["no_joints"]
+    assert "truncated" in errors["truncated"] or "corrupt" in errors["truncated"]
+    assert "metadata.yaml" in errors["no_meta"]
+    assert "not a rosbag2 folder" in errors["missing"]
+    empty_report = reports[5]
+    assert empty_report.imported == 0 and any("yuv422" in why for why in empty_report.dropped)
+    assert any("fewer than 2 camera frames" in why for why in empty_report.dropped)
+    assert reports[-1].imported == 2 and len(EpisodeDataset(tmp_path / "ds")) == 2   # the good bag still imports
+    # the command line says the same, and its exit code says something was wrong
+    run = sefm("bag", "import", str(tmp_path / "missing"), str(ok), "--out", str(tmp_path / "ds3"))
+    assert run.returncode == 1 and "not a rosbag2 folder" in run.stdout and len(EpisodeDataset(tmp_path / "ds3")) == 2
+
+
+def test_bag_without_events_splits_on_task_changes(tmp_path, truth):
+    episodes = [e for e in truth[0] if e.success][:2]
+    bag = write_bag(tmp_path / "bag", episodes, events=False)
+    config = ImportConfig(topics=TopicMap(episode_event="", assume_success=True))
+    reports = import_bags([str(bag)], str(tmp_path / "ds"), config, log=lambda *_: None)
+    assert reports[0].imported == 2
+    for got, want in zip(EpisodeDataset(tmp_path / "ds"), episodes):
+        assert_same_training_data(got, want)
+
+
+def test_decode_image_rejects_what_it_cannot_read():
+    store = typestore()
+    _, msg = image_message(store, np.zeros((4, 4, 3), np.uint8), 1, "rgb8")
+    msg.step = 5
+    with pytest.raises(ValueError, match="does not match"):
+        decode_image(msg, "sensor_msgs/msg/Image")
+    bad = store.types["sensor_msgs/msg/CompressedImage"](header=header(store, 1), format="jpeg",
+                                                         data=np.frombuffer(b"not an image", np.uint8))
+    with pytest.raises(ValueError, match="does not decode"):
+        decode_image(bad, "sensor_msgs/msg/CompressedImage")
+
+
+def test_keyboard_keys():
+    keys, rest = parse_keys("\x1b[A\x1b[Cs d q\x1b[")
+    assert keys == ["up", "right", "success", "stay", "discard", "stay", "quit"] and rest == "\x1b["
+    assert command_for("up", 0.03) == (-0.03, 0.0) and command_for("success", 0.03) is None
+
+
+def test_keyboard_teleop_drives_a_recorded_station(tmp_path):
+    name = "teleop_station"
+    bag = tmp_path / "bag"
+    bridge = subprocess.Popen([sys.executable, "-m", "sefm_sim_bridge.bridge_node", "--ros-args", "-r",
+                               f"__ns:=/{name}", "-p", "image_width:=64", "-p", "image_height:=36",
+                               "-p", "min_subscribers:=1"],  # the recorder
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    recorder = subprocess.Popen([sys.executable, "-m", "sefm_bags.recorder_node", "--ros-args", "-p",
+                                 f"output:={bag}", "-p", f"stations:={name}"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # three moves then "success"; two moves then "discard"; then quit
+        keys = "\x1b[A\x1b[A\x1b[Cs\x1b[B\x1b[Ddq"
+        teleop = subprocess.run([SEFM, "teleop", "--station", name, "--step", "0.02"], input=keys.encode(),
+                                capture_output=True, timeout=60)
+        assert teleop.returncode == 0, teleop.stderr.decode()[-2000:]
+        time.sleep(1.0)
+    finally:
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait(timeout=30)
+        bridge.terminate()
+        bridge.wait(timeout=30)
+    report = import_bags([str(bag)], str(tmp_path / "ds"), log=lambda *_: None)[0]
+    assert report.imported == 1 and report.dropped["discarded by the operator"] == 1, report
+    episode = EpisodeDataset(tmp_path / "ds")[0]
+    assert episode.success and episode.metadata["outcome"] == "operator_success"
+    assert np.allclose(episode.actions, [[-0.02, 0.0], [-0.02, 0.0], [0.0, 0.02]])
