@@ -67,3 +67,69 @@ def test_trainer_joins_episodes_exactly_updates_and_the_policy_adopts_the_new_ve
     finally:
         d.close()
         terminate(procs)
+
+
+def test_stale_policy_versions_are_dropped_on_the_graph(tmp_path):
+    """The test plays the policy: episode 0 acted by a version the trainer is not training (stale), episode 1 by
+    the current one. The stale one is recorded as unused and starts no update; the current one trains v1."""
+    import json
+    import time
+
+    from sensor_msgs.msg import Image
+
+    tiny_checkpoint(tmp_path / "stage1", 0)
+    ns = f"station_{uuid.uuid4().hex[:6]}"
+    estop, version_topic = f"/estop_{uuid.uuid4().hex[:6]}", f"/policy_version_{uuid.uuid4().hex[:6]}"
+    remap = ["-r", f"/policy/version:={version_topic}"]
+    procs = [
+        spawn("sefm_sim_bridge.bridge_node", "-r", f"__ns:=/{ns}", "-r", f"/estop:={estop}", "-p", "image_width:=64",
+              "-p", "image_height:=36", "-p", "max_steps:=4", "-p", "families:=block2block",
+              "-p", "min_subscribers:=4"),  # reward, trainer, this test and the test's go signal below
+        spawn("sefm_reward.reward_node", "-p", f"checkpoint:={tmp_path / 'stage1'}", "-p", f"stations:={ns}",
+              "-p", "success_threshold:=-1.0"),
+        spawn("sefm_trainer.trainer_node", *remap, "-p", f"checkpoint:={tmp_path / 'stage1'}", "-p", f"stations:={ns}",
+              "-p", f"run_dir:={tmp_path / 'run'}", "-p", "episodes_per_batch:=1", "-p", "updates_per_batch:=1",
+              "-p", "max_versions:=1"),
+    ]
+    d = Driver(f"/{ns}", estop)
+    versions = []
+    d.node.create_subscription(PolicyVersion, version_topic, versions.append, LATCHED)
+    action_pub = d.node.create_publisher(PolicyAction, "action", RELIABLE)
+    answered = {}   # observation stamp -> episode id
+
+    def act(score: StepsToGo) -> None:
+        """Answer each observation once it is scored: a policy no faster than the reward model (the bridge does not
+        wait for scores, and a reward node left far behind would drop observations)."""
+        key = (score.observation_stamp.sec, score.observation_stamp.nanosec)
+        if key in answered:
+            return
+        answered[key] = score.episode_id
+        acting_version = 5 if score.episode_id == min(answered.values()) else 0   # the first episode: stale
+        d.send([0.01, 0.0], score.observation_stamp)
+        action_pub.publish(PolicyAction(observation_stamp=score.observation_stamp, episode_id=score.episode_id,
+                                        step=score.step, values=[0.01, 0.0], tokens=[40, 32], log_prob=-1.0,
+                                        policy_version=acting_version, greedy=False))
+
+    d.node.create_subscription(StepsToGo, "steps_to_go", act, RELIABLE)
+    unused = tmp_path / "run" / "unused_episodes.jsonl"
+    try:
+        # the trainer must hear this test's actions from the first one: only then let the station start
+        assert d.spin_until(lambda: action_pub.get_subscription_count() >= 1, timeout=60)
+        d.node.create_subscription(Image, "camera/image_raw", lambda _: None, RELIABLE)
+        ok = d.spin_until(lambda: versions and versions[-1].version == 1 and unused.exists(), timeout=120)
+        if not ok:
+            for p in procs:
+                p.terminate()
+            raise AssertionError("\n".join((p.stdout.read() or "")[-1500:] for p in procs))
+        data = EpisodeDataset(tmp_path / "run" / "episodes")
+        records = [json.loads(line) for line in unused.read_text().splitlines()]
+        first = min(answered.values())
+        stale = [r for r in records if r["episode_id"] == first]
+        assert stale and stale[0]["dropped"] == {"stale policy version": 4}   # 4 steps (max_steps), none used
+        data = EpisodeDataset(tmp_path / "run" / "episodes")
+        assert [e.metadata["episode_id"] for e in data][:1] == [first + 1]   # the first trained one: current
+        assert data[0].metadata["policy_version"] == 0 and not data[0].metadata["dropped"]
+        time.sleep(0.1)
+    finally:
+        terminate(procs)
+        d.close()

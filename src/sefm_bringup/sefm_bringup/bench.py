@@ -4,6 +4,7 @@
     sefm bench env language_table --frames docs/images/language_table_tasks.png
     sefm bench env aloha [--episodes 50] [--markdown docs/benchmarks/aloha.md]
     sefm bench env aloha --frames docs/images/aloha_tasks.png
+    sefm bench graph [--stations 1,2,4]      (the ROS 2 graph against a bare loop: sefm_bringup.bench_graph)
 
 `env` measures simulator speed on one pinned core (with and without camera
 rendering) and the scripted demonstrator's success per task family, with
@@ -217,6 +218,11 @@ FRAMES = {"language_table": language_table_frames, "aloha": aloha_frames}
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["graph"]:   # the graph benchmark has its own options (sefm_bringup.bench_graph)
+        from sefm_bringup import bench_graph
+
+        return bench_graph.main(argv[1:])
     parser = argparse.ArgumentParser(prog="sefm bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
     env = sub.add_parser("env", help="simulator speed and scripted-demonstrator success")

@@ -167,8 +167,14 @@ class TrainerNode(SefmNode):
         return bool(self.max_versions) and self.version >= self.max_versions
 
     def persist(self, episode: AssembledEpisode, buf: EpisodeBuffer) -> None:
-        """Every episode is kept on disk, used for training or not (with why not, in its metadata)."""
+        """Every episode is kept on disk, used for training or not (with why not, in its metadata).
+        One with no usable transition at all (stale from its first step, its start missed) has no
+        arrays to store; its record goes to <run_dir>/unused_episodes.jsonl with the reasons."""
         if not episode.transitions:
+            record = {"station": episode.station, "episode_id": episode.episode_id, "outcome": int(episode.outcome),
+                      "trainer_version": self.version, "dropped": episode.dropped}
+            with open(self.run / "unused_episodes.jsonl", "a") as f:
+                f.write(json.dumps(record, sort_keys=True) + "\n")
             return
         tr = episode.transitions
         stamps = sorted(k for k in set(buf.images) & set(buf.states) if k > tr[-1].stamp)
