@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
-.PHONY: setup test test-fast doctor interfaces lock clean
+.PHONY: setup test test-fast demo doctor interfaces lock clean
 
 ## setup: apt packages, .venv, pinned pip packages, colcon build of the interfaces (idempotent)
 setup:
@@ -13,6 +13,10 @@ setup:
 ## test: setup if needed, then the whole test suite
 test: setup
 	$(PY) -m pytest tests
+
+## demo: setup if needed, then the whole pipeline (demos as rosbag2 -> Stage 1 -> Stage 2 -> report in runs/demo/report)
+demo: setup
+	$(VENV)/bin/sefm pipeline --config src/sefm_bringup/config/demo_language_table.yaml
 
 ## doctor: check this machine (ROS 2 graph, rendering, torch, pretrained towers)
 doctor: setup

@@ -136,8 +136,12 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=100, help="measured steps per station")
     parser.add_argument("--warmup", type=int, default=10, help="steps per station before measuring")
     parser.add_argument("--image-size", default="128x72")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, the same for both sides")
     parser.add_argument("--markdown", help="also write the table to this Markdown file")
     args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
     width, height = (int(v) for v in args.image_size.lower().split("x"))
     counts = [int(n) for n in args.stations.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
@@ -146,7 +150,8 @@ def main(argv=None) -> int:
         emit(lines, "# The graph against a bare loop (lockstep LanguageTable)", "",
              f"`sefm bench graph --stations {args.stations} --steps {args.steps}"
              f"{' --checkpoint ' + args.checkpoint if args.checkpoint else ''}`; {machine_line()}; "
-             f"images {width}x{height}; model: {'the checkpoint' if args.checkpoint else 'default, untrained heads'}.",
+             f"images {width}x{height}; torch threads {args.threads}; "
+             f"model: {'the checkpoint' if args.checkpoint else 'default (pretrained towers), untrained heads'}.",
              "", "| stations | bare steps/s | graph steps/s | ratio graph/bare | bare latency p50 / p99 (ms) "
              "| graph latency p50 / p99 (ms) |", "|---|---|---|---|---|---|")
         for n in counts:

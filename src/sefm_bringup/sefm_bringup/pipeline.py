@@ -1,0 +1,192 @@
+"""`sefm pipeline` (what `make demo` runs): demos as rosbag2 -> import -> Stage 1 -> Stage 2 on the graph -> report.
+
+    sefm pipeline --config src/sefm_bringup/config/demo_language_table.yaml [--run-dir runs/demo]
+
+Every stage is the `sefm` command a user would type, run as its own process
+with its output in <run_dir>/logs/<stage>.log. A stage whose result exists is
+skipped, so an interrupted pipeline continues where it stopped. The report
+folder (<run_dir>/report) holds report.md (BC against self-improved held-out
+success with Wilson 95% intervals, the extra episodes used) and the plots.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import pathlib
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from sefm_core.config import ConfigError, from_dict, load_yaml
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    run_dir: str = "runs/demo"
+    demos: int = 200                     # oracle demonstrations recorded through the graph
+    demo_stations: int = 2
+    families: str = "block2block"
+    block_mode: str = "BLOCK_4"
+    image_size: str = "128x72"
+    seed: int = 0                        # demos use seeds from here; evaluation uses eval_seed (held out)
+    sft_config: str = "src/sefm_bringup/config/sft_language_table.yaml"
+    sft_overrides: tuple[str, ...] = ()  # extra `sefm sft` options, e.g. ["--steps", "20"]
+    improve_config: str = "src/sefm_bringup/config/improve_language_table.yaml"
+    improve_overrides: tuple[str, ...] = ()
+    eval_episodes: int = 100
+    eval_seed: int = 100000
+    eval_every: int = 5                  # also evaluate every this many policy versions (the practice curve)
+
+
+class PipelineError(RuntimeError):
+    pass
+
+
+SEFM = [sys.executable, "-m", "sefm_bringup.cli"]
+
+
+def stage(name: str, cmd: list[str], run: pathlib.Path, done: pathlib.Path, log=print) -> None:
+    if done.exists():
+        log(f"[{name}] done already ({done}); skipped")
+        return
+    log_path = run / "logs" / f"{name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log(f"[{name}] {' '.join(cmd[2:] if cmd[:2] == SEFM[:2] else cmd)}")
+    start = time.monotonic()
+    with open(log_path, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:
+            out.write(line)
+            if not line.startswith("[INFO]") and "Loading weights" not in line:
+                log(f"  {line.rstrip()[:160]}")
+        proc.wait()
+    if proc.returncode != 0 or not done.exists():
+        raise PipelineError(f"stage {name} failed (exit {proc.returncode}); its log: {log_path}")
+    log(f"[{name}] {time.monotonic() - start:.0f} s")
+
+
+def evaluate(run: pathlib.Path, cfg: PipelineConfig, checkpoint: pathlib.Path, name: str, log) -> dict:
+    out = run / "eval" / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage(f"eval_{name}", SEFM + ["eval", str(checkpoint), "--episodes", str(cfg.eval_episodes), "--families",
+                                  cfg.families, "--mode", cfg.block_mode, "--seed", str(cfg.eval_seed),
+                                  "--image-size", cfg.image_size, "--json", str(out)], run, out, log)
+    return json.loads(out.read_text())["success"]["all"]
+
+
+def run_pipeline(cfg: PipelineConfig, log=print) -> pathlib.Path:
+    run = pathlib.Path(cfg.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "pipeline_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    start = time.monotonic()
+    bag, dataset, sft_run = run / "bags" / "demos", run / "dataset", run / "sft"
+    stage("demos", SEFM + ["demos", str(bag), "--episodes", str(cfg.demos), "--stations", str(cfg.demo_stations),
+                           "--families", cfg.families, "--mode", cfg.block_mode, "--seed", str(cfg.seed),
+                           "--image-size", cfg.image_size], run, bag / "metadata.yaml", log)
+    stage("import", SEFM + ["bag", "import", str(bag), "--out", str(dataset)], run, dataset / "episodes.jsonl", log)
+    stage("sft", SEFM + ["sft", str(dataset), "--config", cfg.sft_config, "--run-dir", str(sft_run),
+                         *cfg.sft_overrides], run, sft_run / "checkpoints" / "final" / "model.safetensors", log)
+    bc_checkpoint = sft_run / "checkpoints" / "final"
+    results = {0: evaluate(run, cfg, bc_checkpoint, "v0", log)}
+    improve_run = run / "improve"
+    width, height = cfg.image_size.lower().split("x")
+    versions = int(load_yaml(cfg.improve_config).get("versions", 10))
+    for i, opt in enumerate(cfg.improve_overrides[:-1]):
+        if opt == "--versions":
+            versions = int(cfg.improve_overrides[i + 1])
+    stage("improve", SEFM + ["improve", "--config", cfg.improve_config, "--checkpoint", str(bc_checkpoint),
+                             "--run-dir", str(improve_run), "--families", cfg.families, "--block-mode",
+                             cfg.block_mode, "--image-width", width, "--image-height", height,
+                             *cfg.improve_overrides],
+          run, improve_run / "checkpoints" / f"v{versions}" / "model.safetensors", log)
+    for v in sorted({*range(cfg.eval_every, versions, cfg.eval_every), versions}):
+        results[v] = evaluate(run, cfg, improve_run / "checkpoints" / f"v{v}", f"v{v}", log)
+    report = write_report(run, cfg, results, time.monotonic() - start)
+    log(f"report: {report}")
+    return report
+
+
+def practice_episodes(improve_run: pathlib.Path) -> dict[int, int]:
+    """Policy version -> on-policy episodes used to reach it (from the trainer's metrics.csv)."""
+    total, out = 0, {0: 0}
+    with open(improve_run / "metrics.csv") as f:
+        for row in csv.DictReader(f):
+            total += int(row["episodes"])
+            out[int(row["version"])] = total
+    return out
+
+
+def write_report(run: pathlib.Path, cfg: PipelineConfig, results: dict, seconds: float) -> pathlib.Path:
+    from sefm_bringup import plots
+    from sefm_core.data import EpisodeDataset
+
+    report = run / "report"
+    report.mkdir(exist_ok=True)
+    used = practice_episodes(run / "improve")
+    final = max(results)
+    bc, improved = results[0], results[final]
+
+    def cell(r):
+        return f"{r['rate']:.2f} [{r['low']:.2f}, {r['high']:.2f}] ({round(r['rate'] * r['n'])}/{r['n']})"
+
+    separated = improved["low"] > bc["high"]
+    lines = ["# SEFM pipeline report", "",
+             f"`sefm pipeline`; LanguageTable {cfg.block_mode}, families `{cfg.families}`, {cfg.demos} oracle "
+             f"demos recorded as rosbag2; held-out evaluation on {cfg.eval_episodes} seeded episodes from seed "
+             f"{cfg.eval_seed}; Wilson 95% intervals. Wall clock {seconds / 60:.1f} min.", "",
+             "| policy | held-out success | extra (practice) episodes |", "|---|---|---|",
+             f"| BC (Stage 1) | {cell(bc)} | 0 |",
+             f"| self-improved (Stage 2, v{final}) | {cell(improved)} | {used.get(final, '?')} |", "",
+             f"Intervals {'do not overlap' if separated else 'overlap'}: "
+             f"{'self-improvement is above BC' if separated else 'no separation at this scale'}.", "",
+             "| version | practice episodes | held-out success |", "|---|---|---|"]
+    lines += [f"| v{v} | {used.get(v, '?')} | {cell(r)} |" for v, r in sorted(results.items())]
+    episodes = EpisodeDataset(run / "improve" / "episodes")
+    plots.success_curve(report / "success_vs_practice.png",
+                        [(used.get(v, 0), r["rate"], r["low"], r["high"]) for v, r in sorted(results.items())])
+    first = next(iter(episodes))
+    last_version = max(e["metadata"]["policy_version"] for e in episodes.index)
+    late = [i for i, e in enumerate(episodes.index) if e["metadata"]["policy_version"] == last_version]
+    late_success = [i for i in late if episodes.index[i]["success"]] or late
+    after = episodes[late_success[0]]
+    plots.episode_curves(report / "episode_curves.png", {"early (v0)": first, f"late (v{last_version})": after})
+    plots.filmstrip(report / "filmstrip.png", {"before (v0)": first.rgb, f"after (v{last_version})": after.rgb})
+    lines += ["", "![success vs practice](success_vs_practice.png)", "",
+              "![steps-to-go and reward of sample practice episodes](episode_curves.png)", "",
+              "![a practice episode before and after](filmstrip.png)", ""]
+    path = report / "report.md"
+    path.write_text("\n".join(lines))
+    (report / "results.json").write_text(json.dumps({"results": {str(k): v for k, v in results.items()},
+                                                     "practice_episodes": used, "separated": separated,
+                                                     "seconds": seconds}, indent=2))
+    print("\n".join(lines[:12]))
+    return path
+
+
+def load_pipeline_config(path: str | None, run_dir: str | None) -> PipelineConfig:
+    values = load_yaml(path) if path else {}
+    if run_dir:
+        values["run_dir"] = run_dir
+    return from_dict(PipelineConfig, values, path or "pipeline")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="sefm pipeline", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="YAML with PipelineConfig fields")
+    parser.add_argument("--run-dir")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_pipeline_config(args.config, args.run_dir)
+        run_pipeline(cfg)
+    except (ConfigError, PipelineError) as exc:
+        print(f"sefm pipeline: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
