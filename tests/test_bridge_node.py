@@ -203,3 +203,28 @@ def test_the_fleet_estop_halts_every_station():
     finally:
         for d, proc in fleet:
             stop(d, proc)
+
+
+def test_wait_for_score_steps_only_after_the_observation_is_scored():
+    from sefm_interfaces.msg import StepsToGo
+
+    d, proc = launch("max_steps:=20", "wait_for_score:=true")
+    scores = d.node.create_publisher(StepsToGo, "steps_to_go", RELIABLE)
+    try:
+        assert d.spin_until(lambda: d.tasks and d.states)
+        obs = d.observations()
+        d.send([0.01, 0.0], obs[-1].header.stamp)
+        d.spin_for(1.5)
+        assert len(d.observations()) == len(obs)   # commanded, not scored: the station waits
+        scores.publish(StepsToGo(observation_stamp=obs[-1].header.stamp, episode_id=d.tasks[-1].episode_id,
+                                 expected_steps_to_go=10.0, success=False))
+        assert d.spin_until(lambda: len(d.observations()) == len(obs) + 1)   # scored: the waiting command applies
+        # scored first, commanded later: steps at once
+        obs = d.observations()
+        scores.publish(StepsToGo(observation_stamp=obs[-1].header.stamp, episode_id=d.tasks[-1].episode_id,
+                                 expected_steps_to_go=9.0, success=False))
+        d.spin_for(0.5)
+        d.send([0.01, 0.0], obs[-1].header.stamp)
+        assert d.spin_until(lambda: len(d.observations()) == len(obs) + 1)
+    finally:
+        stop(d, proc)

@@ -67,6 +67,7 @@ def node_parameters(cfg: ImproveConfig) -> dict[str, dict]:
         params[name] = {"env": cfg.env, "block_mode": cfg.block_mode, "families": cfg.families, "task": cfg.task,
                         "image_width": cfg.image_width, "image_height": cfg.image_height,
                         "max_steps": cfg.max_steps, "seed": cfg.seed + 100000 * i, "mode": cfg.mode,
+                        "wait_for_score": cfg.mode == "lockstep",  # every step scored before the next
                         "min_subscribers": 3}  # policy, reward and trainer: no node misses an episode start
     return params
 

@@ -44,6 +44,8 @@ PARAMETERS = {  # name: (default, description)
     "rate_hz": (0.0, "realtime mode: control rate; 0 = the env's own (LanguageTable 10 Hz, ALOHA 50 Hz)"),
     "watchdog_timeout": (0.5, "realtime mode: hold position when no command arrived for this long (s)"),
     "station": ("", "station name in messages (default: the node's namespace)"),
+    "wait_for_score": (False, "lockstep: step only once the reward node has scored the current observation too, so "
+                              "no score is late and a detected success is never stepped past (Stage 2 sets it)"),
     "settle_steps": (0, "after the simulator's success, keep the episode for this many more commands while the "
                         "goal holds and publish the final observation (recorded demos: resting states at the goal)"),
     "min_subscribers": (0, "hold the first episode until camera/image_raw has this many subscribers "
@@ -87,6 +89,8 @@ class BridgeNode(SefmNode):
         self.obs_stamp_ns = 0
         self.steps = 0
         self.settle_left: int | None = None   # commands left after the success, while settling
+        self.pending_command: np.ndarray | None = None   # lockstep + wait_for_score: the command waiting for its score
+        self.scored_stamp_ns = -1
         self.message = ""
         self.started = False
         self.min_subscribers = p["min_subscribers"]
@@ -110,6 +114,7 @@ class BridgeNode(SefmNode):
         self.station.reset(seed)
         self.steps = 0
         self.settle_left = None
+        self.pending_command = None
         self.last_command = None
         stamp = self.next_stamp()
         task = Task(station=self.station_name, episode_id=self.station.episode, env_id=self.station.env_id,
@@ -169,7 +174,11 @@ class BridgeNode(SefmNode):
             return
         if ns_of(msg.header.stamp) != self.obs_stamp_ns:
             return  # answers an older observation: lockstep waits for the current one
-        self.apply(np.asarray(msg.position, dtype=np.float64))
+        command = np.asarray(msg.position, dtype=np.float64)
+        if self.params["wait_for_score"] and self.scored_stamp_ns != self.obs_stamp_ns:
+            self.pending_command = command   # applied when the observation's score arrives
+            return
+        self.apply(command)
 
     def realtime_tick(self) -> None:
         fresh = (self.last_command is not None and
@@ -214,11 +223,17 @@ class BridgeNode(SefmNode):
             self.publish_observation(self.next_stamp())
 
     def on_steps_to_go(self, msg: StepsToGo) -> None:
-        if msg.success and msg.episode_id == self.station.episode and ns_of(msg.observation_stamp) == self.obs_stamp_ns:
+        if msg.episode_id != self.station.episode or ns_of(msg.observation_stamp) != self.obs_stamp_ns:
+            return
+        self.scored_stamp_ns = self.obs_stamp_ns
+        if msg.success:
             if self.station.info.get("success"):
                 self.env_successes += 1
             self.end_episode(EpisodeEvent.OUTCOME_SUCCESS_DETECTED,
                              f"steps-to-go {msg.expected_steps_to_go:.2f} <= {msg.success_threshold:.2f}")
+        elif self.pending_command is not None:
+            command, self.pending_command = self.pending_command, None
+            self.apply(command)
 
     # --- operator -----------------------------------------------------------------------------
 
@@ -255,6 +270,11 @@ class BridgeNode(SefmNode):
             response.success, response.message = False, "e-stop engaged: release it first"
             return response
         self.state, self.message = StationStatus.STATE_RUNNING, f"resumed: {request.reason}"
+        if self.started and self.mode == "lockstep":
+            # a command that arrived while paused was not applied, and its sender will not answer that stamp
+            # again: the current state goes out as a new observation for a fresh command
+            self.pending_command = None
+            self.publish_observation(self.next_stamp())
         response.success, response.message = True, self.message
         return response
 
