@@ -3,7 +3,7 @@
     sefm operator status [--stations station_0,station_1] [--seconds 0]   live table (0: until Ctrl-C)
     sefm operator estop  [--reason TEXT]          halt every station now
     sefm operator release                         release the e-stop (stations stay paused)
-    sefm operator pause|resume|abort|reset STATION [--reason TEXT] [--seed N]
+    sefm operator pause|resume|abort|reset STATION [--reason TEXT] [--seed N] [--success]
 """
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="sefm operator", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["status", "estop", "release", *SERVICES])
     parser.add_argument("station", nargs="?", help="station namespace, e.g. station_0 (for pause/resume/abort/reset)")
+    parser.add_argument("--success", action="store_true",
+                        help="abort: end the episode as a success the operator saw (the bag import keeps it)")
     parser.add_argument("--stations", default="station_0,station_1", help="stations to show (status)")
     parser.add_argument("--seconds", type=float, default=0.0, help="status: stop after this long (0: until Ctrl-C)")
     parser.add_argument("--reason", default="operator")
@@ -73,7 +75,7 @@ def main(argv=None) -> int:
         if args.command == "reset":
             request.seed = args.seed
         if args.command == "abort":
-            request.reset = True
+            request.reset, request.success = True, args.success
         future = client.call_async(request)
         executor.spin_until_future_complete(future, timeout_sec=10.0)
         result = future.result()
