@@ -69,13 +69,14 @@ def stage(name: str, cmd: list[str], run: pathlib.Path, done: pathlib.Path, log=
     log(f"[{name}] {time.monotonic() - start:.0f} s")
 
 
-def evaluate(run: pathlib.Path, cfg: PipelineConfig, checkpoint: pathlib.Path, name: str, log) -> dict:
+def evaluate(run: pathlib.Path, cfg: PipelineConfig, checkpoint: pathlib.Path, name: str, log,
+             extra: tuple[str, ...] = ()) -> dict:
     out = run / "eval" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     stage(f"eval_{name}", SEFM + ["eval", str(checkpoint), "--episodes", str(cfg.eval_episodes), "--families",
                                   cfg.families, "--mode", cfg.block_mode, "--seed", str(cfg.eval_seed),
-                                  "--image-size", cfg.image_size, "--json", str(out)], run, out, log)
-    return json.loads(out.read_text())["success"]["all"]
+                                  "--image-size", cfg.image_size, "--json", str(out), *extra], run, out, log)
+    return json.loads(out.read_text())
 
 
 def run_pipeline(cfg: PipelineConfig, log=print) -> pathlib.Path:
@@ -91,7 +92,10 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> pathlib.Path:
     stage("sft", SEFM + ["sft", str(dataset), "--config", cfg.sft_config, "--run-dir", str(sft_run),
                          *cfg.sft_overrides], run, sft_run / "checkpoints" / "final" / "model.safetensors", log)
     bc_checkpoint = sft_run / "checkpoints" / "final"
-    results = {0: evaluate(run, cfg, bc_checkpoint, "v0", log)}
+    # BC, and the steps-to-go quality with the success threshold s the reward node will use
+    bc = evaluate(run, cfg, bc_checkpoint, "v0", log, ("--dataset", str(dataset), "--run-dir", str(sft_run)))
+    results = {0: bc["success"]["all"]}
+    threshold = f"{bc['steps_to_go']['threshold']:.3f}"
     improve_run = run / "improve"
     width, height = cfg.image_size.lower().split("x")
     versions = int(load_yaml(cfg.improve_config).get("versions", 10))
@@ -101,11 +105,11 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> pathlib.Path:
     stage("improve", SEFM + ["improve", "--config", cfg.improve_config, "--checkpoint", str(bc_checkpoint),
                              "--run-dir", str(improve_run), "--families", cfg.families, "--block-mode",
                              cfg.block_mode, "--image-width", width, "--image-height", height,
-                             *cfg.improve_overrides],
+                             "--success-threshold", threshold, *cfg.improve_overrides],
           run, improve_run / "checkpoints" / f"v{versions}" / "model.safetensors", log)
     for v in sorted({*range(cfg.eval_every, versions, cfg.eval_every), versions}):
-        results[v] = evaluate(run, cfg, improve_run / "checkpoints" / f"v{v}", f"v{v}", log)
-    report = write_report(run, cfg, results, time.monotonic() - start)
+        results[v] = evaluate(run, cfg, improve_run / "checkpoints" / f"v{v}", f"v{v}", log)["success"]["all"]
+    report = write_report(run, cfg, results, bc.get("steps_to_go", {}), time.monotonic() - start)
     log(f"report: {report}")
     return report
 
@@ -120,7 +124,7 @@ def practice_episodes(improve_run: pathlib.Path) -> dict[int, int]:
     return out
 
 
-def write_report(run: pathlib.Path, cfg: PipelineConfig, results: dict, seconds: float) -> pathlib.Path:
+def write_report(run: pathlib.Path, cfg: PipelineConfig, results: dict, stg: dict, seconds: float) -> pathlib.Path:
     from sefm_bringup import plots
     from sefm_core.data import EpisodeDataset
 
@@ -143,6 +147,10 @@ def write_report(run: pathlib.Path, cfg: PipelineConfig, results: dict, seconds:
              f"| self-improved (Stage 2, v{final}) | {cell(improved)} | {used.get(final, '?')} |", "",
              f"Intervals {'do not overlap' if separated else 'overlap'}: "
              f"{'self-improvement is above BC' if separated else 'no separation at this scale'}.", "",
+             f"Stage-1 steps-to-go on {stg.get('episodes', '?')} held-out demos: rank correlation per episode "
+             f"{stg.get('per_episode_spearman', float('nan')):.2f}, pooled {stg.get('pooled_spearman', float('nan')):.2f}"
+             f"; success detector d <= s = {stg.get('threshold', float('nan')):.2f} (the reward node's): F1 "
+             f"{stg.get('f1', float('nan')):.2f}.", "",
              "| version | practice episodes | held-out success |", "|---|---|---|"]
     lines += [f"| v{v} | {used.get(v, '?')} | {cell(r)} |" for v, r in sorted(results.items())]
     episodes = EpisodeDataset(run / "improve" / "episodes")
