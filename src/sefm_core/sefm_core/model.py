@@ -46,6 +46,7 @@ class ModelConfig:
     dropout: float = 0.2
     text_in_trunk: bool = False           # also feed the instruction vector to the MLP (absolute locations need it)
     text_norm: bool = False               # LayerNorm the sentence vector first (unit-norm 384-d: tiny entries)
+    sharp_keypoints: bool = False         # learnable per-channel softmax temperature + each channel's max
     aux_outputs: int = 0                  # >0: a head predicting privileged positions (training-time aux loss)
     extra: dict = field(default_factory=dict)
 
@@ -242,7 +243,10 @@ class PolicyHeads(nn.Module):
         # Only geometry reaches the trunk: where each instruction-modulated channel peaks
         # (keypoints) and the robot's own state. The instruction acts through FiLM alone,
         # so the heads cannot memorise episodes by their wording.
-        fused = 2 * c + config.proprio_dim + (c if config.text_in_trunk else 0)
+        fused = 2 * c + config.proprio_dim + (c if config.text_in_trunk else 0) + (c if config.sharp_keypoints else 0)
+        # Spatial softmax of raw activations is soft (keypoints drift to the centre); a learned
+        # temperature lets a channel peak on one block, and its max says whether it found it.
+        self.log_temperature = nn.Parameter(torch.full((c,), 1.0)) if config.sharp_keypoints else None
         self.trunk = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(fused, config.hidden), nn.ReLU(),
                                    nn.Dropout(config.dropout), nn.Linear(config.hidden, config.hidden), nn.ReLU())
         self.action_head = nn.Linear(config.hidden, dims * config.action_bins)
@@ -257,7 +261,11 @@ class PolicyHeads(nn.Module):
         x = self.proj(fmap)
         for block in self.blocks:
             x = block(x, t)
-        parts = [spatial_softmax(x), proprio] + ([t] if self.config.text_in_trunk else [])
+        if self.log_temperature is not None:
+            parts = [spatial_softmax(x * self.log_temperature.exp()[:, None, None]), x.amax((2, 3)), proprio]
+        else:
+            parts = [spatial_softmax(x), proprio]
+        parts += [t] if self.config.text_in_trunk else []
         return self.trunk(torch.cat(parts, dim=-1))
 
     def outputs(self, h: torch.Tensor):
