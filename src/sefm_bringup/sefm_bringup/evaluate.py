@@ -97,13 +97,17 @@ def _goal_holds(episode, model) -> np.ndarray:
 
 def steps_to_go_report(model, dataset: EpisodeDataset, train_ids: list[int], val_ids: list[int],
                        test: EpisodeDataset | None = None, by_family: bool = False):
-    """Quality on held-out successful demos; the threshold s is chosen on the training demos.
+    """Quality on held-out successful demos, at a success threshold s chosen on other demos.
 
-    test: a separate data set of held-out demos (all of its episodes) instead of the split's val part.
-    by_family: also {family: quality} for each instruction family among the held-out demos.
+    Without `test`: measured on the split's val demos, s chosen on the training demos (optimistic
+    there: the heads fit them, so d sits near 0 at success and s comes out too low).
+    With `test` (a separate data set, all of its episodes): s is chosen on the val demos, which
+    training never saw, and everything is measured on `test`.
+    by_family: also {family: quality} for each instruction family among the measured demos.
     """
-    train_ok = [i for i in train_ids if dataset.index[i]["success"]]
-    d, _, _, holds = observation_steps_to_go(model, dataset, train_ok)
+    calibrate = train_ids if test is None else val_ids
+    calibrate = [i for i in calibrate if dataset.index[i]["success"]]
+    d, _, _, holds = observation_steps_to_go(model, dataset, calibrate)
     threshold = best_threshold(d, holds)
     held, ids = (dataset, val_ids) if test is None else (test, list(range(len(test))))
     ids = [i for i in ids if held.index[i]["success"]]
