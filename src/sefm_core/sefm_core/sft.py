@@ -44,8 +44,9 @@ class SFTConfig:
     stg_sigma: float = 0.0        # >0: Gaussian-smoothed steps-to-go target (std in steps): near misses cost less
     aux_weight: float = 0.0       # weight of the auxiliary position loss (model.aux_outputs must be 4)
     paraphrase: bool = False      # train on a random stored wording of each goal (metadata "paraphrases")
-    bc_on_rest: bool = True       # also clone the zero actions recorded after success (False: they teach
-                                  # the policy to stand still; those states still train steps-to-go)
+    bc_rest_frames: int = -1      # clone the zero actions of only this many resting frames after success
+                                  # (-1: all). A few teach stopping at the goal; many teach standing still.
+                                  # Every resting state still trains steps-to-go.
 
 
 @dataclass
@@ -130,7 +131,7 @@ def tower_cache(model: EFM, dataset: EpisodeDataset, log=print, batch: int = 64)
 
 
 def flatten(model: EFM, dataset: EpisodeDataset, episode_ids: list[int], fmap_all, texts, text_vectors,
-            bc_on_rest: bool = True) -> Arrays:
+            bc_rest_frames: int = -1) -> Arrays:
     tokenizer, k = model.tokenizer, model.config.max_steps_to_go
     text_of = {t: i for i, t in enumerate(texts)}
     offsets = np.cumsum([0] + [e["steps"] + 1 for e in dataset.index])
@@ -145,8 +146,8 @@ def flatten(model: EFM, dataset: EpisodeDataset, episode_ids: list[int], fmap_al
         toks[:-1] = tokenizer.encode(ep.actions)
         tokens.append(toks)
         first = ep.metadata.get("first_success_step")
-        if not bc_on_rest and ep.success and first is not None:
-            toks[first:] = -1  # the goal holds from here: no task action to imitate
+        if bc_rest_frames >= 0 and ep.success and first is not None:
+            toks[first + bc_rest_frames:] = -1  # the goal holds: the robot only rests
         stg.append(hindsight_labels(n, first if ep.success and first is not None else ep.success_index, k))
         episode_of.append(np.full(n, i))
         text_index.append(np.full(n, text_of[ep.instruction]))
@@ -229,8 +230,8 @@ def train(cfg: SFTConfig, model_cfg: ModelConfig, resume: bool = False, log=prin
                          "text towers (backbone pretrained, scratch or siglip, trainable_backbone false)")
     fmap, texts, text_vectors = tower_cache(model, dataset, log)
     train_ids, val_ids = split_episodes(len(dataset), cfg.val_fraction, cfg.seed)
-    train_set = flatten(model, dataset, train_ids, fmap, texts, text_vectors, cfg.bc_on_rest)
-    val_set = flatten(model, dataset, val_ids, fmap, texts, text_vectors, cfg.bc_on_rest)
+    train_set = flatten(model, dataset, train_ids, fmap, texts, text_vectors, cfg.bc_rest_frames)
+    val_set = flatten(model, dataset, val_ids, fmap, texts, text_vectors, cfg.bc_rest_frames)
     (run / "split.json").write_text(json.dumps({"train": train_ids, "val": val_ids}))
     (run / "config.json").write_text(json.dumps({"sft": asdict(cfg), "model": asdict(model.config)}, indent=2))
     log(f"{len(train_ids)} train / {len(val_ids)} val episodes, {len(train_set.tokens)} / {len(val_set.tokens)} "
