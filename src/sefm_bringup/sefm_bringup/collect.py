@@ -66,7 +66,8 @@ def collect_language_table_episode(env, oracle, seed: int, family: str | None, h
 
     words = np.random.default_rng(seed)
     paraphrases = sorted({goal.instruction, *(paraphrase(words, goal, blocks) for _ in range(PARAPHRASES))})
-    metadata = {"paraphrases": paraphrases, "env": f"sefm/LanguageTable-{env.mode.value}-v0", "family": goal.family, "goal": goal.to_dict(),
+    metadata = {"env": f"sefm/LanguageTable-{env.mode.value}-v0", "family": goal.family, "goal": goal.to_dict(),
+                "paraphrases": paraphrases,
                 "seed": seed, "source": "oracle", "first_success_step": holds.index(True) if any(holds) else None,
                 "blocks": list(blocks)}
     # Privileged state rides along for diagnostics and tests; no model input reads it.
