@@ -206,3 +206,10 @@ def test_stage1_trains_checkpoints_and_resumes_on_real_demos(tmp_path):
     train(longer, model_cfg, resume=True, log=lambda *a, **k: messages.append(" ".join(map(str, a))))
     assert any("resuming" in m and "step 20" in m for m in messages)
     assert json.loads((tmp_path / "run" / "checkpoints" / "final" / "config.json").read_text())["training"]["step"] == 30
+
+
+def test_smoothed_steps_to_go_target_peaks_at_the_label():
+    from sefm_core.sft import smoothed_targets
+
+    t = smoothed_targets(torch.tensor([0, 5]), 11, sigma=2.0)
+    assert torch.allclose(t.sum(-1), torch.ones(2)) and t.argmax(-1).tolist() == [0, 5]

@@ -17,14 +17,20 @@ import numpy as np
 from sefm_core.data import Episode, EpisodeDataset
 
 HOLD_STEPS = 3  # zero actions recorded after success: states where the goal holds (steps-to-go 0)
+PARAPHRASES = 16  # other wordings of each goal, stored for language augmentation in training
 
 
 def language_table_proprio(obs: dict) -> np.ndarray:
     return np.concatenate([obs["effector_translation"], obs["effector_target_translation"]]).astype(np.float32)
 
 
-def collect_language_table_episode(env, oracle, seed: int, family: str | None, hold_steps: int = HOLD_STEPS):
-    """Run the oracle for one episode; returns an Episode (success or not)."""
+def collect_language_table_episode(env, oracle, seed: int, family: str | None, hold_steps: int = HOLD_STEPS,
+                                   dart_noise: float = 0.0, rng: np.random.Generator | None = None):
+    """Run the oracle for one episode; returns an Episode (success or not).
+
+    dart_noise > 0 (DART): the executed action gets Gaussian noise, the recorded one is the
+    oracle's clean action, so the demos show how to recover from the drift a learned policy makes.
+    """
     options = {"family": family} if family else None
     obs, info = env.reset(seed=seed, options=options)
     oracle.reset()
@@ -34,7 +40,10 @@ def collect_language_table_episode(env, oracle, seed: int, family: str | None, h
     terminated = truncated = False
     while not (terminated or truncated):
         action = oracle.act(env.state(), env.goal)
-        obs, reward, terminated, truncated, info = env.step(action)
+        executed = action
+        if dart_noise > 0:
+            executed = np.clip(action + rng.normal(0.0, dart_noise, 2), -0.1, 0.1)
+        obs, reward, terminated, truncated, info = env.step(executed)
         frames.append(obs["rgb"])
         proprio.append(language_table_proprio(obs))
         actions.append(np.asarray(action, dtype=np.float32))
@@ -53,7 +62,12 @@ def collect_language_table_episode(env, oracle, seed: int, family: str | None, h
             holds.append(True)
             block_xy.append(_block_xy(env, blocks))
     goal = env.goal
+    from sefm_sim_bridge.envs.lt_tasks import paraphrase
+
+    words = np.random.default_rng(seed)
+    paraphrases = sorted({goal.instruction, *(paraphrase(words, goal, blocks) for _ in range(PARAPHRASES))})
     metadata = {"env": f"sefm/LanguageTable-{env.mode.value}-v0", "family": goal.family, "goal": goal.to_dict(),
+                "paraphrases": paraphrases,
                 "seed": seed, "source": "oracle", "first_success_step": holds.index(True) if any(holds) else None,
                 "blocks": list(blocks)}
     # Privileged state rides along for diagnostics and tests; no model input reads it.
@@ -69,7 +83,7 @@ def _block_xy(env, blocks) -> np.ndarray:
 
 def collect_language_table(out: str, episodes: int, families: list[str] | None, mode: str, seed0: int,
                            noise: float, image_size: tuple[int, int], keep_failures: bool = False,
-                           log=print) -> EpisodeDataset:
+                           log=print, hold_steps: int = HOLD_STEPS, dart_noise: float = 0.0) -> EpisodeDataset:
     from sefm_sim_bridge.envs.language_table import LanguageTableEnv
     from sefm_sim_bridge.envs.lt_oracle import OrientedPushOracle
 
@@ -80,7 +94,8 @@ def collect_language_table(out: str, episodes: int, families: list[str] | None, 
     start = time.monotonic()
     while written < episodes:
         family = families[seed % len(families)] if families else None
-        episode = collect_language_table_episode(env, oracle, seed0 + seed, family)
+        episode = collect_language_table_episode(env, oracle, seed0 + seed, family, hold_steps, dart_noise,
+                                                 np.random.default_rng(seed0 + seed))
         seed += 1
         if episode.success or keep_failures:
             dataset.append(episode)
@@ -104,11 +119,15 @@ def main(argv=None) -> int:
     parser.add_argument("--noise", type=float, default=0.0, help="oracle action noise (std, m)")
     parser.add_argument("--image-size", default="128x72", help="WxH")
     parser.add_argument("--keep-failures", action="store_true")
+    parser.add_argument("--dart", type=float, default=0.0,
+                        help="DART: std (m) of noise on executed actions; the clean oracle action is recorded")
+    parser.add_argument("--hold-steps", type=int, default=HOLD_STEPS, help="resting frames recorded after success")
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.image_size.lower().split("x"))
     families = [f for f in args.families.split(",") if f] or None
     dataset = collect_language_table(args.out, args.episodes, families, args.mode, args.seed, args.noise,
-                                     (width, height), args.keep_failures)
+                                     (width, height), args.keep_failures,
+                                     hold_steps=args.hold_steps, dart_noise=args.dart)
     print(f"{args.out}: {len(dataset)} episodes")
     return 0
 

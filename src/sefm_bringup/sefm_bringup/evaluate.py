@@ -95,14 +95,30 @@ def _goal_holds(episode, model) -> np.ndarray:
     return (labels == 0).astype(np.uint8)
 
 
-def steps_to_go_report(model, dataset: EpisodeDataset, train_ids: list[int], val_ids: list[int]):
-    """Quality on held-out successful demos; the threshold s is chosen on the training demos."""
-    train_ok = [i for i in train_ids if dataset.index[i]["success"]]
-    val_ok = [i for i in val_ids if dataset.index[i]["success"]]
-    d, _, _, holds = observation_steps_to_go(model, dataset, train_ok)
+def steps_to_go_report(model, dataset: EpisodeDataset, train_ids: list[int], val_ids: list[int],
+                       test: EpisodeDataset | None = None, by_family: bool = False):
+    """Quality on held-out successful demos, at a success threshold s chosen on other demos.
+
+    Without `test`: measured on the split's val demos, s chosen on the training demos (optimistic
+    there: the heads fit them, so d sits near 0 at success and s comes out too low).
+    With `test` (a separate data set, all of its episodes): s is chosen on the val demos, which
+    training never saw, and everything is measured on `test`.
+    by_family: also {family: quality} for each instruction family among the measured demos.
+    """
+    calibrate = train_ids if test is None else val_ids
+    calibrate = [i for i in calibrate if dataset.index[i]["success"]]
+    d, _, _, holds = observation_steps_to_go(model, dataset, calibrate)
     threshold = best_threshold(d, holds)
-    d, labels, episode, holds = observation_steps_to_go(model, dataset, val_ok)
-    return steps_to_go_quality(d, labels, episode, holds, threshold)
+    held, ids = (dataset, val_ids) if test is None else (test, list(range(len(test))))
+    ids = [i for i in ids if held.index[i]["success"]]
+    d, labels, episode, holds = observation_steps_to_go(model, held, ids)
+    overall = steps_to_go_quality(d, labels, episode, holds, threshold)
+    if not by_family:
+        return overall
+    family = np.array([held.index[i].get("metadata", {}).get("family", "?") for i in episode])
+    per = {f: steps_to_go_quality(d[family == f], labels[family == f], episode[family == f], holds[family == f],
+                                  threshold) for f in sorted(set(family))}
+    return overall, per
 
 
 def main(argv=None) -> int:
@@ -116,17 +132,24 @@ def main(argv=None) -> int:
     parser.add_argument("--image-size", default="128x72")
     parser.add_argument("--dataset", help="demonstrations the checkpoint was trained on")
     parser.add_argument("--run-dir", help="the sft run (its split.json names the held-out demos)")
+    parser.add_argument("--test-dataset", help="held-out demos (another seed range) for the steps-to-go measures")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
     model, _ = checkpoint.load(args.checkpoint)
     out = {}
     if args.dataset and args.run_dir:
         split = json.loads((pathlib.Path(args.run_dir) / "split.json").read_text())
-        q = steps_to_go_report(model, EpisodeDataset(args.dataset), split["train"], split["val"])
+        test = EpisodeDataset(args.test_dataset) if args.test_dataset else None
+        q, per = steps_to_go_report(model, EpisodeDataset(args.dataset), split["train"], split["val"], test, True)
         print(f"steps-to-go on {q.episodes} held-out demos ({q.states} states): rank correlation per episode "
               f"{q.per_episode_spearman:.3f}, pooled {q.pooled_spearman:.3f}; MAE {q.mae:.1f} steps; "
               f"detector d <= {q.threshold:.1f}: precision {q.precision:.2f} recall {q.recall:.2f} F1 {q.f1:.2f}")
+        if len(per) > 1:
+            for family, f in per.items():
+                print(f"  {family:24s} {f.episodes:3d} demos: per episode {f.per_episode_spearman:.3f}, pooled "
+                      f"{f.pooled_spearman:.3f}; MAE {f.mae:.1f}; F1 {f.f1:.2f}")
         out["steps_to_go"] = q.__dict__
+        out["steps_to_go_by_family"] = {k: v.__dict__ for k, v in per.items()}
     if args.episodes > 0:
         width, height = (int(v) for v in args.image_size.lower().split("x"))
         families = [f for f in args.families.split(",") if f] or None

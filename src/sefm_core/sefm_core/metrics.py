@@ -56,7 +56,7 @@ def detector_scores(d: np.ndarray, goal_holds: np.ndarray, threshold: float) -> 
 
 def best_threshold(d: np.ndarray, goal_holds: np.ndarray, candidates=None) -> float:
     """The success threshold s with the best F1 (chosen on validation data, then fixed)."""
-    candidates = np.linspace(0.0, 5.0, 51) if candidates is None else candidates
+    candidates = np.linspace(0.0, 10.0, 101) if candidates is None else candidates
     return float(max(candidates, key=lambda s: detector_scores(d, goal_holds, s)[2]))
 
 

@@ -44,6 +44,10 @@ class ModelConfig:
     channels: int = 32
     hidden: int = 256
     dropout: float = 0.2
+    text_in_trunk: bool = False           # also feed the instruction vector to the MLP (absolute locations need it)
+    text_norm: bool = False               # LayerNorm the sentence vector first (unit-norm 384-d: tiny entries)
+    sharp_keypoints: bool = False         # learnable per-channel softmax temperature + each channel's max
+    aux_outputs: int = 0                  # >0: a head predicting privileged positions (training-time aux loss)
     extra: dict = field(default_factory=dict)
 
     def backbone_key(self) -> str:
@@ -232,26 +236,44 @@ class PolicyHeads(nn.Module):
         c = config.channels
         self.config = config
         self.proj = nn.Sequential(nn.Conv2d(in_channels, c, 1), nn.GroupNorm(8, c), nn.ReLU())
-        self.text_proj = nn.Sequential(nn.Linear(text_dim, c), nn.ReLU())
+        norm = [nn.LayerNorm(text_dim)] if config.text_norm else []
+        self.text_proj = nn.Sequential(*norm, nn.Linear(text_dim, c), nn.ReLU())
         self.blocks = nn.ModuleList([FiLMConv(c, c) for _ in range(2)])
         dims = len(config.action_low)
         # Only geometry reaches the trunk: where each instruction-modulated channel peaks
         # (keypoints) and the robot's own state. The instruction acts through FiLM alone,
         # so the heads cannot memorise episodes by their wording.
-        fused = 2 * c + config.proprio_dim
+        fused = 2 * c + config.proprio_dim + (c if config.text_in_trunk else 0) + (c if config.sharp_keypoints else 0)
+        # Spatial softmax of raw activations is soft (keypoints drift to the centre); a learned
+        # temperature lets a channel peak on one block, and its max says whether it found it.
+        self.log_temperature = nn.Parameter(torch.full((c,), 1.0)) if config.sharp_keypoints else None
         self.trunk = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(fused, config.hidden), nn.ReLU(),
                                    nn.Dropout(config.dropout), nn.Linear(config.hidden, config.hidden), nn.ReLU())
         self.action_head = nn.Linear(config.hidden, dims * config.action_bins)
         self.stg_head = nn.Linear(config.hidden, config.max_steps_to_go + 1)
+        # Auxiliary: where the named block and its target are (labels from the simulator's
+        # privileged state, used in training only); it pushes the keypoints to ground the
+        # instruction instead of memorising scenes.
+        self.aux_head = nn.Linear(config.hidden, config.aux_outputs) if config.aux_outputs else None
 
-    def forward(self, fmap: torch.Tensor, text: torch.Tensor, proprio: torch.Tensor):
+    def hidden(self, fmap: torch.Tensor, text: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
         t = self.text_proj(text)
         x = self.proj(fmap)
         for block in self.blocks:
             x = block(x, t)
-        h = self.trunk(torch.cat([spatial_softmax(x), proprio], dim=-1))
+        if self.log_temperature is not None:
+            parts = [spatial_softmax(x * self.log_temperature.exp()[:, None, None]), x.amax((2, 3)), proprio]
+        else:
+            parts = [spatial_softmax(x), proprio]
+        parts += [t] if self.config.text_in_trunk else []
+        return self.trunk(torch.cat(parts, dim=-1))
+
+    def outputs(self, h: torch.Tensor):
         dims = len(self.config.action_low)
         return self.action_head(h).view(-1, dims, self.config.action_bins), self.stg_head(h)
+
+    def forward(self, fmap: torch.Tensor, text: torch.Tensor, proprio: torch.Tensor):
+        return self.outputs(self.hidden(fmap, text, proprio))
 
 
 class EFM(nn.Module):

@@ -41,6 +41,12 @@ class SFTConfig:
     checkpoint_every: int = 1000
     seed: int = 0
     label_smoothing: float = 0.0
+    stg_sigma: float = 0.0        # >0: Gaussian-smoothed steps-to-go target (std in steps): near misses cost less
+    aux_weight: float = 0.0       # weight of the auxiliary position loss (model.aux_outputs must be 4)
+    paraphrase: bool = False      # train on a random stored wording of each goal (metadata "paraphrases")
+    bc_rest_frames: int = -1      # clone the zero actions of only this many resting frames after success
+                                  # (-1: all). A few teach stopping at the goal; many teach standing still.
+                                  # Every resting state still trains steps-to-go.
 
 
 @dataclass
@@ -54,6 +60,45 @@ class Arrays:
     stg: torch.Tensor         # (N,) steps-to-go label; -1 where there is none (failed episodes)
     episode: torch.Tensor     # (N,) episode index
     text_vectors: torch.Tensor  # (len(texts), D)
+    aux: torch.Tensor | None = None  # (N, 4) named block xy and its target xy (normalised); nan where unknown
+    wordings: torch.Tensor | None = None  # (N, P) indices into `texts` of the goal's wordings (padded by repeats)
+
+
+BOARD_CENTER, BOARD_SCALE = np.array([0.35, 0.0]), 0.3
+
+
+def aux_labels(episode) -> np.ndarray:
+    """Per observation: the instructed block's xy and where it should go, from privileged state.
+
+    nan where the data set lacks the state (e.g. recorded on ROS) or the family has no fixed target point.
+    """
+    n = episode.steps + 1
+    out = np.full((n, 4), np.nan, np.float32)
+    goal, names = episode.metadata.get("goal") or {}, episode.metadata.get("blocks")
+    xy = episode.extras.get("block_xy")
+    if xy is None or not names or goal.get("block") not in names:
+        return out
+    out[:, :2] = xy[:, names.index(goal["block"])]
+    if goal.get("family") == "block2block" and goal.get("reference") in names:
+        out[:, 2:] = xy[:, names.index(goal["reference"])]
+    elif goal.get("family") == "point2block":
+        out[:, 2:] = out[:, :2]
+    elif goal.get("fixed_target") is not None:
+        out[:, 2:] = np.asarray(goal["fixed_target"], np.float32)
+    elif goal.get("family") == "block2block_relative" and goal.get("reference") in names:
+        out[:, 2:] = xy[:, names.index(goal["reference"])] + np.asarray(goal["offset"], np.float32)
+    else:
+        out[:, 2:] = np.nan
+    out[:, :2] = (out[:, :2] - BOARD_CENTER) / BOARD_SCALE
+    out[:, 2:] = (out[:, 2:] - BOARD_CENTER) / BOARD_SCALE
+    return out
+
+
+def all_texts(dataset: EpisodeDataset) -> list[str]:
+    """Every instruction, then every stored paraphrase, each once."""
+    texts = [e["instruction"] for e in dataset.index]
+    texts += [t for e in dataset.index for t in e.get("metadata", {}).get("paraphrases", [])]
+    return list(dict.fromkeys(texts))
 
 
 def tower_cache(model: EFM, dataset: EpisodeDataset, log=print, batch: int = 64):
@@ -64,12 +109,12 @@ def tower_cache(model: EFM, dataset: EpisodeDataset, log=print, batch: int = 64)
     if path.exists():
         cached = load_file(str(path))
         meta = json.loads((path.with_suffix(".json")).read_text())
-        if meta["episode_ids"] == ids:
+        if meta["episode_ids"] == ids and meta["texts"] == all_texts(dataset):
             return cached["fmap"], meta["texts"], cached["text_vectors"]
     log(f"computing {model.config.backbone} tower features for {sum(e['steps'] + 1 for e in dataset.index)} "
         f"frames (cached for later runs) ...")
     start = time.monotonic()
-    maps, texts = [], list(dict.fromkeys(e["instruction"] for e in dataset.index))
+    maps, texts = [], all_texts(dataset)
     model.eval()
     with torch.no_grad():
         for episode in dataset:
@@ -85,11 +130,13 @@ def tower_cache(model: EFM, dataset: EpisodeDataset, log=print, batch: int = 64)
     return fmap, texts, text_vectors
 
 
-def flatten(model: EFM, dataset: EpisodeDataset, episode_ids: list[int], fmap_all, texts, text_vectors) -> Arrays:
+def flatten(model: EFM, dataset: EpisodeDataset, episode_ids: list[int], fmap_all, texts, text_vectors,
+            bc_rest_frames: int = -1) -> Arrays:
     tokenizer, k = model.tokenizer, model.config.max_steps_to_go
     text_of = {t: i for i, t in enumerate(texts)}
     offsets = np.cumsum([0] + [e["steps"] + 1 for e in dataset.index])
-    rows, proprio, tokens, stg, episode_of, text_index = [], [], [], [], [], []
+    rows, proprio, tokens, stg, episode_of, text_index, aux, wordings = [], [], [], [], [], [], [], []
+    width = max(len(dataset.index[i].get("metadata", {}).get("paraphrases", [])) for i in episode_ids) or 1
     for i in episode_ids:
         ep = dataset[i]
         n = ep.steps + 1
@@ -99,28 +146,61 @@ def flatten(model: EFM, dataset: EpisodeDataset, episode_ids: list[int], fmap_al
         toks[:-1] = tokenizer.encode(ep.actions)
         tokens.append(toks)
         first = ep.metadata.get("first_success_step")
+        if bc_rest_frames >= 0 and ep.success and first is not None:
+            toks[first + bc_rest_frames:] = -1  # the goal holds: the robot only rests
         stg.append(hindsight_labels(n, first if ep.success and first is not None else ep.success_index, k))
         episode_of.append(np.full(n, i))
         text_index.append(np.full(n, text_of[ep.instruction]))
+        aux.append(aux_labels(ep))
+        words = [text_of[t] for t in ep.metadata.get("paraphrases", [])] or [text_of[ep.instruction]]
+        wordings.append(np.tile(np.resize(words, width), (n, 1)))
     rows = np.concatenate(rows)
     return Arrays(fmap_all[torch.from_numpy(rows)], torch.from_numpy(np.concatenate(text_index)), texts,
                   torch.from_numpy(np.concatenate(proprio)), torch.from_numpy(np.concatenate(tokens)),
-                  torch.from_numpy(np.concatenate(stg)), torch.from_numpy(np.concatenate(episode_of)), text_vectors)
+                  torch.from_numpy(np.concatenate(stg)), torch.from_numpy(np.concatenate(episode_of)), text_vectors,
+                  torch.from_numpy(np.concatenate(aux)), torch.from_numpy(np.concatenate(wordings)))
 
 
-def losses(model: EFM, batch: Arrays, idx: torch.Tensor, stg_weight: float, smoothing: float = 0.0):
-    action_logits, stg_logits = model.heads(batch.fmap[idx].float(), batch.text_vectors[batch.text_index[idx]],
-                                            batch.proprio[idx])
+def smoothed_targets(labels: torch.Tensor, classes: int, sigma: float) -> torch.Tensor:
+    """A Gaussian over 0..K centred on each label (std sigma steps), normalised."""
+    k = torch.arange(classes, dtype=torch.float32)
+    w = torch.exp(-0.5 * ((k[None] - labels[:, None].float()) / sigma) ** 2)
+    return w / w.sum(-1, keepdim=True)
+
+
+def losses(model: EFM, batch: Arrays, idx: torch.Tensor, stg_weight: float, smoothing: float = 0.0,
+           stg_sigma: float = 0.0, aux_weight: float = 0.0, generator: torch.Generator | None = None):
+    text = batch.text_index[idx]
+    if generator is not None and batch.wordings is not None:  # language augmentation: any wording of the goal
+        pick = torch.randint(0, batch.wordings.shape[1], (len(idx),), generator=generator)
+        text = batch.wordings[idx, pick]
+    h = model.heads.hidden(batch.fmap[idx].float(), batch.text_vectors[text], batch.proprio[idx])
+    action_logits, stg_logits = model.heads.outputs(h)
     tokens, stg = batch.tokens[idx], batch.stg[idx]
     has_action = tokens[:, 0] >= 0
     bc = F.cross_entropy(action_logits[has_action].flatten(0, 1), tokens[has_action].flatten(),
                          label_smoothing=smoothing) if has_action.any() else action_logits.sum() * 0
     has_stg = stg >= 0
-    stg_loss = F.cross_entropy(stg_logits[has_stg], stg[has_stg]) if has_stg.any() else stg_logits.sum() * 0
+    if not has_stg.any():
+        stg_loss = stg_logits.sum() * 0
+    elif stg_sigma > 0:
+        target = smoothed_targets(stg[has_stg], stg_logits.shape[-1], stg_sigma)
+        stg_loss = F.cross_entropy(stg_logits[has_stg], target)
+    else:
+        stg_loss = F.cross_entropy(stg_logits[has_stg], stg[has_stg])
+    total = bc + stg_weight * stg_loss
+    aux_loss = 0.0
+    if aux_weight > 0 and model.heads.aux_head is not None and batch.aux is not None:
+        target = batch.aux[idx]
+        known = ~torch.isnan(target)
+        if known.any():
+            aux = F.smooth_l1_loss(model.heads.aux_head(h)[known], target[known], beta=0.1)
+            total = total + aux_weight * aux
+            aux_loss = aux.item()
     with torch.no_grad():
         acc = (action_logits[has_action].argmax(-1) == tokens[has_action]).float().mean().item() if has_action.any() else 0.0
         mae = (expected_steps(stg_logits[has_stg]) - stg[has_stg]).abs().mean().item() if has_stg.any() else 0.0
-    return bc + stg_weight * stg_loss, {"bc": bc.item(), "stg": stg_loss.item(), "token_acc": acc, "stg_mae": mae}
+    return total, {"bc": bc.item(), "stg": stg_loss.item(), "token_acc": acc, "stg_mae": mae, "aux": aux_loss}
 
 
 def split_episodes(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -150,8 +230,8 @@ def train(cfg: SFTConfig, model_cfg: ModelConfig, resume: bool = False, log=prin
                          "text towers (backbone pretrained, scratch or siglip, trainable_backbone false)")
     fmap, texts, text_vectors = tower_cache(model, dataset, log)
     train_ids, val_ids = split_episodes(len(dataset), cfg.val_fraction, cfg.seed)
-    train_set = flatten(model, dataset, train_ids, fmap, texts, text_vectors)
-    val_set = flatten(model, dataset, val_ids, fmap, texts, text_vectors)
+    train_set = flatten(model, dataset, train_ids, fmap, texts, text_vectors, cfg.bc_rest_frames)
+    val_set = flatten(model, dataset, val_ids, fmap, texts, text_vectors, cfg.bc_rest_frames)
     (run / "split.json").write_text(json.dumps({"train": train_ids, "val": val_ids}))
     (run / "config.json").write_text(json.dumps({"sft": asdict(cfg), "model": asdict(model.config)}, indent=2))
     log(f"{len(train_ids)} train / {len(val_ids)} val episodes, {len(train_set.tokens)} / {len(val_set.tokens)} "
@@ -165,7 +245,7 @@ def train(cfg: SFTConfig, model_cfg: ModelConfig, resume: bool = False, log=prin
 
     writer = SummaryWriter(str(run / "tensorboard"))
     csv_path = run / "metrics.csv"
-    fields = ["step", "split", "loss", "bc", "stg", "token_acc", "stg_mae", "lr", "seconds"]
+    fields = ["step", "split", "loss", "bc", "stg", "token_acc", "stg_mae", "aux", "lr", "seconds"]
     new_csv = not csv_path.exists() or start_step == 0
     csv_file = open(csv_path, "w" if new_csv else "a", newline="")
     rows = csv.DictWriter(csv_file, fieldnames=fields)
@@ -180,7 +260,8 @@ def train(cfg: SFTConfig, model_cfg: ModelConfig, resume: bool = False, log=prin
         for group in optimizer.param_groups:
             group["lr"] = lr
         idx = torch.randint(0, n, (cfg.batch_size,), generator=generator)
-        loss, parts = losses(model, train_set, idx, cfg.stg_weight, cfg.label_smoothing)
+        loss, parts = losses(model, train_set, idx, cfg.stg_weight, cfg.label_smoothing, cfg.stg_sigma,
+                             cfg.aux_weight, generator if cfg.paraphrase else None)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.heads.parameters(), 1.0)
@@ -215,7 +296,7 @@ def evaluate_losses(model: EFM, data: Arrays, cfg: SFTConfig) -> dict[str, float
     totals, count = {}, 0
     for start in range(0, len(data.tokens), 512):
         idx = torch.arange(start, min(start + 512, len(data.tokens)))
-        loss, parts = losses(model, data, idx, cfg.stg_weight)
+        loss, parts = losses(model, data, idx, cfg.stg_weight, 0.0, cfg.stg_sigma, cfg.aux_weight)
         for k, v in {"loss": loss.item(), **parts}.items():
             totals[k] = totals.get(k, 0.0) + v * len(idx)
         count += len(idx)

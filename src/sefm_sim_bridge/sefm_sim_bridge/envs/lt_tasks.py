@@ -308,3 +308,32 @@ def _inside(xy) -> bool:
 
 def _dist(a, b) -> float:
     return float(np.hypot(a[0] - b[0], a[1] - b[1]))
+
+
+# --- paraphrases ----------------------------------------------------------------------
+
+def paraphrase(rng, goal: Goal, blocks: tuple[str, ...]) -> str:
+    """Another instruction for the same goal, from the family's templates and synonyms.
+
+    Training on several wordings of each goal (language augmentation) keeps a model
+    from memorising scenes by their sentence; the goal, and so success, is unchanged.
+    """
+    name = lambda b: block_name(rng, b, blocks)  # noqa: E731
+    if goal.family == "block2block":
+        return f"{_pick(rng, PUSH_VERBS)} {name(goal.block)} {_pick(rng, PREPOSITIONS)} {name(goal.reference)}"
+    if goal.family == "block2absolutelocation":
+        return f"{_pick(rng, PUSH_VERBS)} {name(goal.block)} to the {_pick(rng, ABSOLUTE_SYNONYMS[goal.location])}"
+    if goal.family == "block2relativelocation":
+        distance, direction = goal.location.split("_", 1)
+        verb, phrase = _pick(rng, ("move the", "push the", "slide the")), _direction_phrase(rng, direction)
+        if distance == "far":
+            return f"{verb} {name(goal.block)} {phrase}"
+        return _pick(rng, (f"slightly {verb} {name(goal.block)} {phrase}",
+                           f"{verb} {name(goal.block)} {_pick(rng, SLIGHTLY)} {phrase}",
+                           f"{verb} {name(goal.block)} {phrase} {_pick(rng, SLIGHTLY)}"))
+    if goal.family == "block2block_relative":
+        return (f"{_pick(rng, PUSH_VERBS)} {name(goal.block)} "
+                f"{_pick(rng, RELATIVE_OFFSET_PHRASES[goal.location])} {name(goal.reference)}")
+    if goal.family == "point2block":
+        return f"{_pick(rng, POINT_PHRASES)} {name(goal.block)}"
+    return goal.instruction  # separate: its wording depends on the crowd; keep it
