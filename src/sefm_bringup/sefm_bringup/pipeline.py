@@ -29,8 +29,9 @@ class PipelineConfig:
     run_dir: str = "runs/demo"
     demos: int = 200                     # oracle demonstrations recorded through the graph
     demo_stations: int = 2
-    families: str = "block2block"
+    families: str = "point2block,block2absolutelocation"   # the Stage-1 default mix (docs/stage1.md)
     block_mode: str = "BLOCK_4"
+    settle_steps: int = 10               # resting frames at the goal after success, as the Stage-1 recipe
     image_size: str = "128x72"
     seed: int = 0                        # demos use seeds from here; evaluation uses eval_seed (held out)
     sft_config: str = "src/sefm_bringup/config/sft_language_table.yaml"
@@ -87,7 +88,8 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> pathlib.Path:
     bag, dataset, sft_run = run / "bags" / "demos", run / "dataset", run / "sft"
     stage("demos", SEFM + ["demos", str(bag), "--episodes", str(cfg.demos), "--stations", str(cfg.demo_stations),
                            "--families", cfg.families, "--mode", cfg.block_mode, "--seed", str(cfg.seed),
-                           "--image-size", cfg.image_size], run, bag / "metadata.yaml", log)
+                           "--image-size", cfg.image_size, "--settle-steps", str(cfg.settle_steps)],
+          run, bag / "metadata.yaml", log)
     stage("import", SEFM + ["bag", "import", str(bag), "--out", str(dataset)], run, dataset / "episodes.jsonl", log)
     stage("sft", SEFM + ["sft", str(dataset), "--config", cfg.sft_config, "--run-dir", str(sft_run),
                          *cfg.sft_overrides], run, sft_run / "checkpoints" / "final" / "model.safetensors", log)

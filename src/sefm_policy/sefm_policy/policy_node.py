@@ -69,11 +69,11 @@ class PolicyNode(SefmNode):
         self.cmd_pubs, self.action_pubs = {}, {}
         for name in station_list(p["stations"]):
             view = self.views[name] = StationView(name)
-            self.observe_station(view, self.on_task, on_image=self.on_image)
+            self.observe_station(view, self.on_task, on_image=self.on_image, on_observation=self.maybe_act)
             self.cmd_pubs[name] = self.create_publisher(JointState, f"/{name}/joint_command", reliable(10))
             self.action_pubs[name] = self.create_publisher(PolicyAction, f"/{name}/action", reliable(50))
         self.create_subscription(PolicyVersion, "/policy/version", self.on_version, LATCHED)
-        self.create_timer(0.002, self.maybe_act)
+        self.create_timer(0.005, self.maybe_act)   # acts on arrival; the timer ends a batch wait
         self.get_logger().info(f"acting for {', '.join(self.views)} with {p['checkpoint']} (version 0)")
 
     # --- inputs -----------------------------------------------------------------------------

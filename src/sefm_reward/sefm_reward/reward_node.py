@@ -11,6 +11,7 @@ and never updated: the reward cannot drift while the policy trains.
 from __future__ import annotations
 
 import sys
+import time
 
 import numpy as np
 import torch
@@ -24,6 +25,7 @@ PARAMETERS = {
     "checkpoint": ("", "the frozen Stage-1 checkpoint directory"),
     "stations": ("station_0", "comma-separated station namespaces to score"),
     "success_threshold": (1.0, "s: an observation with d(o, g) <= s counts as success"),
+    "batch_wait": (0.005, "seconds to wait for more stations' observations before a forward pass"),
 }
 
 
@@ -49,9 +51,10 @@ class RewardNode(SefmNode):
         self.pubs = {}
         for name in station_list(p["stations"]):
             view = self.stations[name] = Scored(name)
-            self.observe_station(view, self.on_task)
+            self.observe_station(view, self.on_task, on_observation=self.score)
             self.pubs[name] = self.create_publisher(StepsToGo, f"/{name}/steps_to_go", reliable(50))
-        self.create_timer(0.002, self.score)
+        self.batch_wait, self.waiting_since = float(p["batch_wait"]), None
+        self.create_timer(0.005, self.score)   # scores on arrival; the timer ends a batch wait
         self.get_logger().info(f"scoring {', '.join(self.stations)} with frozen {p['checkpoint']} "
                                f"(sha256 {self.sha256[:12]}), success at d <= {self.threshold}")
 
@@ -62,6 +65,13 @@ class RewardNode(SefmNode):
         batch = [(v, k) for v in self.stations.values() for k in v.pending()]
         if not batch:
             return
+        # one forward pass for the stations whose observations come together: wait briefly for the others
+        idle = [v for v in self.stations.values() if v.task is not None and not v.pending()]
+        now = time.monotonic()
+        self.waiting_since = self.waiting_since or now
+        if idle and now - self.waiting_since < self.batch_wait:
+            return
+        self.waiting_since = None
         images = torch.from_numpy(np.stack([v.images[k] for v, k in batch]))
         proprio = torch.from_numpy(np.stack([v.states[k] for v, k in batch]))
         d = self.model.steps_to_go(images, [v.task.instruction for v, _ in batch], proprio).numpy()

@@ -105,11 +105,13 @@ class SefmNode(Node):
             self.declare_parameter(key, default, ParameterDescriptor(description=description))
         self.params = {key: self.get_parameter(key).value for key in self.PARAMETERS}
 
-    def observe_station(self, view: StationObservations, on_task, on_image=None) -> None:
+    def observe_station(self, view: StationObservations, on_task, on_image=None, on_observation=None) -> None:
         """Feed a station's camera frames, joint states and task (latched) into `view`.
 
         A frame that cannot be decoded is logged (throttled) and skipped; `on_image(view)`
-        runs after each good frame, `on_task(view, msg)` on each new episode.
+        runs after each good frame, `on_observation()` after each frame or joint state (an
+        observation may just have become complete: act at once instead of on a polling timer),
+        `on_task(view, msg)` on each new episode.
         """
         from sensor_msgs.msg import JointState
 
@@ -121,9 +123,16 @@ class SefmNode(Node):
                 return
             if on_image is not None:
                 on_image(view)
+            if on_observation is not None:
+                on_observation()
+
+        def state(msg: JointState) -> None:
+            view.add_state(msg)
+            if on_observation is not None:
+                on_observation()
 
         self.create_subscription(Image, f"/{view.name}/camera/image_raw", image, reliable(5))
-        self.create_subscription(JointState, f"/{view.name}/joint_states", view.add_state, reliable(10))
+        self.create_subscription(JointState, f"/{view.name}/joint_states", state, reliable(10))
         self.create_subscription(Task, f"/{view.name}/task", lambda msg: on_task(view, msg), LATCHED)
 
 
