@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import collections
 import importlib
+import struct
 import sys
 import time
 
 from rclpy.serialization import deserialize_message
+from std_msgs.msg import Header
 
 from sefm_bags.writer import SegmentedBagWriter
 from sefm_interfaces.msg import EpisodeEvent
@@ -32,6 +34,8 @@ PARAMETERS = {
     "topics": (DRIVER_TOPICS, "comma-separated topics recorded under every station namespace"),
     "extra_topics": ("", "comma-separated absolute topics recorded as well (e.g. /estop)"),
     "segment_seconds": (5.0, "close a bag segment at least this often (s): the most a killed recorder loses"),
+    "acknowledge": (True, "publish <station>/recorded (std_msgs/Header, the observation's stamp) once a camera "
+                          "frame and joint state are both in the bag, so a teleoperator can wait for it"),
 }
 
 
@@ -49,6 +53,9 @@ class RecorderNode(SefmNode):
         self.subscriptions_by_topic = {}
         self.counts = collections.Counter()
         self.episodes_ended = 0
+        self.halves: dict[str, dict] = collections.defaultdict(dict)   # station -> stamp -> first half recorded
+        self.ack_pubs = {s: self.create_publisher(Header, f"/{s}/recorded", reliable(50))
+                         for s in station_list(p["stations"])} if p["acknowledge"] else {}
         self.create_timer(0.5, self.discover)
         self.create_timer(1.0, self.bag.roll_if_due)
         self.get_logger().info(f"recording {len(self.wanted)} topics to {output} ({p['storage']})")
@@ -72,9 +79,29 @@ class RecorderNode(SefmNode):
     def on_message(self, topic: str, data: bytes) -> None:
         self.bag.write(topic, self.get_clock().now().nanoseconds, data)
         self.counts[topic] += 1
+        if self.ack_pubs and topic.endswith(("/camera/image_raw", "/joint_states")):
+            self.acknowledge(topic, data)
         if topic.endswith("/episode_event") and deserialize_message(data, EpisodeEvent).event == EpisodeEvent.END:
             self.episodes_ended += 1
             self.bag.roll()   # an ended episode is on disk, whatever happens next
+
+    def acknowledge(self, topic: str, data: bytes) -> None:
+        """Once both halves of an observation are in the bag, say so with its stamp."""
+        station = topic.strip("/").split("/")[0]
+        if station not in self.ack_pubs:
+            return
+        # Image and JointState both start with a Header: stamp sec, nanosec after the 4-byte CDR encapsulation
+        sec, nanosec = struct.unpack_from("<iI" if data[1] == 1 else ">iI", data, 4)
+        halves, role = self.halves[station], topic.endswith("/joint_states")
+        if halves.get((sec, nanosec), role) == role:
+            halves[(sec, nanosec)] = role
+            for key in sorted(halves)[:-16]:   # keep only recent observations waiting for their other half
+                del halves[key]
+            return
+        del halves[(sec, nanosec)]
+        ack = Header(frame_id=station)
+        ack.stamp.sec, ack.stamp.nanosec = sec, nanosec
+        self.ack_pubs[station].publish(ack)
 
     def destroy_node(self):
         self.bag.close()

@@ -27,6 +27,7 @@ def make_oracle_teleop(bridge, context, quota: int, noise: float, seed: int):
     episodes have ended. It shares the process with the bridge because the oracle needs the true scene."""
     from rclpy.node import Node
     from sensor_msgs.msg import JointState
+    from std_msgs.msg import Header
 
     from sefm_interfaces.msg import EpisodeEvent, Task
     from sefm_ros.common import LATCHED, reliable
@@ -42,11 +43,25 @@ def make_oracle_teleop(bridge, context, quota: int, noise: float, seed: int):
     def on_task(_msg: Task) -> None:
         oracle.reset()
 
+    recorded = set()   # observation stamps the recorder has acknowledged
+    states = {}        # observation stamp -> its joint state, until answered
+
+    def on_recorded(msg: Header) -> None:
+        key = (msg.stamp.sec, msg.stamp.nanosec)
+        recorded.add(key)
+        if key in states:
+            on_state(states[key])
+
     def on_state(msg: JointState) -> None:
         key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
         if node.ended >= quota or key in answered:
             return
+        if key not in recorded:   # the teleoperator waits until the observation is in the bag: nothing is lost
+            states[key] = msg
+            return
         answered.add(key)
+        states.pop(key, None)
+        recorded.discard(key)
         station = bridge.station
         if station.info.get("success"):
             action = np.zeros(2)          # the goal holds: rest there
@@ -62,6 +77,7 @@ def make_oracle_teleop(bridge, context, quota: int, noise: float, seed: int):
 
     node.create_subscription(Task, "task", on_task, LATCHED)
     node.create_subscription(JointState, "joint_states", on_state, reliable(10))
+    node.create_subscription(Header, "recorded", on_recorded, reliable(50))
     node.create_subscription(EpisodeEvent, "episode_event", on_event, reliable(50))
     return node
 
