@@ -76,3 +76,26 @@ def test_unsupported_image_encodings_are_clear_errors():
         image_to_array(Image(height=2, width=2, encoding="mono16", step=4, data=bytes(8)))
     with pytest.raises(ValueError, match="does not match"):
         image_to_array(Image(height=2, width=2, encoding="rgb8", step=6, data=bytes(5)))
+
+
+def test_an_observation_handled_before_its_task_arrived_is_handed_out_again():
+    from builtin_interfaces.msg import Time
+    from sensor_msgs.msg import Image, JointState
+
+    from sefm_interfaces.msg import Task
+    from sefm_ros.common import StationObservations
+
+    def stamped(msg, sec):
+        msg.header.stamp = Time(sec=sec)
+        return msg
+
+    view = StationObservations("s")
+    view.new_episode(stamped(Task(episode_id=0), 1))
+    for sec in (1, 2, 3):   # episode 0 has observations 1, 2; observation 3 starts episode 1
+        view.add_image(stamped(Image(height=1, width=1, step=3, encoding="rgb8", data=[0, 0, 0]), sec))
+        view.add_state(stamped(JointState(position=[0.0]), sec))
+    for key in view.pending():
+        view.mark_done(key)   # all three handled as episode 0: the new task was late
+    assert view.pending() == []
+    view.new_episode(stamped(Task(episode_id=1), 3))
+    assert view.pending() == [(3, 0)] and view.task.episode_id == 1

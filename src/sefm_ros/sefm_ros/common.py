@@ -78,6 +78,14 @@ class StationObservations:
         start = stamp_key(self.task.header.stamp)
         return sorted(k for k in set(self.images) & set(self.states) - self.done if k >= start)
 
+    def new_episode(self, task: Task) -> None:
+        """A new task. Its first observation may have arrived (other topic) before it and been handled as
+        the previous episode's: such observations are handed out again, now under the right episode
+        (a lockstep station waiting for their score would otherwise wait forever)."""
+        start = stamp_key(task.header.stamp)
+        self.done = {k for k in self.done if k < start}
+        self.task = task
+
     def mark_done(self, key: tuple[int, int]) -> None:
         self.done.add(key)
         for k in sorted(self.done)[:-8 * self.keep]:
@@ -133,7 +141,11 @@ class SefmNode(Node):
 
         self.create_subscription(Image, f"/{view.name}/camera/image_raw", image, reliable(5))
         self.create_subscription(JointState, f"/{view.name}/joint_states", state, reliable(10))
-        self.create_subscription(Task, f"/{view.name}/task", lambda msg: on_task(view, msg), LATCHED)
+        def task(msg: Task) -> None:
+            view.new_episode(msg)
+            on_task(view, msg)
+
+        self.create_subscription(Task, f"/{view.name}/task", task, LATCHED)
 
 
 def station_list(text: str) -> list[str]:
