@@ -230,7 +230,7 @@ def _add(st: _Station, role: str, msgtype: str, msg, bag_time: int) -> None:
             st.ends.setdefault(msg.episode_id, msg)
 
 
-def _segments(st: _Station, tmap: TopicMap):
+def _segments(st: _Station):
     """(episode id, first stamp, last stamp or None, END event or None) for every episode the bag shows."""
     if st.starts or st.ends:
         for eid in sorted(set(st.starts) | set(st.ends)):
@@ -270,7 +270,7 @@ def build_episodes(st: _Station, tmap: TopicMap, keep_failures: bool, report: Ba
                    if 0 <= j < len(state_stamps))
         return st.states[near[1]] if near[0] <= tolerance else None
 
-    for eid, first, last, end in _segments(st, tmap):
+    for eid, first, last, end in _segments(st):
         report.episodes += 1
 
         def drop(reason: str) -> None:

@@ -59,7 +59,6 @@ class SegmentedBagWriter:
         self.connections: dict = {}
         self.segment = 0
         self.opened_at = 0.0
-        self.messages_in_segment = 0
         self.closed = False
         self._write_metadata()   # a bag from the first moment: empty until its first segment closes
 
@@ -76,7 +75,6 @@ class SegmentedBagWriter:
         if self.writer is None:
             self._open_segment()
         self.writer.write(self.connections[topic], timestamp_ns, data)
-        self.messages_in_segment += 1
 
     def roll_if_due(self) -> None:
         if self.writer is not None and time.monotonic() - self.opened_at >= self.segment_seconds:
@@ -123,7 +121,6 @@ class SegmentedBagWriter:
         for topic in self.topics:
             self._connect(topic)
         self.opened_at = time.monotonic()
-        self.messages_in_segment = 0
 
     def _connect(self, topic: str) -> None:
         spec = self.topics[topic]

@@ -48,7 +48,8 @@ def bare_loop(checkpoint_dir: str, stations: int, steps: int, warmup: int, image
 
     policy, _ = checkpoint.load(checkpoint_dir)
     reward, _ = checkpoint.load(checkpoint_dir)
-    policy.eval(), reward.eval().requires_grad_(False)
+    policy.eval()
+    reward.eval().requires_grad_(False)
     generator = torch.Generator().manual_seed(0)
     fleet = [Station(StationConfig(image_width=image_size[0], image_height=image_size[1], seed=1000 + 100000 * i))
              for i in range(stations)]

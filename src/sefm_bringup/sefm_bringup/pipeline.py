@@ -19,8 +19,6 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
-import numpy as np
-
 from sefm_core.config import ConfigError, from_dict, load_yaml
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 
 import numpy as np
 import torch
@@ -25,7 +24,8 @@ from sensor_msgs.msg import JointState
 
 from sefm_core import checkpoint
 from sefm_interfaces.msg import PolicyAction, PolicyVersion, Task
-from sefm_ros.common import LATCHED, SefmNode, StationObservations, reliable, spin_main, station_list, time_of
+from sefm_ros.common import (LATCHED, SefmNode, StationObservations, hold_for_batch, reliable, spin_main,
+                              station_list, time_of)
 
 PARAMETERS = {
     "checkpoint": ("", "checkpoint directory of policy version 0 (later versions arrive on /policy/version)"),
@@ -42,7 +42,6 @@ class StationView(StationObservations):
         super().__init__(name)
         self.version: int | None = None       # the policy version of the current episode
         self.step = 0                          # observations answered in the current episode
-        self.first_seen = 0.0                  # when the oldest unanswered observation arrived
 
     def ready(self):
         """The newest complete observation not answered yet (older ones are stale for acting)."""
@@ -69,7 +68,7 @@ class PolicyNode(SefmNode):
         self.cmd_pubs, self.action_pubs = {}, {}
         for name in station_list(p["stations"]):
             view = self.views[name] = StationView(name)
-            self.observe_station(view, self.on_task, on_image=self.on_image, on_observation=self.maybe_act)
+            self.observe_station(view, self.on_task, on_observation=self.maybe_act)
             self.cmd_pubs[name] = self.create_publisher(JointState, f"/{name}/joint_command", reliable(10))
             self.action_pubs[name] = self.create_publisher(PolicyAction, f"/{name}/action", reliable(50))
         self.create_subscription(PolicyVersion, "/policy/version", self.on_version, LATCHED)
@@ -77,10 +76,6 @@ class PolicyNode(SefmNode):
         self.get_logger().info(f"acting for {', '.join(self.views)} with {p['checkpoint']} (version 0)")
 
     # --- inputs -----------------------------------------------------------------------------
-
-    @staticmethod
-    def on_image(view: StationView) -> None:
-        view.first_seen = view.first_seen or time.monotonic()
 
     def on_task(self, view: StationView, msg: Task) -> None:
         view.task, view.step = msg, 0
@@ -122,9 +117,7 @@ class PolicyNode(SefmNode):
         ready = {name: key for name, key in ready.items() if key is not None}
         if not ready:
             return
-        waiting = [v for v in self.views.values() if v.task is not None and v.name not in ready]
-        oldest = min(self.views[n].first_seen for n in ready)
-        if waiting and time.monotonic() - oldest < self.batch_wait:
+        if hold_for_batch(self.views.values(), self.batch_wait):
             return  # give the other stations a moment to join the batch
         by_version: dict[int, list[tuple[str, tuple[int, int]]]] = {}
         for name, key in ready.items():
@@ -141,8 +134,7 @@ class PolicyNode(SefmNode):
         tokens, actions, logp, _ = model.act(images, texts, proprio, greedy=self.greedy, generator=self.generator)
         low, high = model.tokenizer.low, model.tokenizer.high
         for view, (name, key), tok, action, lp in zip(views, items, tokens.numpy(), actions, logp.numpy()):
-            view.mark_done(key)
-            view.first_seen = 0.0
+            view.mark_done(key)   # and any older unanswered one: too late to act on
             if not np.all(np.isfinite(action)):
                 self.get_logger().error(f"{name}: non-finite action {action}; not sent")
                 continue

@@ -11,7 +11,6 @@ and never updated: the reward cannot drift while the policy trains.
 from __future__ import annotations
 
 import sys
-import time
 
 import numpy as np
 import torch
@@ -19,7 +18,8 @@ import torch
 from sefm_core import checkpoint
 from sefm_core.steps_to_go import detect_success, reward
 from sefm_interfaces.msg import StepsToGo, Task
-from sefm_ros.common import SefmNode, StationObservations, reliable, spin_main, station_list, time_of
+from sefm_ros.common import (SefmNode, StationObservations, hold_for_batch, reliable, spin_main, station_list,
+                              time_of)
 
 PARAMETERS = {
     "checkpoint": ("", "the frozen Stage-1 checkpoint directory"),
@@ -53,7 +53,7 @@ class RewardNode(SefmNode):
             view = self.stations[name] = Scored(name)
             self.observe_station(view, self.on_task, on_observation=self.score)
             self.pubs[name] = self.create_publisher(StepsToGo, f"/{name}/steps_to_go", reliable(50))
-        self.batch_wait, self.waiting_since = float(p["batch_wait"]), None
+        self.batch_wait = float(p["batch_wait"])
         self.create_timer(0.005, self.score)   # scores on arrival; the timer ends a batch wait
         self.get_logger().info(f"scoring {', '.join(self.stations)} with frozen {p['checkpoint']} "
                                f"(sha256 {self.sha256[:12]}), success at d <= {self.threshold}")
@@ -65,13 +65,8 @@ class RewardNode(SefmNode):
         batch = [(v, k) for v in self.stations.values() for k in v.pending()]
         if not batch:
             return
-        # one forward pass for the stations whose observations come together: wait briefly for the others
-        idle = [v for v in self.stations.values() if v.task is not None and not v.pending()]
-        now = time.monotonic()
-        self.waiting_since = self.waiting_since or now
-        if idle and now - self.waiting_since < self.batch_wait:
-            return
-        self.waiting_since = None
+        if hold_for_batch(self.stations.values(), self.batch_wait):
+            return  # give the other stations a moment to join the batch
         images = torch.from_numpy(np.stack([v.images[k] for v, k in batch]))
         proprio = torch.from_numpy(np.stack([v.states[k] for v, k in batch]))
         d = self.model.steps_to_go(images, [v.task.instruction for v, _ in batch], proprio).numpy()

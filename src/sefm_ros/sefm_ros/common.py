@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 import numpy as np
 import rclpy
@@ -58,10 +59,12 @@ class StationObservations:
         self.states: dict[tuple[int, int], np.ndarray] = {}
         self.task: Task | None = None
         self.done: set[tuple[int, int]] = set()
+        self.first_seen = 0.0   # when the oldest observation not handled yet arrived (0: none waiting)
 
     def add_image(self, msg: Image) -> None:
         self.images[stamp_key(msg.header.stamp)] = image_to_array(msg)
         _trim(self.images, self.keep)
+        self.first_seen = self.first_seen or time.monotonic()
 
     def add_state(self, msg) -> None:
         self.states[stamp_key(msg.header.stamp)] = np.asarray(msg.position, dtype=np.float32)
@@ -87,9 +90,21 @@ class StationObservations:
         self.task = task
 
     def mark_done(self, key: tuple[int, int]) -> None:
+        """`key` is handled; older observations not handled by now are stale and never handed out."""
+        self.done.update(k for k in self.pending() if k <= key)
         self.done.add(key)
+        self.first_seen = 0.0
         for k in sorted(self.done)[:-8 * self.keep]:
             self.done.discard(k)
+
+
+def hold_for_batch(views, batch_wait: float) -> bool:
+    """True while a forward pass should wait for more stations: some station in an episode has no new
+    observation yet, and the oldest waiting one arrived less than `batch_wait` seconds ago. Observations
+    that come together then share one forward pass."""
+    waiting = [v for v in views if v.pending()]
+    idle = [v for v in views if v.task is not None and not v.pending()]
+    return bool(waiting and idle) and time.monotonic() - min(v.first_seen for v in waiting) < batch_wait
 
 
 def _trim(d: dict, keep: int) -> None:
@@ -113,11 +128,11 @@ class SefmNode(Node):
             self.declare_parameter(key, default, ParameterDescriptor(description=description))
         self.params = {key: self.get_parameter(key).value for key in self.PARAMETERS}
 
-    def observe_station(self, view: StationObservations, on_task, on_image=None, on_observation=None) -> None:
+    def observe_station(self, view: StationObservations, on_task, on_observation=None) -> None:
         """Feed a station's camera frames, joint states and task (latched) into `view`.
 
-        A frame that cannot be decoded is logged (throttled) and skipped; `on_image(view)`
-        runs after each good frame, `on_observation()` after each frame or joint state (an
+        A frame that cannot be decoded is logged (throttled) and skipped; `on_observation()`
+        runs after each good frame or joint state (an
         observation may just have become complete: act at once instead of on a polling timer),
         `on_task(view, msg)` on each new episode.
         """
@@ -129,8 +144,6 @@ class SefmNode(Node):
             except ValueError as exc:
                 self.get_logger().error(f"{view.name}: {exc}", throttle_duration_sec=5.0)
                 return
-            if on_image is not None:
-                on_image(view)
             if on_observation is not None:
                 on_observation()
 
