@@ -25,6 +25,8 @@ def main(argv=None) -> int:
     parser.add_argument("--stations", default="station_0,station_1", help="stations to show (status)")
     parser.add_argument("--seconds", type=float, default=0.0, help="status: stop after this long (0: until Ctrl-C)")
     parser.add_argument("--reason", default="operator")
+    parser.add_argument("--wait", type=float, default=10.0,
+                        help="estop/release: seconds to wait for the stations on the graph to match")
     parser.add_argument("--seed", type=int, default=-1, help="reset: the new episode's seed (-1: the next one)")
     args = parser.parse_args(argv)
     if args.command in SERVICES and not args.station:
@@ -48,10 +50,22 @@ def main(argv=None) -> int:
             msg = EStop(engaged=args.command == "estop", source="operator", reason=args.reason)
             msg.header.stamp = node.get_clock().now().to_msg()
             pub.publish(msg)
-            end = time.monotonic() + 2.0  # latched: stations that join later still see it while we run
+            # Latched, so a subscriber matched while we run gets it even if discovery is slow: wait until
+            # every /estop subscriber the graph knows has matched us, then linger for the delivery.
+            deadline = time.monotonic() + args.wait
+            while time.monotonic() < deadline:
+                executor.spin_once(timeout_sec=0.1)
+                listeners = node.count_subscribers("/estop")
+                if listeners and pub.get_subscription_count() >= listeners:
+                    break
+            end = time.monotonic() + 1.0
             while time.monotonic() < end:
                 executor.spin_once(timeout_sec=0.1)
-            print(f"e-stop {'engaged' if msg.engaged else 'released'}")
+            reached = pub.get_subscription_count()
+            print(f"e-stop {'engaged' if msg.engaged else 'released'} ({reached} subscriber(s) reached)")
+            if not reached:
+                print("sefm operator: no station subscribes to /estop; stations started later will not see this",
+                      file=sys.stderr)
             return 0
         if args.command == "status":
             from sefm_bringup.graph import Monitor
