@@ -22,6 +22,7 @@ COMMANDS = {
     "sft": ("sefm_bringup.sft_cli", "Stage 1: behavioural cloning + steps-to-go on an episode data set"),
     "eval": ("sefm_bringup.evaluate", "success in the simulator and steps-to-go quality of a checkpoint"),
     "improve": ("sefm_bringup.graph", "Stage 2: a fleet of stations practises, the trainer improves the policy"),
+    "practice": ("sefm_bringup.practice", "Stage 2 without ROS: the same REINFORCE loop in one process (experiments)"),
     "pipeline": ("sefm_bringup.pipeline", "the whole job (`make demo`): demos -> import -> Stage 1 -> Stage 2 -> report"),
     "operator": ("sefm_bringup.operator_cli", "watch the stations; e-stop, pause, resume, abort or reset them"),
 }

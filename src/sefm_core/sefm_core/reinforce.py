@@ -41,3 +41,19 @@ def reinforce_loss(action_logits: torch.Tensor, tokens: torch.Tensor, returns: t
     """-c * mean(R_t * log p(a_t)); log p(a_t) sums the per-dimension token log-probabilities."""
     logp = torch.log_softmax(action_logits, dim=-1).gather(-1, tokens[..., None]).squeeze(-1).sum(-1)
     return -loss_weight * (returns * logp).mean()
+
+
+def reinforce_update(model, optimizer, fmap: torch.Tensor, text: torch.Tensor, proprio: torch.Tensor,
+                     tokens: torch.Tensor, returns: torch.Tensor, cfg: ReinforceConfig) -> float:
+    """`updates_per_batch` gradient steps on the policy heads over one on-policy batch (tower features
+    precomputed: the towers are frozen). The caller clears the batch afterwards. Returns the last loss."""
+    model.heads.train()
+    for _ in range(cfg.updates_per_batch):
+        action_logits, _ = model.heads(fmap, text, proprio)
+        loss = reinforce_loss(action_logits, tokens, returns, cfg.loss_weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.heads.parameters(), 1.0)
+        optimizer.step()
+    model.heads.eval()
+    return float(loss.item())

@@ -27,7 +27,7 @@ from sensor_msgs.msg import Image, JointState
 
 from sefm_core import checkpoint
 from sefm_core.data import Episode, EpisodeDataset
-from sefm_core.reinforce import ReinforceConfig, discounted_returns, reinforce_loss
+from sefm_core.reinforce import ReinforceConfig, discounted_returns, reinforce_update
 from sefm_interfaces.msg import EpisodeEvent, PolicyAction, PolicyVersion, StepsToGo, Task
 from sefm_ros.common import LATCHED, SefmNode, image_to_array, reliable, spin_main, stamp_key, station_list
 from sefm_trainer.episodes import AssembledEpisode, EpisodeBuffer, assemble
@@ -202,19 +202,11 @@ class TrainerNode(SefmNode):
         returns_t = torch.as_tensor(returns, dtype=torch.float32)
         with torch.no_grad():
             fmap, text = self.model.tower_features(images, texts)
-        self.model.heads.train()
-        for _ in range(self.cfg.updates_per_batch):
-            action_logits, _ = self.model.heads(fmap, text, proprio)
-            loss = reinforce_loss(action_logits, tokens, returns_t, self.cfg.loss_weight)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.heads.parameters(), 1.0)
-            self.optimizer.step()
-        self.model.heads.eval()
+        loss = reinforce_update(self.model, self.optimizer, fmap, text, proprio, tokens, returns_t, self.cfg)
         successes = sum(ep.outcome == EpisodeEvent.OUTCOME_SUCCESS_DETECTED for ep in self.batch)
         row = {"version": self.version + 1, "episodes": len(self.batch), "transitions": len(transitions),
                "mean_return": float(np.mean([discounted_returns(ep.rewards, self.cfg.gamma)[0] for ep in self.batch])),
-               "detected_success_rate": successes / len(self.batch), "loss": float(loss.item()),
+               "detected_success_rate": successes / len(self.batch), "loss": loss,
                "seconds": time.monotonic() - start}
         self.batch.clear()  # on-policy: the batch is never used again
         self.version += 1

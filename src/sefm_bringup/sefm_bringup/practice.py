@@ -1,0 +1,189 @@
+"""Stage 2 without ROS: the same on-policy REINFORCE loop as `sefm improve`, in one process.
+
+`sefm improve` runs Stage 2 through the node graph (the deployment path). The
+experiments of `sefm bench paper` need many Stage-2 runs, so they use this loop:
+the same env, the same frozen reward model, the same detector and the same
+`reinforce_update`, with the stations' episodes stepped as one batch and the
+frozen towers run once per step for both heads (policy and reward model share
+them: only the heads are trained).
+
+Per step and station: d(o_t) from the frozen copy; r_{t-1} = d(o_t-1) - d(o_t);
+d(o_t) <= s ends the episode (detected success); otherwise the policy samples
+a_t. Like the bridge, the simulator's own success predicate and the step cap
+also end an episode. The ground-truth success is recorded for the report only;
+it never enters a reward.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from sefm_core.reinforce import ReinforceConfig, discounted_returns, reinforce_update
+from sefm_core.steps_to_go import expected_steps
+
+
+@dataclass
+class PracticeEpisode:
+    family: str
+    seed: int
+    fmap: list = field(default_factory=list)     # per action: the observation's tower features ...
+    text: list = field(default_factory=list)
+    proprio: list = field(default_factory=list)
+    tokens: list = field(default_factory=list)   # ... and the sampled action tokens
+    d: list = field(default_factory=list)        # d(o_t) of every observation, the last one included
+    goal_holds: bool = False                     # the simulator's predicate on the newest observation
+    env_ended: bool = False                      # the simulator ended it (success or step cap)
+    detected: bool = False                       # ended by d <= s
+
+    def rewards(self) -> np.ndarray:
+        d = np.asarray(self.d, np.float64)
+        return d[:-1] - d[1:]  # r_t = d(o_t) - d(o_t+1), one per action
+
+
+def run_batch(policy, reward_model, envs, seeds: list[int], families: list[str | None], threshold: float,
+              generator: torch.Generator) -> list[PracticeEpisode]:
+    """One on-policy episode per env, stepped together; returns them when all have ended."""
+    from sefm_bringup.collect import language_table_proprio
+
+    observations, episodes = [], []
+    for env, seed, family in zip(envs, seeds, families):
+        obs, _ = env.reset(seed=seed, options={"family": family} if family else None)
+        observations.append(obs)
+        episodes.append(PracticeEpisode(env.goal.family, seed))
+    active = list(range(len(envs)))
+    while active:
+        images = torch.from_numpy(np.stack([observations[i]["rgb"] for i in active]))
+        proprio = torch.from_numpy(np.stack([language_table_proprio(observations[i]) for i in active]))
+        texts = [observations[i]["instruction"] for i in active]
+        with torch.no_grad():
+            fmap, text = policy.tower_features(images, texts)  # shared: both towers are the same frozen ones
+            d = expected_steps(reward_model.heads(fmap, text, proprio)[1])
+            logp = torch.log_softmax(policy.heads(fmap, text, proprio)[0], dim=-1)
+            tokens = torch.multinomial(logp.exp().flatten(0, 1), 1, generator=generator).view(logp.shape[:2])
+        actions = policy.tokenizer.decode(tokens.numpy())
+        still = []
+        for row, i in enumerate(active):
+            ep = episodes[i]
+            ep.d.append(float(d[row]))
+            if ep.env_ended:
+                continue  # its last observation is scored now: that was the last reward
+            if ep.tokens and ep.d[-1] <= threshold:  # the first observation is never judged
+                ep.detected = True
+                continue
+            ep.fmap.append(fmap[row])
+            ep.text.append(text[row])
+            ep.proprio.append(proprio[row])
+            ep.tokens.append(tokens[row])
+            observations[i], _, terminated, truncated, info = envs[i].step(actions[row])
+            ep.goal_holds, ep.env_ended = bool(info.get("success", terminated)), bool(terminated or truncated)
+            still.append(i)
+        active = still
+    return episodes
+
+
+def update_from(policy, optimizer, episodes: list[PracticeEpisode], cfg: ReinforceConfig) -> float:
+    """REINFORCE on one batch of episodes (then discarded by the caller: on-policy)."""
+    returns = np.concatenate([discounted_returns(ep.rewards(), cfg.gamma) for ep in episodes])
+    stack = lambda name: torch.stack([x for ep in episodes for x in getattr(ep, name)])  # noqa: E731
+    return reinforce_update(policy, optimizer, stack("fmap"), stack("text"), stack("proprio"),
+                            stack("tokens").long(), torch.as_tensor(returns, dtype=torch.float32), cfg)
+
+
+@dataclass
+class PracticeResult:
+    versions: list[dict]           # one row per update: episodes, detected and true successes, return, loss
+    episodes: int                  # practice episodes used (the "extra episodes" of the paper's table)
+    seconds: float
+
+
+def practice(policy, reward_model, cfg: ReinforceConfig, versions: int, threshold: float,
+             families: list[str] | None, mode: str = "BLOCK_4", image_size=(128, 72), max_steps: int = 100,
+             seed0: int = 200000, torch_seed: int = 0, on_version=None, log=print) -> PracticeResult:
+    """`versions` rounds of: a batch of `cfg.episodes_per_batch` practice episodes, then an update.
+    on_version(version, policy) runs after each update (e.g. a held-out evaluation)."""
+    from sefm_sim_bridge.envs.language_table import LanguageTableEnv
+
+    envs = [LanguageTableEnv(block_mode=mode, image_size=image_size, max_steps=max_steps)
+            for _ in range(cfg.episodes_per_batch)]
+    optimizer = torch.optim.AdamW(policy.heads.parameters(), lr=cfg.lr)
+    generator = torch.Generator().manual_seed(torch_seed)
+    policy.eval()
+    reward_model.eval()
+    rows, used, start = [], 0, time.monotonic()
+    for version in range(1, versions + 1):
+        n = cfg.episodes_per_batch
+        seeds = [seed0 + used + k for k in range(n)]
+        fams = [families[(used + k) % len(families)] if families else None for k in range(n)]
+        batch = run_batch(policy, reward_model, envs, seeds, fams, threshold, generator)
+        used += n
+        loss = update_from(policy, optimizer, batch, cfg)
+        row = {"version": version, "episodes": used,
+               "detected": sum(ep.detected for ep in batch) / n,
+               "true_success": sum(ep.goal_holds for ep in batch) / n,
+               "false_detections": sum(ep.detected and not ep.goal_holds for ep in batch),
+               "mean_return": float(np.mean([discounted_returns(ep.rewards(), cfg.gamma)[0] if len(ep.tokens) else 0.0
+                                             for ep in batch])),
+               "steps": sum(len(ep.tokens) for ep in batch), "loss": loss,
+               "seconds": round(time.monotonic() - start, 1)}
+        rows.append(row)
+        log(f"  v{version}: {used} episodes, detected {row['detected']:.2f}, true {row['true_success']:.2f} "
+            f"({row['false_detections']} false detections), return {row['mean_return']:.2f}, {row['seconds']:.0f} s")
+        if on_version:
+            on_version(version, policy)
+    for env in envs:
+        env.close()
+    return PracticeResult(rows, used, time.monotonic() - start)
+
+
+def main(argv=None) -> int:
+    import argparse
+    import json
+    import pathlib
+
+    from sefm_core import checkpoint
+    from sefm_bringup.evaluate import policy_success
+
+    parser = argparse.ArgumentParser(prog="sefm practice", description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", help="the Stage-1 checkpoint: policy version 0 and the frozen reward model")
+    parser.add_argument("--versions", type=int, default=10, help="updates (one batch of episodes each)")
+    parser.add_argument("--episodes-per-batch", type=int, default=8)
+    parser.add_argument("--updates-per-batch", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--loss-weight", type=float, default=0.05)
+    parser.add_argument("--gamma", type=float, default=0.9)
+    parser.add_argument("--threshold", type=float, required=True, help="success detector: d <= s")
+    parser.add_argument("--families", default="", help="comma-separated (default: all)")
+    parser.add_argument("--max-steps", type=int, default=100, help="step cap of a practice episode")
+    parser.add_argument("--eval-episodes", type=int, default=100, help="greedy held-out rollouts before and after")
+    parser.add_argument("--eval-every", type=int, default=0, help="also evaluate every N versions (0: only the ends)")
+    parser.add_argument("--seed", type=int, default=0, help="torch seed of the sampled actions")
+    parser.add_argument("--json", help="write the versions and evaluations here")
+    args = parser.parse_args(argv)
+    torch.manual_seed(args.seed)
+    policy, _ = checkpoint.load(args.checkpoint)
+    reward_model, _ = checkpoint.load(args.checkpoint)
+    families = [f for f in args.families.split(",") if f] or None
+    cfg = ReinforceConfig(gamma=args.gamma, loss_weight=args.loss_weight, lr=args.lr,
+                          updates_per_batch=args.updates_per_batch, episodes_per_batch=args.episodes_per_batch)
+    evals = {}
+
+    def evaluate(version, model):
+        if args.eval_episodes > 0:
+            rate = policy_success(model, args.eval_episodes, families, max_steps=args.max_steps)["all"]
+            evals[version] = {"rate": rate.value, "low": rate.low, "high": rate.high, "n": rate.trials}
+            print(f"  eval v{version}: {rate}", flush=True)
+
+    evaluate(0, policy)
+    result = practice(policy, reward_model, cfg, args.versions, args.threshold, families, max_steps=args.max_steps,
+                      torch_seed=args.seed,
+                      on_version=lambda v, m: evaluate(v, m) if args.eval_every and v % args.eval_every == 0
+                      and v != args.versions else None)
+    evaluate(args.versions, policy)
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps({"versions": result.versions, "evaluations": evals,
+                                                      "episodes": result.episodes, "seconds": result.seconds,
+                                                      "args": vars(args)}, indent=2))
+    return 0
