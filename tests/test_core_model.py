@@ -213,3 +213,29 @@ def test_smoothed_steps_to_go_target_peaks_at_the_label():
 
     t = smoothed_targets(torch.tensor([0, 5]), 11, sigma=2.0)
     assert torch.allclose(t.sum(-1), torch.ones(2)) and t.argmax(-1).tolist() == [0, 5]
+
+
+def test_mismatched_goal_negatives_push_steps_to_go_up_only_for_the_other_goal(tmp_path):
+    from sefm_core.sft import Arrays
+
+    torch.manual_seed(0)
+    model = EFM(ModelConfig(backbone="siglip", hf_path=tiny_siglip_dir(tmp_path), channels=16, hidden=32,
+                            max_steps_to_go=20))
+    n = 64
+    goal = torch.arange(n) % 2  # two goals, each with its own instruction vector
+    data = Arrays(torch.randn(n, 32, 4, 4), goal.clone(), ["a", "b"], torch.randn(n, 4),
+                  torch.randint(0, 64, (n, 2)), torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long),
+                  torch.randn(2, 32), goal=goal)
+    opt = torch.optim.Adam(model.heads.parameters(), lr=3e-3)
+    idx, gen = torch.arange(n), torch.Generator().manual_seed(0)
+    for _ in range(150):
+        loss, parts = losses(model, data, idx, 1.0, negative_weight=1.0, negative_min_steps=10, negatives=gen)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert parts["negative"] > 0
+    model.eval()
+    with torch.no_grad():
+        own = expected_steps(model.heads(data.fmap, data.text_vectors[goal], data.proprio)[1])
+        swapped = expected_steps(model.heads(data.fmap, data.text_vectors[1 - goal], data.proprio)[1])
+    assert own.mean() < 2.0 and swapped.mean() > 10.0  # every state is done for its goal, far from the other

@@ -73,3 +73,44 @@ def test_an_episode_whose_first_observation_was_missed_is_not_used():
     del buf.images[(10, 0)]  # e.g. the trainer subscribed after the station started
     ep = assemble("s", 0, buf, 1, version=3)
     assert ep.transitions == [] and ep.dropped == {"missed the episode's first observation": 3}
+
+
+def test_practice_loop_scores_every_observation_and_updates_the_policy():
+    """The ROS-free Stage 2 (`sefm practice`): real env, tiny real model, one batch and one update."""
+    from sefm_bringup.practice import practice
+    from sefm_core.model import EFM, ModelConfig
+    from sefm_core.reinforce import ReinforceConfig
+
+    torch.manual_seed(0)
+    policy = EFM(ModelConfig(backbone="pretrained", channels=16, hidden=32))
+    reward_model = EFM(ModelConfig(backbone="pretrained", channels=16, hidden=32))
+    before = [p.detach().clone() for p in policy.heads.parameters()]
+    frozen = [p.detach().clone() for p in reward_model.heads.parameters()]
+    seen = []
+    result = practice(policy, reward_model, ReinforceConfig(episodes_per_batch=2, updates_per_batch=2, lr=1e-3),
+                      versions=2, threshold=-1.0, families=["point2block"], image_size=(64, 36), max_steps=5,
+                      on_version=lambda v, m: seen.append(v), log=lambda *a: None)
+    assert result.episodes == 4 and seen == [1, 2]
+    assert all(row["detected"] == 0 and row["steps"] <= 10 for row in result.versions), result.versions
+    assert any(not torch.equal(a, b) for a, b in zip(before, policy.heads.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(frozen, reward_model.heads.parameters()))  # the reward stays fixed
+
+
+def test_practice_batch_scores_the_observation_after_every_action():
+    from sefm_bringup.practice import run_batch
+    from sefm_core.model import EFM, ModelConfig
+    from sefm_sim_bridge.envs.language_table import LanguageTableEnv
+
+    torch.manual_seed(0)
+    model = EFM(ModelConfig(backbone="pretrained", channels=16, hidden=32)).eval()
+    envs = [LanguageTableEnv(block_mode="BLOCK_4", image_size=(64, 36), max_steps=4) for _ in range(3)]
+    episodes = run_batch(model, model, envs, [1, 2, 3], ["point2block"] * 3, threshold=-1.0,
+                         generator=torch.Generator().manual_seed(0))
+    for ep in episodes:  # no detection at s = -1: the simulator ended each (success or the step cap)
+        assert ep.env_ended and not ep.detected and 1 <= len(ep.tokens) <= 4
+        assert len(ep.d) == len(ep.tokens) + 1 and len(ep.rewards()) == len(ep.tokens)
+        assert len(ep.tokens) == 4 or ep.goal_holds
+    # s above every d: the second observation ends each episode as a detected success, after one action.
+    episodes = run_batch(model, model, envs, [1, 2, 3], ["point2block"] * 3, threshold=1e9,
+                         generator=torch.Generator().manual_seed(0))
+    assert all(ep.detected and len(ep.tokens) == 1 and len(ep.d) == 2 for ep in episodes)

@@ -5,6 +5,7 @@
     sefm bench env aloha [--episodes 50] [--markdown docs/benchmarks/aloha.md]
     sefm bench env aloha --frames docs/images/aloha_tasks.png
     sefm bench graph [--stations 1,2,4]      (the ROS 2 graph against a bare loop: sefm_bringup.bench_graph)
+    sefm bench paper [--experiments 1,2,3,4] (the paper's experiments at our scale: sefm_bringup.bench_paper)
 
 `env` measures simulator speed on one pinned core (with and without camera
 rendering) and the scripted demonstrator's success per task family, with
@@ -223,6 +224,10 @@ def main(argv=None) -> int:
         from sefm_bringup import bench_graph
 
         return bench_graph.main(argv[1:])
+    if argv[:1] == ["paper"]:   # the paper's experiments (sefm_bringup.bench_paper)
+        from sefm_bringup import bench_paper
+
+        return bench_paper.main(argv[1:])
     parser = argparse.ArgumentParser(prog="sefm bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
     env = sub.add_parser("env", help="simulator speed and scripted-demonstrator success")

@@ -130,6 +130,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=100000)
     parser.add_argument("--parallel", type=int, default=8)
     parser.add_argument("--image-size", default="128x72")
+    parser.add_argument("--max-steps", type=int, default=200, help="step cap of an evaluation episode")
     parser.add_argument("--dataset", help="demonstrations the checkpoint was trained on")
     parser.add_argument("--run-dir", help="the sft run (its split.json names the held-out demos)")
     parser.add_argument("--test-dataset", help="held-out demos (another seed range) for the steps-to-go measures")
@@ -153,7 +154,8 @@ def main(argv=None) -> int:
     if args.episodes > 0:
         width, height = (int(v) for v in args.image_size.lower().split("x"))
         families = [f for f in args.families.split(",") if f] or None
-        rates = policy_success(model, args.episodes, families, args.mode, args.seed, args.parallel, (width, height))
+        rates = policy_success(model, args.episodes, families, args.mode, args.seed, args.parallel, (width, height),
+                               max_steps=args.max_steps)
         for family, rate in rates.items():
             print(f"success {family:24s} {rate}")
         out["success"] = {k: {"rate": r.value, "low": r.low, "high": r.high, "n": r.trials} for k, r in rates.items()}

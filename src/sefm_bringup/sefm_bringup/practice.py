@@ -156,13 +156,18 @@ def main(argv=None) -> int:
     parser.add_argument("--gamma", type=float, default=0.9)
     parser.add_argument("--threshold", type=float, required=True, help="success detector: d <= s")
     parser.add_argument("--families", default="", help="comma-separated (default: all)")
+    parser.add_argument("--mode", default="BLOCK_4", help="block mode (BANANA: the unseen banana)")
+    parser.add_argument("--image-size", default="128x72")
     parser.add_argument("--max-steps", type=int, default=100, help="step cap of a practice episode")
     parser.add_argument("--eval-episodes", type=int, default=100, help="greedy held-out rollouts before and after")
+    parser.add_argument("--eval-seed", type=int, default=100000, help="first seed of the held-out evaluation")
+    parser.add_argument("--save", help="write the practised policy here (a checkpoint directory)")
     parser.add_argument("--eval-every", type=int, default=0, help="also evaluate every N versions (0: only the ends)")
     parser.add_argument("--seed", type=int, default=0, help="torch seed of the sampled actions")
     parser.add_argument("--json", help="write the versions and evaluations here")
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
+    image_size = tuple(int(v) for v in args.image_size.lower().split("x"))
     policy, _ = checkpoint.load(args.checkpoint)
     reward_model, _ = checkpoint.load(args.checkpoint)
     families = [f for f in args.families.split(",") if f] or None
@@ -172,16 +177,19 @@ def main(argv=None) -> int:
 
     def evaluate(version, model):
         if args.eval_episodes > 0:
-            rate = policy_success(model, args.eval_episodes, families, max_steps=args.max_steps)["all"]
+            rate = policy_success(model, args.eval_episodes, families, args.mode, args.eval_seed,
+                                  image_size=image_size, max_steps=args.max_steps)["all"]
             evals[version] = {"rate": rate.value, "low": rate.low, "high": rate.high, "n": rate.trials}
             print(f"  eval v{version}: {rate}", flush=True)
 
     evaluate(0, policy)
-    result = practice(policy, reward_model, cfg, args.versions, args.threshold, families, max_steps=args.max_steps,
-                      torch_seed=args.seed,
+    result = practice(policy, reward_model, cfg, args.versions, args.threshold, families, args.mode, image_size,
+                      max_steps=args.max_steps, torch_seed=args.seed,
                       on_version=lambda v, m: evaluate(v, m) if args.eval_every and v % args.eval_every == 0
                       and v != args.versions else None)
     evaluate(args.versions, policy)
+    if args.save:
+        checkpoint.save(policy, pathlib.Path(args.save), {"practice": result.versions[-1], "from": args.checkpoint})
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps({"versions": result.versions, "evaluations": evals,
                                                       "episodes": result.episodes, "seconds": result.seconds,

@@ -47,6 +47,10 @@ class SFTConfig:
     bc_rest_frames: int = -1      # clone the zero actions of only this many resting frames after success
                                   # (-1: all). A few teach stopping at the goal; many teach standing still.
                                   # Every resting state still trains steps-to-go.
+    negative_weight: float = 0.0  # mismatched goals: each sample is also paired with another episode's goal
+    negative_min_steps: int = 10  # ... and must then put its steps-to-go mass on k >= this (far from done).
+                                  # Demos never show the robot at the wrong block; without these the detector
+                                  # learns "at a block" instead of "at the named block".
 
 
 @dataclass
@@ -62,6 +66,7 @@ class Arrays:
     text_vectors: torch.Tensor  # (len(texts), D)
     aux: torch.Tensor | None = None  # (N, 4) named block xy and its target xy (normalised); nan where unknown
     wordings: torch.Tensor | None = None  # (N, P) indices into `texts` of the goal's wordings (padded by repeats)
+    goal: torch.Tensor | None = None      # (N,) goal id: equal ids, equal goals (for mismatched-goal negatives)
 
 
 BOARD_CENTER, BOARD_SCALE = np.array([0.35, 0.0]), 0.3
@@ -92,6 +97,13 @@ def aux_labels(episode) -> np.ndarray:
     out[:, :2] = (out[:, :2] - BOARD_CENTER) / BOARD_SCALE
     out[:, 2:] = (out[:, 2:] - BOARD_CENTER) / BOARD_SCALE
     return out
+
+
+def goal_key(entry: dict) -> str:
+    """What the goal is, independent of its wording: the structured goal if recorded, else the instruction."""
+    goal = entry.get("metadata", {}).get("goal") or {}
+    fields = {k: goal.get(k) for k in ("family", "block", "reference", "location", "fixed_target", "offset")}
+    return json.dumps(fields, sort_keys=True) if goal.get("family") else entry["instruction"]
 
 
 def all_texts(dataset: EpisodeDataset) -> list[str]:
@@ -136,6 +148,7 @@ def flatten(model: EFM, dataset: EpisodeDataset, episode_ids: list[int], fmap_al
     text_of = {t: i for i, t in enumerate(texts)}
     offsets = np.cumsum([0] + [e["steps"] + 1 for e in dataset.index])
     rows, proprio, tokens, stg, episode_of, text_index, aux, wordings = [], [], [], [], [], [], [], []
+    goal_ids, goal_of = [], {}
     width = max(len(dataset.index[i].get("metadata", {}).get("paraphrases", [])) for i in episode_ids) or 1
     for i in episode_ids:
         ep = dataset[i]
@@ -154,11 +167,13 @@ def flatten(model: EFM, dataset: EpisodeDataset, episode_ids: list[int], fmap_al
         aux.append(aux_labels(ep))
         words = [text_of[t] for t in ep.metadata.get("paraphrases", [])] or [text_of[ep.instruction]]
         wordings.append(np.tile(np.resize(words, width), (n, 1)))
+        goal_ids.append(np.full(n, goal_of.setdefault(goal_key(dataset.index[i]), len(goal_of))))
     rows = np.concatenate(rows)
     return Arrays(fmap_all[torch.from_numpy(rows)], torch.from_numpy(np.concatenate(text_index)), texts,
                   torch.from_numpy(np.concatenate(proprio)), torch.from_numpy(np.concatenate(tokens)),
                   torch.from_numpy(np.concatenate(stg)), torch.from_numpy(np.concatenate(episode_of)), text_vectors,
-                  torch.from_numpy(np.concatenate(aux)), torch.from_numpy(np.concatenate(wordings)))
+                  torch.from_numpy(np.concatenate(aux)), torch.from_numpy(np.concatenate(wordings)),
+                  torch.from_numpy(np.concatenate(goal_ids)))
 
 
 def smoothed_targets(labels: torch.Tensor, classes: int, sigma: float) -> torch.Tensor:
@@ -169,7 +184,8 @@ def smoothed_targets(labels: torch.Tensor, classes: int, sigma: float) -> torch.
 
 
 def losses(model: EFM, batch: Arrays, idx: torch.Tensor, stg_weight: float, smoothing: float = 0.0,
-           stg_sigma: float = 0.0, aux_weight: float = 0.0, generator: torch.Generator | None = None):
+           stg_sigma: float = 0.0, aux_weight: float = 0.0, generator: torch.Generator | None = None,
+           negative_weight: float = 0.0, negative_min_steps: int = 10, negatives: torch.Generator | None = None):
     text = batch.text_index[idx]
     if generator is not None and batch.wordings is not None:  # language augmentation: any wording of the goal
         pick = torch.randint(0, batch.wordings.shape[1], (len(idx),), generator=generator)
@@ -189,6 +205,18 @@ def losses(model: EFM, batch: Arrays, idx: torch.Tensor, stg_weight: float, smoo
     else:
         stg_loss = F.cross_entropy(stg_logits[has_stg], stg[has_stg])
     total = bc + stg_weight * stg_loss
+    negative = 0.0
+    if negative_weight > 0 and negatives is not None and batch.goal is not None:
+        # The same observations, each with the goal of another sample in the batch: far from done.
+        other = torch.randperm(len(idx), generator=negatives)
+        mismatched = batch.goal[idx] != batch.goal[idx[other]]
+        if mismatched.any():
+            h_neg = model.heads.hidden(batch.fmap[idx[mismatched]].float(), batch.text_vectors[text[other][mismatched]],
+                                       batch.proprio[idx[mismatched]])
+            logp = torch.log_softmax(model.heads.outputs(h_neg)[1], dim=-1)
+            far = -torch.logsumexp(logp[:, negative_min_steps:], dim=-1).mean()
+            total = total + negative_weight * far
+            negative = far.item()
     aux_loss = 0.0
     if aux_weight > 0 and model.heads.aux_head is not None and batch.aux is not None:
         target = batch.aux[idx]
@@ -200,7 +228,8 @@ def losses(model: EFM, batch: Arrays, idx: torch.Tensor, stg_weight: float, smoo
     with torch.no_grad():
         acc = (action_logits[has_action].argmax(-1) == tokens[has_action]).float().mean().item() if has_action.any() else 0.0
         mae = (expected_steps(stg_logits[has_stg]) - stg[has_stg]).abs().mean().item() if has_stg.any() else 0.0
-    return total, {"bc": bc.item(), "stg": stg_loss.item(), "token_acc": acc, "stg_mae": mae, "aux": aux_loss}
+    return total, {"bc": bc.item(), "stg": stg_loss.item(), "token_acc": acc, "stg_mae": mae, "aux": aux_loss,
+                   "negative": negative}
 
 
 def split_episodes(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -245,7 +274,7 @@ def train(cfg: SFTConfig, model_cfg: ModelConfig, resume: bool = False, log=prin
 
     writer = SummaryWriter(str(run / "tensorboard"))
     csv_path = run / "metrics.csv"
-    fields = ["step", "split", "loss", "bc", "stg", "token_acc", "stg_mae", "aux", "lr", "seconds"]
+    fields = ["step", "split", "loss", "bc", "stg", "token_acc", "stg_mae", "aux", "negative", "lr", "seconds"]
     new_csv = not csv_path.exists() or start_step == 0
     csv_file = open(csv_path, "w" if new_csv else "a", newline="")
     rows = csv.DictWriter(csv_file, fieldnames=fields)
@@ -261,7 +290,8 @@ def train(cfg: SFTConfig, model_cfg: ModelConfig, resume: bool = False, log=prin
             group["lr"] = lr
         idx = torch.randint(0, n, (cfg.batch_size,), generator=generator)
         loss, parts = losses(model, train_set, idx, cfg.stg_weight, cfg.label_smoothing, cfg.stg_sigma,
-                             cfg.aux_weight, generator if cfg.paraphrase else None)
+                             cfg.aux_weight, generator if cfg.paraphrase else None,
+                             cfg.negative_weight, cfg.negative_min_steps, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.heads.parameters(), 1.0)

@@ -1,0 +1,221 @@
+"""`sefm bench paper`: the paper's experiments at our scale (LanguageTable sim, CPU, small model).
+
+    sefm bench paper [--config src/sefm_bringup/config/bench_paper.yaml] [--experiments 1,2,3,4] [--out DIR]
+
+  1. demo budgets (fractions of `base_demos`) x {BC, BC + self-improvement}, with the extra episodes;
+  2. BC with more demos (multiples of the smallest budget) against self-improvement from that budget;
+  3. the reward-model ablation: the middle budget with randomly initialised towers (scratch);
+  4. BananaTable: the LanguageTable policy of the largest budget practises with the unseen banana.
+
+Every arm is a chain of `sefm` commands (collect -> sft -> eval -> practice -> eval), each a
+stage of its own whose output is kept: a rerun skips what exists, so an interrupted bench
+continues. Stage 2 here is `sefm practice` (the ROS-free loop: same env, reward, detector and
+update as `sefm improve`), because the bench needs many Stage-2 runs. Results: <out>/results.json
+and <out>/results.md (tables with Wilson 95% intervals).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+from sefm_bringup.pipeline import SEFM, PipelineError, stage
+from sefm_core.config import ConfigError, from_dict, load_yaml
+
+
+@dataclass(frozen=True)
+class PaperConfig:
+    out: str = "runs/paper"
+    families: str = "point2block"
+    block_mode: str = "BLOCK_4"
+    image_size: str = "128x72"
+    hold_steps: int = 10
+    base_demos: int = 200
+    budgets: tuple[float, ...] = (0.25, 0.5, 1.0)
+    more_demos: tuple[int, ...] = (4, 8)       # exp 2: BC on these multiples of the smallest budget
+    test_demos: int = 60                       # held-out demos: steps-to-go quality and the threshold s
+    sft_config: str = "src/sefm_bringup/config/sft_language_table.yaml"
+    practice: dict = field(default_factory=lambda: {"versions": 10, "episodes-per-batch": 16,
+                                                    "updates-per-batch": 16, "lr": 3e-4})
+    max_steps: int = 100                       # step cap of practice and evaluation episodes
+    eval_episodes: int = 100
+    eval_seed: int = 100000
+    seed: int = 0
+
+
+class Bench:
+    def __init__(self, cfg: PaperConfig, log=print):
+        self.cfg, self.log = cfg, log
+        self.out = pathlib.Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    def demos(self, episodes: int, mode: str | None = None, seed: int | None = None) -> pathlib.Path:
+        """Oracle demos from seed 0 up: a smaller budget is a prefix of a larger one."""
+        mode, seed = mode or self.cfg.block_mode, self.cfg.seed if seed is None else seed
+        path = self.out / "data" / f"{mode}_{seed}_{episodes}"
+        stage(f"collect {path.name}", SEFM + ["collect", "language_table", str(path), "--episodes", str(episodes),
+                                              "--families", self.cfg.families, "--mode", mode, "--seed", str(seed),
+                                              "--hold-steps", str(self.cfg.hold_steps), "--image-size",
+                                              self.cfg.image_size], self.out, path / "meta.json", self.log)
+        return path
+
+    def sft(self, name: str, data: pathlib.Path, backbone: str = "pretrained") -> pathlib.Path:
+        run = self.out / name / "sft"
+        stage(f"{name} sft", SEFM + ["sft", str(data), "--config", self.cfg.sft_config, "--run-dir", str(run),
+                                     "--backbone", backbone, "--seed", str(self.cfg.seed)],
+              self.out, run / "checkpoints" / "final" / "model.safetensors", self.log)
+        return run
+
+    def evaluate(self, name: str, checkpoint: pathlib.Path, mode: str | None = None,
+                 stg: tuple[pathlib.Path, pathlib.Path] | None = None) -> dict:
+        """Greedy held-out success; with stg=(data, sft run) also the steps-to-go quality and s."""
+        out = self.out / name / "eval" / f"{checkpoint.name}.json"
+        extra = []
+        if stg:
+            extra = ["--dataset", str(stg[0]), "--run-dir", str(stg[1]), "--test-dataset", str(self.test_demos(mode))]
+        stage(f"{name} eval {checkpoint.name}", SEFM + [
+            "eval", str(checkpoint), "--episodes", str(self.cfg.eval_episodes), "--families", self.cfg.families,
+            "--mode", mode or self.cfg.block_mode, "--seed", str(self.cfg.eval_seed), "--image-size",
+            self.cfg.image_size, "--max-steps", str(self.cfg.max_steps), "--json", str(out), *extra],
+              self.out, out, self.log)
+        return json.loads(out.read_text())
+
+    def test_demos(self, mode: str | None = None) -> pathlib.Path:
+        return self.demos(self.cfg.test_demos, mode, seed=50000)
+
+    def practice(self, name: str, checkpoint: pathlib.Path, threshold: float, mode: str | None = None) -> dict:
+        out = self.out / name / "practice.json"
+        options = [x for k, v in self.cfg.practice.items() for x in (f"--{k}", str(v))]
+        stage(f"{name} practice", SEFM + [
+            "practice", str(checkpoint), "--threshold", f"{threshold:.3f}", "--families", self.cfg.families,
+            "--mode", mode or self.cfg.block_mode, "--max-steps", str(self.cfg.max_steps), "--eval-episodes",
+            str(self.cfg.eval_episodes), "--eval-seed", str(self.cfg.eval_seed), "--seed", str(self.cfg.seed),
+            "--image-size", self.cfg.image_size, "--save", str(self.out / name / "practised"),
+            "--json", str(out), *options], self.out, out, self.log)
+        return json.loads(out.read_text())
+
+    def arm(self, name: str, demos: int, backbone: str = "pretrained", practise: bool = True) -> dict:
+        """BC on `demos` demos, then (practise) self-improvement from it."""
+        data = self.demos(demos)
+        run = self.sft(name, data, backbone)
+        bc = self.evaluate(name, run / "checkpoints" / "final", stg=(data, run))
+        row = {"demos": demos, "backbone": backbone, "bc": bc["success"]["all"], "steps_to_go": bc["steps_to_go"]}
+        if practise:
+            result = self.practice(name, run / "checkpoints" / "final", bc["steps_to_go"]["threshold"])
+            final = result["evaluations"][str(result["args"]["versions"])]
+            row.update(si=final, extra_episodes=result["episodes"], practice=result["versions"],
+                       practice_seconds=result["seconds"])
+        return row
+
+
+def budget_demos(cfg: PaperConfig) -> list[int]:
+    return [max(2, int(round(cfg.base_demos * b))) for b in cfg.budgets]
+
+
+def run(cfg: PaperConfig, experiments: list[int], log=print) -> dict:
+    bench = Bench(cfg, log)
+    results_path = bench.out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    results["config"] = asdict(cfg)
+    start = time.monotonic()
+    budgets = budget_demos(cfg)
+
+    def save():
+        results["seconds_this_run"] = round(time.monotonic() - start)
+        results_path.write_text(json.dumps(results, indent=2))
+        (bench.out / "results.md").write_text(tables(results))
+
+    if 1 in experiments or 2 in experiments:
+        results["exp1"] = {str(n): bench.arm(f"budget_{n}", n) for n in (budgets if 1 in experiments else budgets[:1])}
+        save()
+    if 2 in experiments:
+        results["exp2"] = {str(k * budgets[0]): bench.arm(f"bc_{k * budgets[0]}", k * budgets[0], practise=False)
+                           for k in cfg.more_demos}
+        save()
+    if 3 in experiments:
+        middle = budgets[len(budgets) // 2]
+        results["exp3"] = {"pretrained": bench.arm(f"budget_{middle}", middle),
+                           "scratch": bench.arm(f"scratch_{middle}", middle, backbone="scratch")}
+        save()
+    if 4 in experiments:
+        largest = budgets[-1]
+        policy = bench.sft(f"budget_{largest}", bench.demos(largest)) / "checkpoints" / "final"
+        banana_data = bench.demos(cfg.test_demos, "BANANA", seed=50000)
+        bc = bench.evaluate("banana", policy, "BANANA", stg=(banana_data, bench.out / f"budget_{largest}" / "sft"))
+        result = bench.practice("banana", policy, bc["steps_to_go"]["threshold"], "BANANA")
+        results["exp4"] = {"bc": bc["success"]["all"], "si": result["evaluations"][str(result["args"]["versions"])],
+                           "extra_episodes": result["episodes"], "steps_to_go": bc["steps_to_go"],
+                           "practice": result["versions"]}
+        save()
+    save()
+    return results
+
+
+def cell(rate: dict | None) -> str:
+    if not rate:
+        return "-"
+    return f"{rate['rate']:.2f} [{rate['low']:.2f}, {rate['high']:.2f}] ({round(rate['rate'] * rate['n'])}/{rate['n']})"
+
+
+def tables(results: dict) -> str:
+    lines = ["# sefm bench paper", ""]
+    if "exp1" in results:
+        lines += ["## 1. Demo budgets: BC against BC + self-improvement", "",
+                  "| demos | BC | + self-improvement | extra episodes | rank corr. (per ep.) | detector F1 (s) |",
+                  "|---|---|---|---|---|---|"]
+        for n, row in results["exp1"].items():
+            q = row["steps_to_go"]
+            lines.append(f"| {n} | {cell(row['bc'])} | {cell(row.get('si'))} | {row.get('extra_episodes', '-')} | "
+                         f"{q['per_episode_spearman']:.3f} | {q['f1']:.2f} ({q['threshold']:.1f}) |")
+        lines.append("")
+    if "exp2" in results:
+        lines += ["## 2. More demonstrations against self-improvement", "", "| arm | demos | success |", "|---|---|---|"]
+        small = min(results.get("exp1", {}).items(), key=lambda kv: int(kv[0]), default=None)
+        if small:
+            lines.append(f"| BC | {small[0]} | {cell(small[1]['bc'])} |")
+            lines.append(f"| BC + self-improvement (+{small[1].get('extra_episodes', 0)} practice episodes) | "
+                         f"{small[0]} | {cell(small[1].get('si'))} |")
+        for n, row in results["exp2"].items():
+            lines.append(f"| BC | {n} | {cell(row['bc'])} |")
+        lines.append("")
+    if "exp3" in results:
+        lines += ["## 3. Reward-model pretraining", "",
+                  "| towers | BC | + self-improvement | rank corr. (per ep.) | detector F1 |", "|---|---|---|---|---|"]
+        for name, row in results["exp3"].items():
+            q = row["steps_to_go"]
+            lines.append(f"| {name} | {cell(row['bc'])} | {cell(row.get('si'))} | {q['per_episode_spearman']:.3f} | "
+                         f"{q['f1']:.2f} |")
+        lines.append("")
+    if "exp4" in results:
+        r = results["exp4"]
+        lines += ["## 4. BananaTable (the LanguageTable policy with an unseen banana)", "",
+                  "| BC | + self-improvement | extra episodes |", "|---|---|---|",
+                  f"| {cell(r['bc'])} | {cell(r['si'])} | {r['extra_episodes']} |", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="sefm bench paper", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="src/sefm_bringup/config/bench_paper.yaml")
+    parser.add_argument("--experiments", default="1,2,3,4")
+    parser.add_argument("--out", help="override the config's output folder")
+    args = parser.parse_args(argv)
+    try:
+        raw = load_yaml(args.config)
+        if args.out:
+            raw["out"] = args.out
+        cfg = from_dict(PaperConfig, raw, args.config)
+        experiments = [int(x) for x in args.experiments.split(",") if x]
+        if not set(experiments) <= {1, 2, 3, 4}:
+            raise ConfigError(f"--experiments: choose from 1,2,3,4 (got {args.experiments}); "
+                              "ALOHA (5) is not in the bench yet")
+        results = run(cfg, experiments)
+    except (ConfigError, PipelineError) as exc:
+        print(f"sefm bench paper: {exc}", file=sys.stderr)
+        return 2
+    print(tables(results))
+    print(f"results: {pathlib.Path(cfg.out) / 'results.md'}")
+    return 0
