@@ -132,7 +132,7 @@ def run(cfg: PaperConfig, experiments: list[int], log=print) -> dict:
         results["exp1"] = {str(n): bench.arm(f"budget_{n}", n) for n in (budgets if 1 in experiments else budgets[:1])}
         save()
     if 2 in experiments:
-        results["exp2"] = {str(k * budgets[0]): bench.arm(f"bc_{k * budgets[0]}", k * budgets[0], practise=False)
+        results["exp2"] = {str(k * budgets[0]): bench.arm(f"budget_{k * budgets[0]}", k * budgets[0], practise=False)
                            for k in cfg.more_demos}
         save()
     if 3 in experiments:
@@ -142,9 +142,11 @@ def run(cfg: PaperConfig, experiments: list[int], log=print) -> dict:
         save()
     if 4 in experiments:
         largest = budgets[-1]
-        policy = bench.sft(f"budget_{largest}", bench.demos(largest)) / "checkpoints" / "final"
-        banana_data = bench.demos(cfg.test_demos, "BANANA", seed=50000)
-        bc = bench.evaluate("banana", policy, "BANANA", stg=(banana_data, bench.out / f"budget_{largest}" / "sft"))
+        data = bench.demos(largest)
+        sft_run = bench.sft(f"budget_{largest}", data)
+        policy = sft_run / "checkpoints" / "final"
+        # s from the LanguageTable val demos (as a user would have it); quality on BananaTable test demos
+        bc = bench.evaluate("banana", policy, "BANANA", stg=(data, sft_run))
         result = bench.practice("banana", policy, bc["steps_to_go"]["threshold"], "BANANA")
         results["exp4"] = {"bc": bc["success"]["all"], "si": result["evaluations"][str(result["args"]["versions"])],
                            "extra_episodes": result["episodes"], "steps_to_go": bc["steps_to_go"],

@@ -160,6 +160,7 @@ def main(argv=None) -> int:
             print(f"success {family:24s} {rate}")
         out["success"] = {k: {"rate": r.value, "low": r.low, "high": r.high, "n": r.trials} for k, r in rates.items()}
     if args.json:
+        pathlib.Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         pathlib.Path(args.json).write_text(json.dumps(out, indent=2))
     return 0
 

@@ -191,6 +191,7 @@ def main(argv=None) -> int:
     if args.save:
         checkpoint.save(policy, pathlib.Path(args.save), {"practice": result.versions[-1], "from": args.checkpoint})
     if args.json:
+        pathlib.Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         pathlib.Path(args.json).write_text(json.dumps({"versions": result.versions, "evaluations": evals,
                                                       "episodes": result.episodes, "seconds": result.seconds,
                                                       "args": vars(args)}, indent=2))
