@@ -239,3 +239,20 @@ def test_mismatched_goal_negatives_push_steps_to_go_up_only_for_the_other_goal(t
         own = expected_steps(model.heads(data.fmap, data.text_vectors[goal], data.proprio)[1])
         swapped = expected_steps(model.heads(data.fmap, data.text_vectors[1 - goal], data.proprio)[1])
     assert own.mean() < 2.0 and swapped.mean() > 10.0  # every state is done for its goal, far from the other
+
+
+def test_pointer_attends_where_the_instruction_matches_the_features():
+    from sefm_core.model import Pointer
+
+    torch.manual_seed(0)
+    pointer = Pointer(channels=4, heads=1)
+    with torch.no_grad():  # identity query and key: attention follows the features that match the words
+        pointer.query.weight.copy_(torch.eye(4) * 20)
+        pointer.query.bias.zero_()
+        pointer.key.weight.copy_(torch.eye(4)[:, :, None, None])
+        pointer.key.bias.zero_()
+    x = torch.zeros(1, 4, 3, 5)
+    x[0, 2, 0, 4] = 1.0      # channel 2 lights up at the top-right cell
+    out = pointer(x, torch.tensor([[0.0, 0.0, 1.0, 0.0]]))
+    assert out.shape == (1, pointer.out_dim)
+    assert out[0, 0].item() > 0.9 and out[0, 1].item() < -0.9  # (x, y) near (1, -1): right, top

@@ -48,6 +48,8 @@ class ModelConfig:
     text_norm: bool = False               # LayerNorm the sentence vector first (unit-norm 384-d: tiny entries)
     sharp_keypoints: bool = False         # learnable per-channel softmax temperature + each channel's max
     aux_outputs: int = 0                  # >0: a head predicting privileged positions (training-time aux loss)
+    pointer_heads: int = 0                # >0: instruction-queried attention over the feature map ("where is
+                                          # the named block"): per head the attended (x, y), features and peak
     extra: dict = field(default_factory=dict)
 
     def backbone_key(self) -> str:
@@ -219,13 +221,39 @@ class FiLMConv(nn.Module):
         return x + F.relu(y)
 
 
+def expected_position(weights: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w) softmax weights -> (B, 2C): the expected (x, y) in [-1, 1] of each channel."""
+    _, _, h, w = weights.shape
+    ys = torch.linspace(-1, 1, h, device=weights.device)
+    xs = torch.linspace(-1, 1, w, device=weights.device)
+    return torch.cat([(weights.sum(2) * xs).sum(-1), (weights.sum(3) * ys).sum(-1)], dim=-1)
+
+
+class Pointer(nn.Module):
+    """Attention from the instruction over the feature map: each head's query comes from the words, its
+    softmax over positions says where the named thing is. Outputs per head: the attended (x, y), the
+    attended feature vector and the peak logit (is it there at all)."""
+
+    def __init__(self, channels: int, heads: int):
+        super().__init__()
+        self.heads, self.channels = heads, channels
+        self.query = nn.Linear(channels, heads * channels)
+        self.key = nn.Conv2d(channels, channels, 1)
+        self.out_dim = heads * (2 + channels + 1)
+
+    def forward(self, x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q = self.query(text).view(b, self.heads, c)
+        logits = torch.einsum("bkc,bchw->bkhw", q, self.key(x)) / c ** 0.5
+        weights = torch.softmax(logits.flatten(2), dim=-1).view(b, self.heads, h, w)
+        features = torch.einsum("bkhw,bchw->bkc", weights, x).flatten(1)
+        return torch.cat([expected_position(weights), features, logits.flatten(2).amax(-1)], dim=-1)
+
+
 def spatial_softmax(x: torch.Tensor) -> torch.Tensor:
     """(B, C, h, w) -> (B, 2C): the expected (x, y) image position of each channel's activation."""
     b, c, h, w = x.shape
-    weights = torch.softmax(x.flatten(2), dim=-1).view(b, c, h, w)
-    ys = torch.linspace(-1, 1, h, device=x.device)
-    xs = torch.linspace(-1, 1, w, device=x.device)
-    return torch.cat([(weights.sum(2) * xs).sum(-1), (weights.sum(3) * ys).sum(-1)], dim=-1)
+    return expected_position(torch.softmax(x.flatten(2), dim=-1).view(b, c, h, w))
 
 
 class PolicyHeads(nn.Module):
@@ -244,6 +272,8 @@ class PolicyHeads(nn.Module):
         # (keypoints) and the robot's own state. The instruction acts through FiLM alone,
         # so the heads cannot memorise episodes by their wording.
         fused = 2 * c + config.proprio_dim + (c if config.text_in_trunk else 0) + (c if config.sharp_keypoints else 0)
+        self.pointer = Pointer(c, config.pointer_heads) if config.pointer_heads else None
+        fused += self.pointer.out_dim if self.pointer else 0
         # Spatial softmax of raw activations is soft (keypoints drift to the centre); a learned
         # temperature lets a channel peak on one block, and its max says whether it found it.
         self.log_temperature = nn.Parameter(torch.full((c,), 1.0)) if config.sharp_keypoints else None
@@ -266,6 +296,7 @@ class PolicyHeads(nn.Module):
         else:
             parts = [spatial_softmax(x), proprio]
         parts += [t] if self.config.text_in_trunk else []
+        parts += [self.pointer(x, t)] if self.pointer is not None else []
         return self.trunk(torch.cat(parts, dim=-1))
 
     def outputs(self, h: torch.Tensor):
