@@ -10,6 +10,7 @@ with. Success rates come with Wilson 95% intervals, per family and overall.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import sys
@@ -87,6 +88,30 @@ def observation_steps_to_go(model, dataset: EpisodeDataset, episode_ids: list[in
     return d, data.stg.numpy(), data.episode.numpy(), holds
 
 
+def swapped_goal_detections(model, dataset: EpisodeDataset, episode_ids: list[int], threshold: float,
+                            seed: int = 0) -> tuple[float, int]:
+    """Is the detector grounded in the words? Every at-goal state of the demos, paired with the goal of
+    another demo (a different block or target), should NOT be detected. Returns (share detected, pairs)."""
+    from sefm_core.sft import flatten, goal_key, tower_cache
+
+    fmap, texts, vectors = tower_cache(model, dataset, log=lambda *a, **k: None)
+    data = flatten(model, dataset, episode_ids, fmap, texts, vectors)
+    holds = torch.from_numpy(np.concatenate([_goal_holds(dataset[i], model) for i in episode_ids]).astype(bool))
+    keys = [goal_key(dataset.index[i]) for i in episode_ids]
+    goal = torch.as_tensor([keys.index(goal_key(dataset.index[int(e)])) for e in data.episode])
+    rng = np.random.default_rng(seed)
+    rows = torch.nonzero(holds).flatten().numpy()
+    pairs = [(r, o) for r in rows for o in [rng.integers(len(goal))] if goal[r] != goal[o]]
+    if not pairs:
+        return float("nan"), 0
+    rows, others = (torch.as_tensor(x) for x in zip(*pairs))
+    model.eval()
+    with torch.no_grad():
+        d = expected_steps(model.heads(data.fmap[rows].float(), data.text_vectors[data.text_index[others]],
+                                       data.proprio[rows])[1])
+    return float((d <= threshold).float().mean()), len(rows)
+
+
 def _goal_holds(episode, model) -> np.ndarray:
     """The simulator's per-observation success flags, or (data without them) the states labelled 0."""
     if "goal_holds" in episode.extras:
@@ -113,6 +138,8 @@ def steps_to_go_report(model, dataset: EpisodeDataset, train_ids: list[int], val
     ids = [i for i in ids if held.index[i]["success"]]
     d, labels, episode, holds = observation_steps_to_go(model, held, ids)
     overall = steps_to_go_quality(d, labels, episode, holds, threshold)
+    swapped, pairs = swapped_goal_detections(model, held, ids, threshold)
+    overall = dataclasses.replace(overall, swapped_goal_detected=swapped, swapped_pairs=pairs)
     if not by_family:
         return overall
     family = np.array([held.index[i].get("metadata", {}).get("family", "?") for i in episode])
@@ -144,7 +171,9 @@ def main(argv=None) -> int:
         q, per = steps_to_go_report(model, EpisodeDataset(args.dataset), split["train"], split["val"], test, True)
         print(f"steps-to-go on {q.episodes} held-out demos ({q.states} states): rank correlation per episode "
               f"{q.per_episode_spearman:.3f}, pooled {q.pooled_spearman:.3f}; MAE {q.mae:.1f} steps; "
-              f"detector d <= {q.threshold:.1f}: precision {q.precision:.2f} recall {q.recall:.2f} F1 {q.f1:.2f}")
+              f"detector d <= {q.threshold:.1f}: precision {q.precision:.2f} recall {q.recall:.2f} F1 {q.f1:.2f}; "
+              f"at-goal states with another demo's goal detected: {q.swapped_goal_detected:.2f} "
+              f"({q.swapped_pairs} pairs; 0 = grounded in the words)")
         if len(per) > 1:
             for family, f in per.items():
                 print(f"  {family:24s} {f.episodes:3d} demos: per episode {f.per_episode_spearman:.3f}, pooled "

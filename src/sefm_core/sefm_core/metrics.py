@@ -43,6 +43,8 @@ class StepsToGoQuality:
     f1: float
     episodes: int
     states: int
+    swapped_goal_detected: float = float("nan")  # at-goal states paired with another demo's goal, detected
+    swapped_pairs: int = 0
 
 
 def detector_scores(d: np.ndarray, goal_holds: np.ndarray, threshold: float) -> tuple[float, float, float]:
