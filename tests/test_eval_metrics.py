@@ -41,3 +41,20 @@ def test_policy_evaluation_runs_batched_seeded_episodes():
                            max_steps=5, log=lambda *a: None)
     assert rates["all"].trials == 3 and rates["point2block"].trials == 3
     assert 0.0 <= rates["all"].value <= 1.0
+
+
+def test_swapped_goal_detections_pair_goal_states_with_other_goals(tmp_path):
+    import torch
+
+    from sefm_bringup.collect import collect_language_table
+    from sefm_bringup.evaluate import swapped_goal_detections
+    from sefm_core.model import EFM, ModelConfig
+
+    data = collect_language_table(str(tmp_path / "demos"), episodes=6, families=["point2block"], mode="BLOCK_4",
+                                  seed0=0, noise=0.0, image_size=(64, 36), log=lambda *a, **k: None, hold_steps=2)
+    torch.manual_seed(0)
+    model = EFM(ModelConfig(backbone="pretrained", channels=16, hidden=32))
+    ids = list(range(len(data)))
+    everything, pairs = swapped_goal_detections(model, data, ids, threshold=1e9)
+    nothing, same = swapped_goal_detections(model, data, ids, threshold=-1.0)
+    assert pairs > 0 and same == pairs and (everything, nothing) == (1.0, 0.0)
