@@ -48,6 +48,8 @@ def run_batch(policy, reward_model, envs, seeds: list[int], families: list[str |
     """One on-policy episode per env, stepped together; returns them when all have ended."""
     from sefm_bringup.collect import language_table_proprio
 
+    shared_towers = (policy.config.backbone_key() == reward_model.config.backbone_key()
+                     and not policy.config.trainable_backbone and not reward_model.config.trainable_backbone)
     observations, episodes = [], []
     for env, seed, family in zip(envs, seeds, families):
         obs, _ = env.reset(seed=seed, options={"family": family} if family else None)
@@ -59,8 +61,11 @@ def run_batch(policy, reward_model, envs, seeds: list[int], families: list[str |
         proprio = torch.from_numpy(np.stack([language_table_proprio(observations[i]) for i in active]))
         texts = [observations[i]["instruction"] for i in active]
         with torch.no_grad():
-            fmap, text = policy.tower_features(images, texts)  # shared: both towers are the same frozen ones
-            d = expected_steps(reward_model.heads(fmap, text, proprio)[1])
+            fmap, text = policy.tower_features(images, texts)
+            if not shared_towers:
+                d = reward_model.steps_to_go(images, texts, proprio)
+            else:  # the same frozen towers: run them once for both heads
+                d = expected_steps(reward_model.heads(fmap, text, proprio)[1])
             logp = torch.log_softmax(policy.heads(fmap, text, proprio)[0], dim=-1)
             tokens = torch.multinomial(logp.exp().flatten(0, 1), 1, generator=generator).view(logp.shape[:2])
         actions = policy.tokenizer.decode(tokens.numpy())
@@ -148,6 +153,7 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(prog="sefm practice", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="the Stage-1 checkpoint: policy version 0 and the frozen reward model")
+    parser.add_argument("--reward-checkpoint", help="a different frozen reward model (as `sefm improve` allows)")
     parser.add_argument("--versions", type=int, default=10, help="updates (one batch of episodes each)")
     parser.add_argument("--episodes-per-batch", type=int, default=8)
     parser.add_argument("--updates-per-batch", type=int, default=4)
@@ -169,7 +175,7 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     image_size = tuple(int(v) for v in args.image_size.lower().split("x"))
     policy, _ = checkpoint.load(args.checkpoint)
-    reward_model, _ = checkpoint.load(args.checkpoint)
+    reward_model, _ = checkpoint.load(args.reward_checkpoint or args.checkpoint)
     families = [f for f in args.families.split(",") if f] or None
     cfg = ReinforceConfig(gamma=args.gamma, loss_weight=args.loss_weight, lr=args.lr,
                           updates_per_batch=args.updates_per_batch, episodes_per_batch=args.episodes_per_batch)
