@@ -38,7 +38,9 @@ class PracticeEpisode:
     env_ended: bool = False                      # the simulator ended it (success or step cap)
     detected: bool = False                       # ended by d <= s
 
-    def rewards(self) -> np.ndarray:
+    def rewards(self, oracle: bool = False) -> np.ndarray:
+        if oracle:  # diagnostic only: the simulator's success as a sparse reward (not the method)
+            return np.eye(len(self.tokens))[-1] * float(self.goal_holds) if self.tokens else np.zeros(0)
         d = np.asarray(self.d, np.float64)
         return d[:-1] - d[1:]  # r_t = d(o_t) - d(o_t+1), one per action
 
@@ -89,9 +91,10 @@ def run_batch(policy, reward_model, envs, seeds: list[int], families: list[str |
     return episodes
 
 
-def update_from(policy, optimizer, episodes: list[PracticeEpisode], cfg: ReinforceConfig) -> float:
+def update_from(policy, optimizer, episodes: list[PracticeEpisode], cfg: ReinforceConfig,
+                oracle_reward: bool = False) -> float:
     """REINFORCE on one batch of episodes (then discarded by the caller: on-policy)."""
-    returns = np.concatenate([discounted_returns(ep.rewards(), cfg.gamma) for ep in episodes])
+    returns = np.concatenate([discounted_returns(ep.rewards(oracle_reward), cfg.gamma) for ep in episodes])
     stack = lambda name: torch.stack([x for ep in episodes for x in getattr(ep, name)])  # noqa: E731
     return reinforce_update(policy, optimizer, stack("fmap"), stack("text"), stack("proprio"),
                             stack("tokens").long(), torch.as_tensor(returns, dtype=torch.float32), cfg)
@@ -106,7 +109,8 @@ class PracticeResult:
 
 def practice(policy, reward_model, cfg: ReinforceConfig, versions: int, threshold: float,
              families: list[str] | None, mode: str = "BLOCK_4", image_size=(128, 72), max_steps: int = 100,
-             seed0: int = 200000, torch_seed: int = 0, on_version=None, log=print) -> PracticeResult:
+             seed0: int = 200000, torch_seed: int = 0, on_version=None, oracle_reward: bool = False,
+             log=print) -> PracticeResult:
     """`versions` rounds of: a batch of `cfg.episodes_per_batch` practice episodes, then an update.
     on_version(version, policy) runs after each update (e.g. a held-out evaluation)."""
     from sefm_sim_bridge.envs.language_table import LanguageTableEnv
@@ -124,12 +128,12 @@ def practice(policy, reward_model, cfg: ReinforceConfig, versions: int, threshol
         fams = [families[(used + k) % len(families)] if families else None for k in range(n)]
         batch = run_batch(policy, reward_model, envs, seeds, fams, threshold, generator)
         used += n
-        loss = update_from(policy, optimizer, batch, cfg)
+        loss = update_from(policy, optimizer, batch, cfg, oracle_reward)
         row = {"version": version, "episodes": used,
                "detected": sum(ep.detected for ep in batch) / n,
                "true_success": sum(ep.goal_holds for ep in batch) / n,
                "false_detections": sum(ep.detected and not ep.goal_holds for ep in batch),
-               "mean_return": float(np.mean([discounted_returns(ep.rewards(), cfg.gamma)[0] if len(ep.tokens) else 0.0
+               "mean_return": float(np.mean([discounted_returns(ep.rewards(oracle_reward), cfg.gamma)[0] if ep.tokens else 0.0
                                              for ep in batch])),
                "steps": sum(len(ep.tokens) for ep in batch), "loss": loss,
                "seconds": round(time.monotonic() - start, 1)}
@@ -170,6 +174,9 @@ def main(argv=None) -> int:
     parser.add_argument("--save", help="write the practised policy here (a checkpoint directory)")
     parser.add_argument("--eval-every", type=int, default=0, help="also evaluate every N versions (0: only the ends)")
     parser.add_argument("--seed", type=int, default=0, help="torch seed of the sampled actions")
+    parser.add_argument("--oracle-reward", action="store_true",
+                        help="DIAGNOSTIC, not the method: reward 1 when the simulator's success predicate holds "
+                             "(separates a weak reward model from a weak update); use with --threshold -1")
     parser.add_argument("--json", help="write the versions and evaluations here")
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
@@ -190,7 +197,7 @@ def main(argv=None) -> int:
 
     evaluate(0, policy)
     result = practice(policy, reward_model, cfg, args.versions, args.threshold, families, args.mode, image_size,
-                      max_steps=args.max_steps, torch_seed=args.seed,
+                      max_steps=args.max_steps, torch_seed=args.seed, oracle_reward=args.oracle_reward,
                       on_version=lambda v, m: evaluate(v, m) if args.eval_every and v % args.eval_every == 0
                       and v != args.versions else None)
     evaluate(args.versions, policy)
