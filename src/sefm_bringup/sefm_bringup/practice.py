@@ -170,6 +170,8 @@ def main(argv=None) -> int:
     parser.add_argument("--image-size", default="128x72")
     parser.add_argument("--max-steps", type=int, default=100, help="step cap of a practice episode")
     parser.add_argument("--eval-episodes", type=int, default=100, help="greedy held-out rollouts before and after")
+    parser.add_argument("--eval-policy", choices=["sampled", "greedy"], default="sampled",
+                        help="evaluate the policy REINFORCE trains (sampled, the default) or its argmax")
     parser.add_argument("--eval-seed", type=int, default=100000, help="first seed of the held-out evaluation")
     parser.add_argument("--save", help="write the practised policy here (a checkpoint directory)")
     parser.add_argument("--eval-every", type=int, default=0, help="also evaluate every N versions (0: only the ends)")
@@ -191,7 +193,8 @@ def main(argv=None) -> int:
     def evaluate(version, model):
         if args.eval_episodes > 0:
             rate = policy_success(model, args.eval_episodes, families, args.mode, args.eval_seed,
-                                  image_size=image_size, max_steps=args.max_steps)["all"]
+                                  image_size=image_size, max_steps=args.max_steps,
+                                  greedy=args.eval_policy == "greedy")["all"]
             evals[version] = {"rate": rate.value, "low": rate.low, "high": rate.high, "n": rate.trials}
             print(f"  eval v{version}: {rate}", flush=True)
 
