@@ -3,7 +3,7 @@
     sefm eval CHECKPOINT --episodes 100 [--families block2block] [--mode BLOCK_4] [--seed 100000]
                          [--dataset DEMOS --run-dir SFT_RUN]     # also steps-to-go on held-out demos
 
-Policy rollouts run in parallel envs with batched inference, acting greedily;
+Policy rollouts run in parallel envs with batched inference, acting greedily (or sampled: --policy);
 reset seeds start at --seed, far from the seeds demonstrations were collected
 with. Success rates come with Wilson 95% intervals, per family and overall.
 """
@@ -158,6 +158,8 @@ def main(argv=None) -> int:
     parser.add_argument("--parallel", type=int, default=8)
     parser.add_argument("--image-size", default="128x72")
     parser.add_argument("--max-steps", type=int, default=200, help="step cap of an evaluation episode")
+    parser.add_argument("--policy", choices=["greedy", "sampled"], default="greedy",
+                        help="act by the argmax of each action dimension, or sample (the policy REINFORCE trains)")
     parser.add_argument("--dataset", help="demonstrations the checkpoint was trained on")
     parser.add_argument("--run-dir", help="the sft run (its split.json names the held-out demos)")
     parser.add_argument("--test-dataset", help="held-out demos (another seed range) for the steps-to-go measures")
@@ -184,7 +186,7 @@ def main(argv=None) -> int:
         width, height = (int(v) for v in args.image_size.lower().split("x"))
         families = [f for f in args.families.split(",") if f] or None
         rates = policy_success(model, args.episodes, families, args.mode, args.seed, args.parallel, (width, height),
-                               max_steps=args.max_steps)
+                               greedy=args.policy == "greedy", max_steps=args.max_steps)
         for family, rate in rates.items():
             print(f"success {family:24s} {rate}")
         out["success"] = {k: {"rate": r.value, "low": r.low, "high": r.high, "n": r.trials} for k, r in rates.items()}

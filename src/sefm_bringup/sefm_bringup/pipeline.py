@@ -39,6 +39,7 @@ class PipelineConfig:
     eval_episodes: int = 100
     eval_seed: int = 100000
     eval_every: int = 5                  # also evaluate every this many policy versions (the practice curve)
+    eval_policy: str = "greedy"          # greedy | sampled (the policy REINFORCE trains; docs/results.md)
 
 
 class PipelineError(RuntimeError):
@@ -74,7 +75,8 @@ def evaluate(run: pathlib.Path, cfg: PipelineConfig, checkpoint: pathlib.Path, n
     out.parent.mkdir(parents=True, exist_ok=True)
     stage(f"eval_{name}", SEFM + ["eval", str(checkpoint), "--episodes", str(cfg.eval_episodes), "--families",
                                   cfg.families, "--mode", cfg.block_mode, "--seed", str(cfg.eval_seed),
-                                  "--image-size", cfg.image_size, "--json", str(out), *extra], run, out, log)
+                                  "--image-size", cfg.image_size, "--policy", cfg.eval_policy, "--json", str(out),
+                                  *extra], run, out, log)
     return json.loads(out.read_text())
 
 
@@ -179,7 +181,10 @@ def load_pipeline_config(path: str | None, run_dir: str | None) -> PipelineConfi
     values = load_yaml(path) if path else {}
     if run_dir:
         values["run_dir"] = run_dir
-    return from_dict(PipelineConfig, values, path or "pipeline")
+    cfg = from_dict(PipelineConfig, values, path or "pipeline")
+    if cfg.eval_policy not in ("greedy", "sampled"):
+        raise ConfigError(f"{path or 'pipeline'}: eval_policy must be greedy or sampled, got {cfg.eval_policy!r}")
+    return cfg
 
 
 def main(argv=None) -> int:
