@@ -15,7 +15,7 @@ def test_pipeline_miniature_runs_every_stage_and_writes_the_report(tmp_path):
         "image_size": "64x36", "sft_overrides": ["--steps", "5", "--batch-size", "16"],
         "improve_overrides": ["--stations", "1", "--versions", "1", "--episodes-per-batch", "1",
                               "--updates-per-batch", "1", "--max-steps", "8"],
-        "eval_episodes": 2, "eval_every": 1,
+        "eval_episodes": 2, "eval_every": 1, "eval_policy": "sampled",
     }
     path = tmp_path / "demo.yaml"
     path.write_text(yaml.safe_dump(config))
