@@ -47,14 +47,14 @@ def test_swapped_goal_detections_pair_goal_states_with_other_goals(tmp_path):
     import torch
 
     from sefm_bringup.collect import collect_language_table
-    from sefm_bringup.evaluate import swapped_goal_detections
+    from sefm_bringup.evaluate import held_out_states, swapped_goal_detections
     from sefm_core.model import EFM, ModelConfig
 
     data = collect_language_table(str(tmp_path / "demos"), episodes=6, families=["point2block"], mode="BLOCK_4",
                                   seed0=0, noise=0.0, image_size=(64, 36), log=lambda *a, **k: None, hold_steps=2)
     torch.manual_seed(0)
     model = EFM(ModelConfig(backbone="pretrained", channels=16, hidden=32))
-    ids = list(range(len(data)))
-    everything, pairs = swapped_goal_detections(model, data, ids, threshold=1e9)
-    nothing, same = swapped_goal_detections(model, data, ids, threshold=-1.0)
+    states, holds = held_out_states(model, data, list(range(len(data))))
+    everything, pairs = swapped_goal_detections(model, states, holds, threshold=1e9)
+    nothing, same = swapped_goal_detections(model, states, holds, threshold=-1.0)
     assert pairs > 0 and same == pairs and (everything, nothing) == (1.0, 0.0)

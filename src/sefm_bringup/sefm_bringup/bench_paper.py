@@ -42,6 +42,7 @@ class PaperConfig:
                                                     "updates-per-batch": 16, "lr": 3e-4})
     max_steps: int = 100                       # step cap of practice and evaluation episodes
     eval_episodes: int = 100
+    eval_policy: str = "sampled"               # sampled | greedy, for every success rate (BC and after practice)
     eval_seed: int = 100000
     seed: int = 0
 
@@ -70,17 +71,18 @@ class Bench:
         return run
 
     def evaluate(self, name: str, checkpoint: pathlib.Path, mode: str | None = None,
-                 stg: tuple[pathlib.Path, pathlib.Path] | None = None) -> dict:
-        """Greedy held-out success; with stg=(data, sft run) also the steps-to-go quality and s."""
-        out = self.out / name / "eval" / f"{checkpoint.name}.json"
+                 stg: tuple[pathlib.Path, pathlib.Path] | None = None, rollouts: bool = True) -> dict:
+        """Held-out success (unless rollouts=False: `sefm practice` measures v0 itself); with
+        stg=(data, sft run) also the steps-to-go quality and the threshold s."""
+        out = self.out / name / "eval" / f"{checkpoint.name}{'' if rollouts else '_steps_to_go'}.json"
         extra = []
         if stg:
             extra = ["--dataset", str(stg[0]), "--run-dir", str(stg[1]), "--test-dataset", str(self.test_demos(mode))]
-        stage(f"{name} eval {checkpoint.name}", SEFM + [
-            "eval", str(checkpoint), "--episodes", str(self.cfg.eval_episodes), "--families", self.cfg.families,
-            "--mode", mode or self.cfg.block_mode, "--seed", str(self.cfg.eval_seed), "--image-size",
-            self.cfg.image_size, "--max-steps", str(self.cfg.max_steps), "--json", str(out), *extra],
-              self.out, out, self.log)
+        stage(f"{name} eval {out.stem}", SEFM + [
+            "eval", str(checkpoint), "--episodes", str(self.cfg.eval_episodes if rollouts else 0), "--families",
+            self.cfg.families, "--mode", mode or self.cfg.block_mode, "--seed", str(self.cfg.eval_seed),
+            "--image-size", self.cfg.image_size, "--max-steps", str(self.cfg.max_steps), "--policy",
+            self.cfg.eval_policy, "--json", str(out), *extra], self.out, out, self.log)
         return json.loads(out.read_text())
 
     def test_demos(self, mode: str | None = None) -> pathlib.Path:
@@ -92,7 +94,8 @@ class Bench:
         stage(f"{name} practice", SEFM + [
             "practice", str(checkpoint), "--threshold", f"{threshold:.3f}", "--families", self.cfg.families,
             "--mode", mode or self.cfg.block_mode, "--max-steps", str(self.cfg.max_steps), "--eval-episodes",
-            str(self.cfg.eval_episodes), "--eval-seed", str(self.cfg.eval_seed), "--seed", str(self.cfg.seed),
+            str(self.cfg.eval_episodes), "--eval-seed", str(self.cfg.eval_seed), "--eval-policy",
+            self.cfg.eval_policy, "--seed", str(self.cfg.seed),
             "--image-size", self.cfg.image_size, "--save", str(self.out / name / "practised"),
             "--json", str(out), *options], self.out, out, self.log)
         return json.loads(out.read_text())
@@ -101,14 +104,19 @@ class Bench:
         """BC on `demos` demos, then (practise) self-improvement from it."""
         data = self.demos(demos)
         run = self.sft(name, data, backbone)
-        bc = self.evaluate(name, run / "checkpoints" / "final", stg=(data, run))
-        row = {"demos": demos, "backbone": backbone, "bc": bc["success"]["all"], "steps_to_go": bc["steps_to_go"]}
-        if practise:
-            result = self.practice(name, run / "checkpoints" / "final", bc["steps_to_go"]["threshold"])
-            final = result["evaluations"][str(result["args"]["versions"])]
-            row.update(si=final, extra_episodes=result["episodes"], practice=result["versions"],
-                       practice_seconds=result["seconds"])
-        return row
+        ev = self.evaluate(name, run / "checkpoints" / "final", stg=(data, run), rollouts=not practise)
+        row = {"demos": demos, "backbone": backbone, "steps_to_go": ev["steps_to_go"]}
+        if not practise:
+            return {**row, "bc": ev["success"]["all"]}
+        return {**row, **self.practise(name, run / "checkpoints" / "final", ev["steps_to_go"]["threshold"])}
+
+    def practise(self, name: str, checkpoint: pathlib.Path, threshold: float, mode: str | None = None) -> dict:
+        """BC (v0) and self-improved success, both measured by the same `sefm practice` run."""
+        result = self.practice(name, checkpoint, threshold, mode)
+        evaluations = result["evaluations"]
+        return {"bc": evaluations["0"], "si": evaluations[str(result["args"]["versions"])],
+                "extra_episodes": result["episodes"], "practice": result["versions"],
+                "practice_seconds": result["seconds"]}
 
 
 def budget_demos(cfg: PaperConfig) -> list[int]:
@@ -146,11 +154,9 @@ def run(cfg: PaperConfig, experiments: list[int], log=print) -> dict:
         sft_run = bench.sft(f"budget_{largest}", data)
         policy = sft_run / "checkpoints" / "final"
         # s from the LanguageTable val demos (as a user would have it); quality on BananaTable test demos
-        bc = bench.evaluate("banana", policy, "BANANA", stg=(data, sft_run))
-        result = bench.practice("banana", policy, bc["steps_to_go"]["threshold"], "BANANA")
-        results["exp4"] = {"bc": bc["success"]["all"], "si": result["evaluations"][str(result["args"]["versions"])],
-                           "extra_episodes": result["episodes"], "steps_to_go": bc["steps_to_go"],
-                           "practice": result["versions"]}
+        ev = bench.evaluate("banana", policy, "BANANA", stg=(data, sft_run), rollouts=False)
+        results["exp4"] = {"steps_to_go": ev["steps_to_go"],
+                           **bench.practise("banana", policy, ev["steps_to_go"]["threshold"], "BANANA")}
         save()
     save()
     return results
@@ -210,6 +216,8 @@ def main(argv=None) -> int:
         if args.out:
             raw["out"] = args.out
         cfg = from_dict(PaperConfig, raw, args.config)
+        if cfg.eval_policy not in ("sampled", "greedy"):
+            raise ConfigError(f"{args.config}: eval_policy must be sampled or greedy, got {cfg.eval_policy!r}")
         experiments = [int(x) for x in args.experiments.split(",") if x]
         if not set(experiments) <= {1, 2, 3, 4}:
             raise ConfigError(f"--experiments: choose from 1,2,3,4 (got {args.experiments}); "

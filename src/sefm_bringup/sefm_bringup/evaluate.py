@@ -72,44 +72,42 @@ def policy_success(model, episodes: int, families: list[str] | None, mode: str =
     return rates
 
 
-def observation_steps_to_go(model, dataset: EpisodeDataset, episode_ids: list[int]):
-    """d(o, g), true remaining steps, episode index and goal-holds for every observation of the episodes."""
+def held_out_states(model, dataset: EpisodeDataset, episode_ids: list[int]):
+    """Every observation of the episodes with its labels (`sft.Arrays`; tower outputs cached beside the
+    data set), and the simulator's goal-holds flag of each."""
     from sefm_core.sft import flatten, tower_cache
 
     fmap, texts, vectors = tower_cache(model, dataset, log=lambda *a, **k: None)
     data = flatten(model, dataset, episode_ids, fmap, texts, vectors)
-    model.eval()
-    with torch.no_grad():
-        d = torch.cat([expected_steps(model.heads(data.fmap[i:i + 512].float(),
-                                                  data.text_vectors[data.text_index[i:i + 512]],
-                                                  data.proprio[i:i + 512])[1])
-                       for i in range(0, len(data.stg), 512)]).numpy()
     holds = np.concatenate([_goal_holds(dataset[i], model) for i in episode_ids]).astype(bool)
-    return d, data.stg.numpy(), data.episode.numpy(), holds
+    return data, holds
 
 
-def swapped_goal_detections(model, dataset: EpisodeDataset, episode_ids: list[int], threshold: float,
-                            seed: int = 0) -> tuple[float, int]:
+@torch.no_grad()
+def _steps_to_go(model, fmap: torch.Tensor, text: torch.Tensor, proprio: torch.Tensor) -> np.ndarray:
+    model.eval()
+    return torch.cat([expected_steps(model.heads(fmap[i:i + 512].float(), text[i:i + 512], proprio[i:i + 512])[1])
+                      for i in range(0, len(fmap), 512)]).numpy()
+
+
+def observation_steps_to_go(model, data) -> np.ndarray:
+    """d(o, g) of every observation of `held_out_states` data, with the episode's own goal."""
+    return _steps_to_go(model, data.fmap, data.text_vectors[data.text_index], data.proprio)
+
+
+def swapped_goal_detections(model, data, holds: np.ndarray, threshold: float, seed: int = 0) -> tuple[float, int]:
     """Is the detector grounded in the words? Every at-goal state of the demos, paired with the goal of
     another demo (a different block or target), should NOT be detected. Returns (share detected, pairs)."""
-    from sefm_core.sft import flatten, goal_key, tower_cache
-
-    fmap, texts, vectors = tower_cache(model, dataset, log=lambda *a, **k: None)
-    data = flatten(model, dataset, episode_ids, fmap, texts, vectors)
-    holds = torch.from_numpy(np.concatenate([_goal_holds(dataset[i], model) for i in episode_ids]).astype(bool))
-    keys = [goal_key(dataset.index[i]) for i in episode_ids]
-    goal = torch.as_tensor([keys.index(goal_key(dataset.index[int(e)])) for e in data.episode])
     rng = np.random.default_rng(seed)
-    rows = torch.nonzero(holds).flatten().numpy()
-    pairs = [(r, o) for r in rows for o in [rng.integers(len(goal))] if goal[r] != goal[o]]
-    if not pairs:
+    goal = data.goal.numpy()
+    rows = np.flatnonzero(holds)
+    others = rng.integers(len(goal), size=len(rows))
+    keep = goal[rows] != goal[others]
+    if not keep.any():
         return float("nan"), 0
-    rows, others = (torch.as_tensor(x) for x in zip(*pairs))
-    model.eval()
-    with torch.no_grad():
-        d = expected_steps(model.heads(data.fmap[rows].float(), data.text_vectors[data.text_index[others]],
-                                       data.proprio[rows])[1])
-    return float((d <= threshold).float().mean()), len(rows)
+    rows, others = torch.from_numpy(rows[keep]), torch.from_numpy(others[keep])
+    d = _steps_to_go(model, data.fmap[rows], data.text_vectors[data.text_index[others]], data.proprio[rows])
+    return float((d <= threshold).mean()), len(rows)
 
 
 def _goal_holds(episode, model) -> np.ndarray:
@@ -131,15 +129,14 @@ def steps_to_go_report(model, dataset: EpisodeDataset, train_ids: list[int], val
     by_family: also {family: quality} for each instruction family among the measured demos.
     """
     calibrate = train_ids if test is None else val_ids
-    calibrate = [i for i in calibrate if dataset.index[i]["success"]]
-    d, _, _, holds = observation_steps_to_go(model, dataset, calibrate)
-    threshold = best_threshold(d, holds)
+    data, holds = held_out_states(model, dataset, [i for i in calibrate if dataset.index[i]["success"]])
+    threshold = best_threshold(observation_steps_to_go(model, data), holds)
     held, ids = (dataset, val_ids) if test is None else (test, list(range(len(test))))
-    ids = [i for i in ids if held.index[i]["success"]]
-    d, labels, episode, holds = observation_steps_to_go(model, held, ids)
-    overall = steps_to_go_quality(d, labels, episode, holds, threshold)
-    swapped, pairs = swapped_goal_detections(model, held, ids, threshold)
-    overall = dataclasses.replace(overall, swapped_goal_detected=swapped, swapped_pairs=pairs)
+    data, holds = held_out_states(model, held, [i for i in ids if held.index[i]["success"]])
+    d, labels, episode = observation_steps_to_go(model, data), data.stg.numpy(), data.episode.numpy()
+    swapped, pairs = swapped_goal_detections(model, data, holds, threshold)
+    overall = dataclasses.replace(steps_to_go_quality(d, labels, episode, holds, threshold),
+                                  swapped_goal_detected=swapped, swapped_pairs=pairs)
     if not by_family:
         return overall
     family = np.array([held.index[i].get("metadata", {}).get("family", "?") for i in episode])

@@ -27,8 +27,6 @@ from sefm_core.steps_to_go import expected_steps
 
 @dataclass
 class PracticeEpisode:
-    family: str
-    seed: int
     fmap: list = field(default_factory=list)     # per action: the observation's tower features ...
     text: list = field(default_factory=list)
     proprio: list = field(default_factory=list)
@@ -56,7 +54,7 @@ def run_batch(policy, reward_model, envs, seeds: list[int], families: list[str |
     for env, seed, family in zip(envs, seeds, families):
         obs, _ = env.reset(seed=seed, options={"family": family} if family else None)
         observations.append(obs)
-        episodes.append(PracticeEpisode(env.goal.family, seed))
+        episodes.append(PracticeEpisode())
     active = list(range(len(envs)))
     while active:
         images = torch.from_numpy(np.stack([observations[i]["rgb"] for i in active]))
@@ -91,13 +89,12 @@ def run_batch(policy, reward_model, envs, seeds: list[int], families: list[str |
     return episodes
 
 
-def update_from(policy, optimizer, episodes: list[PracticeEpisode], cfg: ReinforceConfig,
-                oracle_reward: bool = False) -> float:
-    """REINFORCE on one batch of episodes (then discarded by the caller: on-policy)."""
-    returns = np.concatenate([discounted_returns(ep.rewards(oracle_reward), cfg.gamma) for ep in episodes])
+def update_from(policy, optimizer, episodes: list[PracticeEpisode], returns: list[np.ndarray],
+                cfg: ReinforceConfig) -> float:
+    """REINFORCE on one batch of episodes and their returns (then discarded by the caller: on-policy)."""
     stack = lambda name: torch.stack([x for ep in episodes for x in getattr(ep, name)])  # noqa: E731
-    return reinforce_update(policy, optimizer, stack("fmap"), stack("text"), stack("proprio"),
-                            stack("tokens").long(), torch.as_tensor(returns, dtype=torch.float32), cfg)
+    return reinforce_update(policy, optimizer, stack("fmap"), stack("text"), stack("proprio"), stack("tokens").long(),
+                            torch.as_tensor(np.concatenate(returns), dtype=torch.float32), cfg)
 
 
 @dataclass
@@ -128,13 +125,13 @@ def practice(policy, reward_model, cfg: ReinforceConfig, versions: int, threshol
         fams = [families[(used + k) % len(families)] if families else None for k in range(n)]
         batch = run_batch(policy, reward_model, envs, seeds, fams, threshold, generator)
         used += n
-        loss = update_from(policy, optimizer, batch, cfg, oracle_reward)
+        returns = [discounted_returns(ep.rewards(oracle_reward), cfg.gamma) for ep in batch]
+        loss = update_from(policy, optimizer, batch, returns, cfg)
         row = {"version": version, "episodes": used,
                "detected": sum(ep.detected for ep in batch) / n,
                "true_success": sum(ep.goal_holds for ep in batch) / n,
                "false_detections": sum(ep.detected and not ep.goal_holds for ep in batch),
-               "mean_return": float(np.mean([discounted_returns(ep.rewards(oracle_reward), cfg.gamma)[0] if ep.tokens else 0.0
-                                             for ep in batch])),
+               "mean_return": float(np.mean([r[0] if len(r) else 0.0 for r in returns])),
                "steps": sum(len(ep.tokens) for ep in batch), "loss": loss,
                "seconds": round(time.monotonic() - start, 1)}
         rows.append(row)

@@ -236,7 +236,7 @@ class Pointer(nn.Module):
 
     def __init__(self, channels: int, heads: int):
         super().__init__()
-        self.heads, self.channels = heads, channels
+        self.heads = heads
         self.query = nn.Linear(channels, heads * channels)
         self.key = nn.Conv2d(channels, channels, 1)
         self.out_dim = heads * (2 + channels + 1)
