@@ -114,3 +114,34 @@ def test_practice_batch_scores_the_observation_after_every_action():
     episodes = run_batch(model, model, envs, [1, 2, 3], ["point2block"] * 3, threshold=1e9,
                          generator=torch.Generator().manual_seed(0))
     assert all(ep.detected and len(ep.tokens) == 1 and len(ep.d) == 2 for ep in episodes)
+
+
+def test_update_steps_through_minibatches_and_normalised_returns_push_both_ways():
+    """`reinforce_update`: each step sees `minibatch` transitions; with normalised returns the
+    below-mean episode's actions lose probability and the above-mean one's gain."""
+    from sefm_core.model import EFM, ModelConfig
+    from sefm_core.reinforce import ReinforceConfig, reinforce_update
+
+    torch.manual_seed(0)
+    model = EFM(ModelConfig(backbone="pretrained", channels=16, hidden=32, dropout=0.0))
+    n = 8
+    fmap = torch.randn(n, model.backbone.out_channels, 3, 4)
+    text, proprio = torch.randn(n, model.backbone.text_dim), torch.randn(n, 4)
+    tokens = torch.randint(0, model.config.action_bins, (n, 2))
+    returns = torch.tensor([5.0] * 4 + [1.0] * 4)   # all positive: only the normalisation makes some negative
+
+    def logp():
+        with torch.no_grad():
+            logits, _ = model.heads(fmap, text, proprio)
+        return torch.log_softmax(logits, -1).gather(-1, tokens[..., None]).squeeze(-1).sum(-1)
+
+    before = logp()
+    seen = []
+    hook = model.heads.action_head.register_forward_hook(lambda m, i, o: seen.append(len(o)))
+    cfg = ReinforceConfig(lr=1e-2, updates_per_batch=6, minibatch=4, normalize_returns=True)
+    reinforce_update(model, torch.optim.SGD(model.heads.parameters(), lr=cfg.lr), fmap, text, proprio, tokens,
+                     returns, cfg, torch.Generator().manual_seed(0))
+    hook.remove()
+    assert seen == [4] * 6 and not model.heads.training
+    change = logp() - before
+    assert (change[:4] > 0).all() and (change[4:] < 0).all(), change

@@ -43,6 +43,8 @@ class ImproveConfig:
     lr: float = 1e-4
     episodes_per_batch: int = 8
     updates_per_batch: int = 4
+    minibatch: int = 256                 # transitions per gradient step
+    normalize_returns: bool = False      # subtract the batch mean return, divide by its std (not in the paper)
     versions: int = 10                   # budget: stop after this many new policy versions
     processes: str = "single"            # single | per_node
     greedy: bool = False
@@ -58,7 +60,8 @@ def node_parameters(cfg: ImproveConfig) -> dict[str, dict]:
     params = {
         "trainer": {"checkpoint": cfg.checkpoint, "stations": stations, "run_dir": cfg.run_dir, "gamma": cfg.gamma,
                     "loss_weight": cfg.loss_weight, "lr": cfg.lr, "episodes_per_batch": cfg.episodes_per_batch,
-                    "updates_per_batch": cfg.updates_per_batch, "max_versions": cfg.versions},
+                    "updates_per_batch": cfg.updates_per_batch, "minibatch": cfg.minibatch,
+                    "normalize_returns": cfg.normalize_returns, "max_versions": cfg.versions},
         "reward": {"checkpoint": reward_ckpt, "stations": stations, "success_threshold": cfg.success_threshold},
         "policy": {"checkpoint": cfg.checkpoint, "stations": stations, "greedy": cfg.greedy,
                    "command_names": "delta_x,delta_y" if cfg.env == "language_table" else ""},

@@ -90,11 +90,11 @@ def run_batch(policy, reward_model, envs, seeds: list[int], families: list[str |
 
 
 def update_from(policy, optimizer, episodes: list[PracticeEpisode], returns: list[np.ndarray],
-                cfg: ReinforceConfig) -> float:
+                cfg: ReinforceConfig, generator: torch.Generator | None = None) -> float:
     """REINFORCE on one batch of episodes and their returns (then discarded by the caller: on-policy)."""
     stack = lambda name: torch.stack([x for ep in episodes for x in getattr(ep, name)])  # noqa: E731
     return reinforce_update(policy, optimizer, stack("fmap"), stack("text"), stack("proprio"), stack("tokens").long(),
-                            torch.as_tensor(np.concatenate(returns), dtype=torch.float32), cfg)
+                            torch.as_tensor(np.concatenate(returns), dtype=torch.float32), cfg, generator)
 
 
 @dataclass
@@ -126,7 +126,7 @@ def practice(policy, reward_model, cfg: ReinforceConfig, versions: int, threshol
         batch = run_batch(policy, reward_model, envs, seeds, fams, threshold, generator)
         used += n
         returns = [discounted_returns(ep.rewards(oracle_reward), cfg.gamma) for ep in batch]
-        loss = update_from(policy, optimizer, batch, returns, cfg)
+        loss = update_from(policy, optimizer, batch, returns, cfg, generator)
         row = {"version": version, "episodes": used,
                "detected": sum(ep.detected for ep in batch) / n,
                "true_success": sum(ep.goal_holds for ep in batch) / n,
@@ -161,12 +161,15 @@ def main(argv=None) -> int:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--loss-weight", type=float, default=0.05)
     parser.add_argument("--gamma", type=float, default=0.9)
+    parser.add_argument("--minibatch", type=int, default=256, help="transitions per gradient step")
+    parser.add_argument("--normalize-returns", action="store_true",
+                        help="subtract the batch mean return and divide by its std (not in the paper)")
     parser.add_argument("--threshold", type=float, required=True, help="success detector: d <= s")
     parser.add_argument("--families", default="", help="comma-separated (default: all)")
     parser.add_argument("--mode", default="BLOCK_4", help="block mode (BANANA: the unseen banana)")
     parser.add_argument("--image-size", default="128x72")
     parser.add_argument("--max-steps", type=int, default=100, help="step cap of a practice episode")
-    parser.add_argument("--eval-episodes", type=int, default=100, help="greedy held-out rollouts before and after")
+    parser.add_argument("--eval-episodes", type=int, default=100, help="held-out rollouts before and after practice")
     parser.add_argument("--eval-policy", choices=["sampled", "greedy"], default="sampled",
                         help="evaluate the policy REINFORCE trains (sampled, the default) or its argmax")
     parser.add_argument("--eval-seed", type=int, default=100000, help="first seed of the held-out evaluation")
@@ -184,7 +187,8 @@ def main(argv=None) -> int:
     reward_model, _ = checkpoint.load(args.reward_checkpoint or args.checkpoint)
     families = [f for f in args.families.split(",") if f] or None
     cfg = ReinforceConfig(gamma=args.gamma, loss_weight=args.loss_weight, lr=args.lr,
-                          updates_per_batch=args.updates_per_batch, episodes_per_batch=args.episodes_per_batch)
+                          updates_per_batch=args.updates_per_batch, episodes_per_batch=args.episodes_per_batch,
+                          minibatch=args.minibatch, normalize_returns=args.normalize_returns)
     evals = {}
 
     def evaluate(version, model):

@@ -3,10 +3,12 @@
     R_t  = sum_{i >= t} gamma^(i-t) r_i          (r_i = d(o_i, g) - d(o_i+1, g) from the frozen model)
     loss = -c * mean_t( R_t * log p(a_t | o_t, g) )
 
-No baseline and no value function: the steps-to-go reward is potential-based
-shaping around V = -d, which already keeps the variance low (paper, Stage 2).
-The batch is collected with the current policy, used for a few updates, and
-cleared (no replay).
+No baseline and no value function by default: the steps-to-go reward is
+potential-based shaping around V = -d, which already keeps the variance low
+(paper, Stage 2). `normalize_returns` (not in the paper) subtracts the batch
+mean and divides by the std: a sparse reward such as the simulator's success
+carries no such built-in baseline. The batch is collected with the current
+policy, used for `updates_per_batch` minibatch steps, and cleared (no replay).
 """
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ class ReinforceConfig:
     lr: float = 1e-4
     updates_per_batch: int = 4
     episodes_per_batch: int = 8
-    minibatch: int = 256
+    minibatch: int = 256          # transitions per gradient step (successive slices of a shuffled batch)
+    normalize_returns: bool = False
 
 
 def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
@@ -44,16 +47,28 @@ def reinforce_loss(action_logits: torch.Tensor, tokens: torch.Tensor, returns: t
 
 
 def reinforce_update(model, optimizer, fmap: torch.Tensor, text: torch.Tensor, proprio: torch.Tensor,
-                     tokens: torch.Tensor, returns: torch.Tensor, cfg: ReinforceConfig) -> float:
+                     tokens: torch.Tensor, returns: torch.Tensor, cfg: ReinforceConfig,
+                     generator: torch.Generator | None = None) -> float:
     """`updates_per_batch` gradient steps on the policy heads over one on-policy batch (tower features
-    precomputed: the towers are frozen). The caller clears the batch afterwards. Returns the last loss."""
-    model.heads.train()
+    precomputed: the towers are frozen). Each step takes the next `minibatch` transitions of a shuffled
+    pass over the batch, so the steps spread over all of it instead of refitting the same samples.
+    The heads stay in eval mode: log p is the acting policy's (no dropout). The caller clears the batch
+    afterwards. Returns the mean loss of the steps."""
+    if cfg.normalize_returns and len(returns) > 1:
+        returns = (returns - returns.mean()) / (returns.std() + 1e-8)
+    n = len(tokens)
+    order, cursor, losses = torch.randperm(n, generator=generator), 0, []
+    model.heads.eval()
     for _ in range(cfg.updates_per_batch):
-        action_logits, _ = model.heads(fmap, text, proprio)
-        loss = reinforce_loss(action_logits, tokens, returns, cfg.loss_weight)
+        if cursor >= n:
+            order, cursor = torch.randperm(n, generator=generator), 0
+        idx = order[cursor:cursor + cfg.minibatch]
+        cursor += cfg.minibatch
+        action_logits, _ = model.heads(fmap[idx], text[idx], proprio[idx])
+        loss = reinforce_loss(action_logits, tokens[idx], returns[idx], cfg.loss_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.heads.parameters(), 1.0)
         optimizer.step()
-    model.heads.eval()
-    return float(loss.item())
+        losses.append(float(loss.item()))
+    return float(np.mean(losses))
