@@ -32,6 +32,7 @@ class PracticeEpisode:
     proprio: list = field(default_factory=list)
     tokens: list = field(default_factory=list)   # ... and the sampled action tokens
     d: list = field(default_factory=list)        # d(o_t) of every observation, the last one included
+    entropy: list = field(default_factory=list)  # per action: the policy's entropy (nats, summed over dims)
     goal_holds: bool = False                     # the simulator's predicate on the newest observation
     env_ended: bool = False                      # the simulator ended it (success or step cap)
     detected: bool = False                       # ended by d <= s
@@ -68,6 +69,7 @@ def run_batch(policy, reward_model, envs, seeds: list[int], families: list[str |
                 d = expected_steps(reward_model.heads(fmap, text, proprio)[1])
             logp = torch.log_softmax(policy.heads(fmap, text, proprio)[0], dim=-1)
             tokens = torch.multinomial(logp.exp().flatten(0, 1), 1, generator=generator).view(logp.shape[:2])
+            entropy = -(logp.exp() * logp).sum(-1).sum(-1)
         actions = policy.tokenizer.decode(tokens.numpy())
         still = []
         for row, i in enumerate(active):
@@ -82,6 +84,7 @@ def run_batch(policy, reward_model, envs, seeds: list[int], families: list[str |
             ep.text.append(text[row])
             ep.proprio.append(proprio[row])
             ep.tokens.append(tokens[row])
+            ep.entropy.append(float(entropy[row]))
             observations[i], _, terminated, truncated, info = envs[i].step(actions[row])
             ep.goal_holds, ep.env_ended = bool(info.get("success", terminated)), bool(terminated or truncated)
             still.append(i)
@@ -133,10 +136,12 @@ def practice(policy, reward_model, cfg: ReinforceConfig, versions: int, threshol
                "false_detections": sum(ep.detected and not ep.goal_holds for ep in batch),
                "mean_return": float(np.mean([r[0] if len(r) else 0.0 for r in returns])),
                "steps": sum(len(ep.tokens) for ep in batch), "loss": loss,
+               "entropy": float(np.mean([h for ep in batch for h in ep.entropy])),
                "seconds": round(time.monotonic() - start, 1)}
         rows.append(row)
         log(f"  v{version}: {used} episodes, detected {row['detected']:.2f}, true {row['true_success']:.2f} "
-            f"({row['false_detections']} false detections), return {row['mean_return']:.2f}, {row['seconds']:.0f} s")
+            f"({row['false_detections']} false detections), return {row['mean_return']:.2f}, "
+            f"entropy {row['entropy']:.2f}, {row['seconds']:.0f} s")
         if on_version:
             on_version(version, policy)
     for env in envs:
