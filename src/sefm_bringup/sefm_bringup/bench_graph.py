@@ -29,6 +29,7 @@ import time
 import numpy as np
 
 from sefm_bringup.bench import emit, machine_line
+from sefm_bringup.graph import ImproveConfig
 
 
 def default_checkpoint(directory: str) -> str:
@@ -81,19 +82,20 @@ def bare_loop(checkpoint_dir: str, stations: int, steps: int, warmup: int, image
     return steps * stations / elapsed, np.array(latencies)
 
 
-def graph_run(checkpoint_dir: str, stations: int, steps: int, warmup: int, image_size) -> tuple[float, np.ndarray]:
+def graph_run(checkpoint_dir: str, stations: int, steps: int, warmup: int, image_size,
+              batch_wait: float = ImproveConfig.batch_wait) -> tuple[float, np.ndarray]:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import JointState
 
-    from sefm_bringup.graph import ImproveConfig, node_parameters
+    from sefm_bringup.graph import node_parameters
     from sefm_policy.policy_node import PolicyNode
     from sefm_reward.reward_node import RewardNode
     from sefm_ros.common import ns_of, reliable
     from sefm_sim_bridge.bridge_node import BridgeNode
 
     cfg = ImproveConfig(checkpoint=checkpoint_dir, stations=stations, image_width=image_size[0],
-                        image_height=image_size[1])
+                        image_height=image_size[1], batch_wait=batch_wait)
     params = node_parameters(cfg)
     params["reward"]["success_threshold"] = -1.0   # episodes end as in the bare loop: env success or the cap
     context = rclpy.Context()
@@ -138,6 +140,9 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=10, help="steps per station before measuring")
     parser.add_argument("--image-size", default="128x72")
     parser.add_argument("--threads", type=int, default=1, help="torch threads, the same for both sides")
+    parser.add_argument("--batch-wait", type=float, default=ImproveConfig.batch_wait,
+                        help="graph: seconds the policy and reward nodes wait for the other stations' frames "
+                             "(0: the lockstep default of `sefm improve`)")
     parser.add_argument("--markdown", help="also write the table to this Markdown file")
     args = parser.parse_args(argv)
     import torch
@@ -151,13 +156,13 @@ def main(argv=None) -> int:
         emit(lines, "# The graph against a bare loop (lockstep LanguageTable)", "",
              f"`sefm bench graph --stations {args.stations} --steps {args.steps}"
              f"{' --checkpoint ' + args.checkpoint if args.checkpoint else ''}`; {machine_line()}; "
-             f"images {width}x{height}; torch threads {args.threads}; "
+             f"images {width}x{height}; torch threads {args.threads}; batch wait {1e3 * ImproveConfig(batch_wait=args.batch_wait).node_batch_wait():g} ms; "
              f"model: {'the checkpoint' if args.checkpoint else 'default (pretrained towers), untrained heads'}.",
              "", "| stations | bare steps/s | graph steps/s | ratio graph/bare | bare latency p50 / p99 (ms) "
              "| graph latency p50 / p99 (ms) |", "|---|---|---|---|---|---|")
         for n in counts:
             bare_rate, bare_lat = bare_loop(ckpt, n, args.steps, args.warmup, (width, height))
-            graph_rate, graph_lat = graph_run(ckpt, n, args.steps, args.warmup, (width, height))
+            graph_rate, graph_lat = graph_run(ckpt, n, args.steps, args.warmup, (width, height), args.batch_wait)
             emit(lines, f"| {n} | {bare_rate:.1f} | {graph_rate:.1f} | {graph_rate / bare_rate:.2f} | "
                  f"{1e3 * np.percentile(bare_lat, 50):.1f} / {1e3 * np.percentile(bare_lat, 99):.1f} | "
                  f"{1e3 * np.percentile(graph_lat, 50):.1f} / {1e3 * np.percentile(graph_lat, 99):.1f} |")

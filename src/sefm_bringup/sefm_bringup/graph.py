@@ -47,6 +47,14 @@ class ImproveConfig:
     normalize_returns: bool = False      # subtract the batch mean return, divide by its std (not in the paper)
     versions: int = 10                   # budget: stop after this many new policy versions
     processes: str = "single"            # single | per_node
+    # Policy and reward nodes: seconds to wait for the other stations' frames before a forward pass.
+    # 0 picks by mode: in lockstep every station waits for its command anyway, so waiting until all
+    # have stepped costs nothing and gives one batch per round (0.05 s bound); in real time the
+    # stations keep their own clocks and a wait is added latency (0.005 s).
+    batch_wait: float = 0.0
+
+    def node_batch_wait(self) -> float:
+        return self.batch_wait or (0.05 if self.mode == "lockstep" else 0.005)
     greedy: bool = False
 
     def station_names(self) -> list[str]:
@@ -62,8 +70,10 @@ def node_parameters(cfg: ImproveConfig) -> dict[str, dict]:
                     "loss_weight": cfg.loss_weight, "lr": cfg.lr, "episodes_per_batch": cfg.episodes_per_batch,
                     "updates_per_batch": cfg.updates_per_batch, "minibatch": cfg.minibatch,
                     "normalize_returns": cfg.normalize_returns, "max_versions": cfg.versions},
-        "reward": {"checkpoint": reward_ckpt, "stations": stations, "success_threshold": cfg.success_threshold},
+        "reward": {"checkpoint": reward_ckpt, "stations": stations, "success_threshold": cfg.success_threshold,
+                   "batch_wait": cfg.node_batch_wait()},
         "policy": {"checkpoint": cfg.checkpoint, "stations": stations, "greedy": cfg.greedy,
+                   "batch_wait": cfg.node_batch_wait(),
                    "command_names": "delta_x,delta_y" if cfg.env == "language_table" else ""},
     }
     for i, name in enumerate(cfg.station_names()):
