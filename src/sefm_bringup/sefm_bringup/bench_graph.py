@@ -139,6 +139,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=100, help="measured steps per station")
     parser.add_argument("--warmup", type=int, default=10, help="steps per station before measuring")
     parser.add_argument("--image-size", default="128x72")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="alternate bare and graph runs this many times; the median pair is reported")
     parser.add_argument("--threads", type=int, default=1, help="torch threads, the same for both sides")
     parser.add_argument("--batch-wait", type=float, default=ImproveConfig.batch_wait,
                         help="graph: seconds the policy and reward nodes wait for the other stations' frames "
@@ -154,16 +156,27 @@ def main(argv=None) -> int:
         ckpt = args.checkpoint or default_checkpoint(tmp)
         lines: list[str] = []
         emit(lines, "# The graph against a bare loop (lockstep LanguageTable)", "",
-             f"`sefm bench graph --stations {args.stations} --steps {args.steps}"
+             f"`sefm bench graph --stations {args.stations} --steps {args.steps} --repeats {args.repeats}"
              f"{' --checkpoint ' + args.checkpoint if args.checkpoint else ''}`; {machine_line()}; "
-             f"images {width}x{height}; torch threads {args.threads}; batch wait {1e3 * ImproveConfig(batch_wait=args.batch_wait).node_batch_wait():g} ms; "
+             f"images {width}x{height}; torch threads {args.threads}; "
+             f"batch wait {1e3 * ImproveConfig(batch_wait=args.batch_wait).node_batch_wait():g} ms; "
              f"model: {'the checkpoint' if args.checkpoint else 'default (pretrained towers), untrained heads'}.",
-             "", "| stations | bare steps/s | graph steps/s | ratio graph/bare | bare latency p50 / p99 (ms) "
+             "", "| stations | bare steps/s | graph steps/s | ratio graph/bare (range) | bare latency p50 / p99 (ms) "
              "| graph latency p50 / p99 (ms) |", "|---|---|---|---|---|---|")
         for n in counts:
-            bare_rate, bare_lat = bare_loop(ckpt, n, args.steps, args.warmup, (width, height))
-            graph_rate, graph_lat = graph_run(ckpt, n, args.steps, args.warmup, (width, height), args.batch_wait)
-            emit(lines, f"| {n} | {bare_rate:.1f} | {graph_rate:.1f} | {graph_rate / bare_rate:.2f} | "
+            # Alternate the two sides `repeats` times: a shared machine's speed drifts within minutes,
+            # so each graph run is compared with the bare run just before it, and the median pair is shown.
+            pairs, bare_lat, graph_lat = [], [], []
+            for _ in range(args.repeats):
+                bare_rate, lat = bare_loop(ckpt, n, args.steps, args.warmup, (width, height))
+                bare_lat.append(lat)
+                graph_rate, lat = graph_run(ckpt, n, args.steps, args.warmup, (width, height), args.batch_wait)
+                graph_lat.append(lat)
+                pairs.append((graph_rate / bare_rate, bare_rate, graph_rate))
+            ratio, bare_rate, graph_rate = sorted(pairs)[len(pairs) // 2]
+            bare_lat, graph_lat = np.concatenate(bare_lat), np.concatenate(graph_lat)
+            spread = f" ({min(pairs)[0]:.2f}-{max(pairs)[0]:.2f})" if len(pairs) > 1 else ""
+            emit(lines, f"| {n} | {bare_rate:.1f} | {graph_rate:.1f} | {ratio:.2f}{spread} | "
                  f"{1e3 * np.percentile(bare_lat, 50):.1f} / {1e3 * np.percentile(bare_lat, 99):.1f} | "
                  f"{1e3 * np.percentile(graph_lat, 50):.1f} / {1e3 * np.percentile(graph_lat, 99):.1f} |")
     if args.markdown:
