@@ -210,6 +210,9 @@ class TrainerNode(SefmNode):
         row = {"version": self.version + 1, "episodes": len(self.batch), "transitions": len(transitions),
                "mean_return": float(np.mean([discounted_returns(ep.rewards, self.cfg.gamma)[0] for ep in self.batch])),
                "detected_success_rate": successes / len(self.batch), "loss": loss,
+               # -log p of the sampled actions estimates the acting policy's entropy; near 0 it has
+               # collapsed onto one action (e.g. one that fools the success detector)
+               "policy_entropy": float(np.mean([-t.log_prob for t in transitions])),
                "seconds": time.monotonic() - start}
         self.batch.clear()  # on-policy: the batch is never used again
         self.version += 1
