@@ -50,3 +50,17 @@ def test_improve_rejects_a_bad_config(tmp_path):
     assert proc.returncode == 2 and "stations" in proc.stderr
     proc = subprocess.run([SEFM, "improve", "--stations", "2"], capture_output=True, text=True)
     assert proc.returncode == 2 and "checkpoint is required" in proc.stderr
+
+
+def test_improve_config_batch_wait_by_mode_and_bad_values_raise():
+    from sefm_bringup.graph import load_config, node_parameters
+    from sefm_core.config import ConfigError
+
+    lockstep = node_parameters(load_config(None, {"checkpoint": "ckpt"}))
+    realtime = node_parameters(load_config(None, {"checkpoint": "ckpt", "mode": "realtime"}))
+    assert lockstep["policy"]["batch_wait"] == lockstep["reward"]["batch_wait"] == 0.05
+    assert realtime["policy"]["batch_wait"] == 0.005
+    assert node_parameters(load_config(None, {"checkpoint": "ckpt", "batch_wait": 0.02}))["policy"]["batch_wait"] == 0.02
+    for bad in ({"minibatch": 0}, {"batch_wait": -0.1}, {"normalize_returns": "yes"}):
+        with pytest.raises(ConfigError):
+            load_config(None, {"checkpoint": "ckpt", **bad})

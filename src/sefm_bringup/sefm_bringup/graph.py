@@ -52,13 +52,13 @@ class ImproveConfig:
     # have stepped costs nothing and gives one batch per round (0.05 s bound); in real time the
     # stations keep their own clocks and a wait is added latency (0.005 s).
     batch_wait: float = 0.0
-
-    def node_batch_wait(self) -> float:
-        return self.batch_wait or (0.05 if self.mode == "lockstep" else 0.005)
     greedy: bool = False
 
     def station_names(self) -> list[str]:
         return [f"station_{i}" for i in range(self.stations)]
+
+    def node_batch_wait(self) -> float:
+        return self.batch_wait or (0.05 if self.mode == "lockstep" else 0.005)
 
 
 def node_parameters(cfg: ImproveConfig) -> dict[str, dict]:
@@ -244,8 +244,10 @@ def load_config(path: str | None, overrides: dict) -> ImproveConfig:
         raise ConfigError("a Stage-1 checkpoint is required (checkpoint: in the config, or --checkpoint)")
     if cfg.processes not in ("single", "per_node"):
         raise ConfigError(f"processes={cfg.processes!r}; valid: single, per_node")
-    if cfg.stations < 1 or cfg.versions < 1:
-        raise ConfigError("stations and versions must be at least 1")
+    if cfg.stations < 1 or cfg.versions < 1 or cfg.minibatch < 1:
+        raise ConfigError("stations, versions and minibatch must be at least 1")
+    if cfg.batch_wait < 0:
+        raise ConfigError(f"batch_wait={cfg.batch_wait}: seconds, at least 0 (0: by mode)")
     return cfg
 
 
@@ -258,7 +260,8 @@ def main(argv=None) -> int:
     args = vars(parser.parse_args(argv))
     config_path = args.pop("config")
     try:
-        cfg = load_config(config_path, {k: (v.lower() == "true" if k == "greedy" and isinstance(v, str) else v)
+        flags = {f.name for f in dataclasses.fields(ImproveConfig) if str(f.type) == "bool"}
+        cfg = load_config(config_path, {k: (v.lower() == "true" if k in flags and isinstance(v, str) else v)
                                         for k, v in args.items()})
     except ConfigError as exc:
         print(f"sefm improve: {exc}", file=sys.stderr)
