@@ -1,5 +1,6 @@
 """Where do a practice batch's episodes end? For point2block: the distance of the effector's target to the
-named block and to the nearest other block, whether d <= s fired and whether the goal held.
+named block and to the nearest other block, whether d <= s fired and whether the goal held; then how long
+the true successes took and how far d moved along them (with --threshold -1 no detector ends an episode).
 
     .venv/bin/python tools/practice_diagnosis.py runs/p2b/checkpoints/final --threshold 3.3 [--episodes 16]
 """
@@ -36,6 +37,13 @@ def main() -> None:
         near = min(others, key=others.get)
         print(f"{ep.detected!s:9} {ep.goal_holds!s:9} {len(ep.tokens):5d}  {goal.block:16s} {named:.3f}  "
               f"{near:16s} {others[near]:.3f}  {ep.d[-1]:.1f}")
+    successes = [ep for ep in episodes if ep.goal_holds]
+    print(f"d at the first observation: median {np.median([ep.d[0] for ep in episodes]):.1f}")
+    if successes:
+        steps = [len(ep.tokens) for ep in successes]
+        drop = [(ep.d[0] - ep.d[-1]) / len(ep.tokens) for ep in successes]
+        print(f"true successes: {len(successes)} of {len(episodes)}; steps: median {np.median(steps):.0f} "
+              f"(range {min(steps)}-{max(steps)}); d fell by a median {np.median(drop):.2f} per step along them")
 
 
 if __name__ == "__main__":

@@ -128,7 +128,9 @@ def main(argv=None) -> int:
     dataset = collect_language_table(args.out, args.episodes, families, args.mode, args.seed, args.noise,
                                      (width, height), args.keep_failures,
                                      hold_steps=args.hold_steps, dart_noise=args.dart)
-    print(f"{args.out}: {len(dataset)} episodes")
+    steps = [entry["steps"] for entry in dataset.index]
+    print(f"{args.out}: {len(dataset)} episodes, {np.mean(steps) if steps else 0:.1f} steps on average "
+          f"({args.hold_steps} of them resting frames after success)")
     return 0
 
 
