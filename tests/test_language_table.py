@@ -200,6 +200,24 @@ def test_oracle_noise_changes_actions_but_stays_in_bounds(env):
     assert np.all(np.abs(b) <= C.MAX_ACTION)
 
 
+def test_a_slower_oracle_still_solves_and_takes_more_steps():
+    e = LanguageTableEnv(block_mode="BLOCK_4", render_images=False)
+    steps = {}
+    for scale in (1.0, 0.3):
+        e.reset(seed=2, options={"family": "point2block"})
+        oracle = OrientedPushOracle(speed_scale=scale)
+        for t in range(1, 201):
+            _, _, terminated, truncated, info = e.step(oracle.act(e.state(), e.goal))
+            if terminated or truncated:
+                break
+        assert info["success"], scale
+        steps[scale] = t
+    assert steps[0.3] >= 2 * steps[1.0], steps
+    for bad in (0.0, -1.0, 10.0):  # 10x would exceed the 0.1 m action bound
+        with pytest.raises(ValueError):
+            OrientedPushOracle(speed_scale=bad)
+
+
 # --- bad input ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("action", [[np.nan, 0.0], [0.0, np.inf], [0.1, 0.1, 0.1], [[0.1, 0.1]], "left"])

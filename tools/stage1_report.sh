@@ -18,6 +18,7 @@ TEST_EPISODES=${TEST_EPISODES:-60}
 EVAL=${EVAL:-100}
 FAMILIES=${FAMILIES:-point2block,block2absolutelocation}
 HOLD=${HOLD:-10}
+ORACLE_SPEED=${ORACLE_SPEED:-1.0}   # < 1: a slower demonstrator (sefm collect --oracle-speed)
 BACKBONE=${BACKBONE:-pretrained}
 CONFIG=${CONFIG:-src/sefm_bringup/config/sft_language_table.yaml}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -27,10 +28,10 @@ clock() { date +%s; }
 t0=$(clock)
 # `sefm collect` appends to an existing data set: collect only what is missing.
 [ -e "$DATA/meta.json" ] || $SEFM collect language_table "$DATA" --episodes "$EPISODES" --families "$FAMILIES" \
-    --hold-steps "$HOLD" --seed 0
+    --hold-steps "$HOLD" --seed 0 --oracle-speed "$ORACLE_SPEED"
 # Held-out demos from a seed range the training demos never use.
 [ -e "$TEST/meta.json" ] || $SEFM collect language_table "$TEST" --episodes "$TEST_EPISODES" --families "$FAMILIES" \
-    --hold-steps "$HOLD" --seed 50000
+    --hold-steps "$HOLD" --seed 50000 --oracle-speed "$ORACLE_SPEED"
 t1=$(clock)
 $SEFM sft "$DATA" --config "$CONFIG" --run-dir "$RUN" --backbone "$BACKBONE"
 t2=$(clock)

@@ -83,13 +83,14 @@ def _block_xy(env, blocks) -> np.ndarray:
 
 def collect_language_table(out: str, episodes: int, families: list[str] | None, mode: str, seed0: int,
                            noise: float, image_size: tuple[int, int], keep_failures: bool = False,
-                           log=print, hold_steps: int = HOLD_STEPS, dart_noise: float = 0.0) -> EpisodeDataset:
+                           log=print, hold_steps: int = HOLD_STEPS, dart_noise: float = 0.0,
+                           oracle_speed: float = 1.0) -> EpisodeDataset:
     from sefm_sim_bridge.envs.language_table import LanguageTableEnv
     from sefm_sim_bridge.envs.lt_oracle import OrientedPushOracle
 
     env = LanguageTableEnv(block_mode=mode, image_size=image_size)
     dataset = EpisodeDataset(out, create=True)
-    oracle = OrientedPushOracle(noise_std=noise, rng=np.random.default_rng(seed0))
+    oracle = OrientedPushOracle(noise_std=noise, rng=np.random.default_rng(seed0), speed_scale=oracle_speed)
     written = failed = seed = 0
     start = time.monotonic()
     while written < episodes:
@@ -122,12 +123,14 @@ def main(argv=None) -> int:
     parser.add_argument("--dart", type=float, default=0.0,
                         help="DART: std (m) of noise on executed actions; the clean oracle action is recorded")
     parser.add_argument("--hold-steps", type=int, default=HOLD_STEPS, help="resting frames recorded after success")
+    parser.add_argument("--oracle-speed", type=float, default=1.0,
+                        help="scale of the oracle's speeds (< 1: slower, longer demos; steps-to-go counts steps)")
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.image_size.lower().split("x"))
     families = [f for f in args.families.split(",") if f] or None
     dataset = collect_language_table(args.out, args.episodes, families, args.mode, args.seed, args.noise,
                                      (width, height), args.keep_failures,
-                                     hold_steps=args.hold_steps, dart_noise=args.dart)
+                                     hold_steps=args.hold_steps, dart_noise=args.dart, oracle_speed=args.oracle_speed)
     steps = [entry["steps"] for entry in dataset.index]
     print(f"{args.out}: {len(dataset)} episodes, {np.mean(steps) if steps else 0:.1f} steps on average "
           f"({args.hold_steps} of them resting frames after success)")

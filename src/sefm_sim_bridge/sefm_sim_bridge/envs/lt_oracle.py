@@ -52,8 +52,11 @@ POINT_STOP = 0.03            # point2block: stop this close to the block
 
 
 class OrientedPushOracle:
-    def __init__(self, noise_std: float = 0.0, rng: np.random.Generator | None = None):
+    def __init__(self, noise_std: float = 0.0, rng: np.random.Generator | None = None, speed_scale: float = 1.0):
+        if not 0 < speed_scale * SPEED_PUSH / C.CONTROL_HZ <= 0.1:
+            raise ValueError(f"speed_scale={speed_scale}: must be > 0 and keep steps within the 0.1 m action bound")
         self.noise_std = noise_std
+        self.speed_scale = speed_scale   # < 1: a slower demonstrator (longer demos, finer steps-to-go)
         self.rng = rng or np.random.default_rng(0)
         self.reset()
 
@@ -68,7 +71,7 @@ class OrientedPushOracle:
         target_now = np.array(state.target)
         if goal.family == "point2block":
             aim = _stop_short(target_now, state.xy(goal.block), POINT_STOP)
-            action = _step_towards(target_now, aim, SPEED_APPROACH)
+            action = _step_towards(target_now, aim, self.speed_scale * SPEED_APPROACH)
         else:
             action = self._push_action(state, goal, target_now)
         if self.noise_std > 0:
@@ -103,7 +106,7 @@ class OrientedPushOracle:
                 aim = _around_block(ee, pre, block, _clearance(goal.block))
                 if aim is None:  # the pushed block is not in the way: mind the others
                     aim = _via_point(ee, pre, list(others.values()), PUSHER_CLEARANCE)
-                return _step_towards(ee, pre if aim is None else aim, SPEED_APPROACH)
+                return _step_towards(ee, pre if aim is None else aim, self.speed_scale * SPEED_APPROACH)
         if self.phase == "to_block":
             if abs(error) > start_limit and not self.skip_orient and _away_from_edge(block) and _has_faces(goal.block):
                 self.phase, self.orbit_sign = "orient", math.copysign(1.0, error)
@@ -112,7 +115,7 @@ class OrientedPushOracle:
                 if np.linalg.norm(ee - near) < 0.01:
                     self.phase = "push"
                 else:
-                    return _step_towards(ee, near, SPEED_PUSH * _slowdown(remaining))
+                    return _step_towards(ee, near, self.speed_scale * SPEED_PUSH * _slowdown(remaining))
         if self.phase == "orient":
             self.orient_steps += 1
             gave_up = self.orient_steps > ORIENT_PATIENCE
@@ -123,7 +126,7 @@ class OrientedPushOracle:
             c, s = math.cos(ORBIT_STEP * self.orbit_sign), math.sin(ORBIT_STEP * self.orbit_sign)
             radius = _contact_distance(goal.block) - ORBIT_DEPTH
             orbit = block + radius * np.array([c * around[0] - s * around[1], s * around[0] + c * around[1]])
-            return _step_towards(ee, orbit, SPEED_ORIENT)
+            return _step_towards(ee, orbit, self.speed_scale * SPEED_ORIENT)
         # push
         turned = abs(error) > start_limit and not self.skip_orient and _has_faces(goal.block)
         behind = ee - block
@@ -131,7 +134,7 @@ class OrientedPushOracle:
         if turned or off_line or float(behind @ direction) > 0.0:
             self.phase, self.skip_orient = "to_pre_block", False  # turned away or slipped off: set up again
             return self._push_action(state, goal, ee)
-        action = _step_towards(ee, block - TOUCHING * direction, SPEED_PUSH * _slowdown(remaining))
+        action = _step_towards(ee, block - TOUCHING * direction, self.speed_scale * SPEED_PUSH * _slowdown(remaining))
         forward = float(action @ direction)
         return action if forward >= MIN_PRESS else action + (MIN_PRESS - forward) * direction
 
