@@ -63,6 +63,7 @@ class PolicyNode(SefmNode):
         self.latest = 0
         self.pending: tuple[int, object] | None = None
         self.lock = threading.Lock()
+        self.loaders: list[threading.Thread] = []   # background checkpoint loads, joined on shutdown
         self.generator = torch.Generator().manual_seed(p["seed"])
         self.views: dict[str, StationView] = {}
         self.cmd_pubs, self.action_pubs = {}, {}
@@ -88,7 +89,10 @@ class PolicyNode(SefmNode):
         if msg.version in self.models or (self.pending and self.pending[0] == msg.version):
             return
         uri = msg.checkpoint_uri.removeprefix("file://")
-        threading.Thread(target=self._load, args=(msg.version, uri, msg.sha256), daemon=True).start()
+        self.loaders = [t for t in self.loaders if t.is_alive()]
+        loader = threading.Thread(target=self._load, args=(msg.version, uri, msg.sha256), daemon=True)
+        self.loaders.append(loader)
+        loader.start()
 
     def _load(self, version: int, path: str, sha256: str) -> None:
         try:
@@ -99,6 +103,13 @@ class PolicyNode(SefmNode):
         with self.lock:
             self.pending = (version, (model.eval(), sha256))
         self.get_logger().info(f"policy version {version} loaded and verified; used from each station's next episode")
+
+    def destroy_node(self) -> None:
+        # A load still running when the process exits would die inside torch and abort the process:
+        # let it finish first (a checkpoint load takes well under a second).
+        for loader in self.loaders:
+            loader.join(timeout=30.0)
+        super().destroy_node()
 
     def _adopt_pending(self) -> None:
         if self.pending and self.pending[0] > self.latest:
