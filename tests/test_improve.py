@@ -11,8 +11,8 @@ from test_policy_node import tiny_checkpoint
 SEFM = os.path.join(os.path.dirname(sys.executable), "sefm")
 
 
-@pytest.mark.parametrize("processes", ["single", "per_node"])
-def test_improve_runs_two_stations_through_two_policy_versions(tmp_path, processes):
+@pytest.mark.parametrize("processes,executor", [("single", "single"), ("per_node", "single"), ("single", "events")])
+def test_improve_runs_two_stations_through_two_policy_versions(tmp_path, processes, executor):
     tiny_checkpoint(tmp_path / "stage1", 0)
     config = tmp_path / "improve.yaml"
     config.write_text(f"""
@@ -28,8 +28,9 @@ episodes_per_batch: 2
 updates_per_batch: 1
 versions: 2
 processes: {processes}
+executor: {executor}
 """)
-    env = {**os.environ, "ROS_DOMAIN_ID": str(40 + (processes == "per_node"))}
+    env = {**os.environ, "ROS_DOMAIN_ID": str(40 + (processes == "per_node") + 2 * (executor == "events"))}
     proc = subprocess.run([SEFM, "improve", "--config", str(config)], capture_output=True, text=True, timeout=300,
                           env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -61,6 +62,6 @@ def test_improve_config_batch_wait_by_mode_and_bad_values_raise():
     assert lockstep["policy"]["batch_wait"] == lockstep["reward"]["batch_wait"] == 0.05
     assert realtime["policy"]["batch_wait"] == 0.005
     assert node_parameters(load_config(None, {"checkpoint": "ckpt", "batch_wait": 0.02}))["policy"]["batch_wait"] == 0.02
-    for bad in ({"minibatch": 0}, {"batch_wait": -0.1}, {"normalize_returns": "yes"}):
+    for bad in ({"minibatch": 0}, {"batch_wait": -0.1}, {"normalize_returns": "yes"}, {"executor": "multi"}):
         with pytest.raises(ConfigError):
             load_config(None, {"checkpoint": "ckpt", **bad})

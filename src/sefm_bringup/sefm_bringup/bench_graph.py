@@ -83,12 +83,11 @@ def bare_loop(checkpoint_dir: str, stations: int, steps: int, warmup: int, image
 
 
 def graph_run(checkpoint_dir: str, stations: int, steps: int, warmup: int, image_size,
-              batch_wait: float = ImproveConfig.batch_wait) -> tuple[float, np.ndarray]:
+              batch_wait: float = ImproveConfig.batch_wait, executor_kind: str = "single") -> tuple[float, np.ndarray]:
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import JointState
 
-    from sefm_bringup.graph import node_parameters
+    from sefm_bringup.graph import make_executor, node_parameters
     from sefm_policy.policy_node import PolicyNode
     from sefm_reward.reward_node import RewardNode
     from sefm_ros.common import ns_of, reliable
@@ -112,7 +111,7 @@ def graph_run(checkpoint_dir: str, stations: int, steps: int, warmup: int, image
 
     for s in cfg.station_names():
         probe.create_subscription(JointState, f"/{s}/joint_command", on_command, reliable(10))
-    executor = SingleThreadedExecutor(context=context)
+    executor = make_executor(executor_kind, context)
     for node in nodes + [probe]:
         executor.add_node(node)
     try:
@@ -139,6 +138,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=100, help="measured steps per station")
     parser.add_argument("--warmup", type=int, default=10, help="steps per station before measuring")
     parser.add_argument("--image-size", default="128x72")
+    parser.add_argument("--executor", choices=["single", "events"], default="single",
+                        help="graph: rclpy's SingleThreadedExecutor or the experimental EventsExecutor")
     parser.add_argument("--repeats", type=int, default=3,
                         help="alternate bare and graph runs this many times; the median pair is reported")
     parser.add_argument("--threads", type=int, default=1, help="torch threads, the same for both sides")
@@ -158,7 +159,7 @@ def main(argv=None) -> int:
         emit(lines, "# The graph against a bare loop (lockstep LanguageTable)", "",
              f"`sefm bench graph --stations {args.stations} --steps {args.steps} --repeats {args.repeats}"
              f"{' --checkpoint ' + args.checkpoint if args.checkpoint else ''}`; {machine_line()}; "
-             f"images {width}x{height}; torch threads {args.threads}; "
+             f"images {width}x{height}; torch threads {args.threads}; executor {args.executor}; "
              f"batch wait {1e3 * ImproveConfig(batch_wait=args.batch_wait).node_batch_wait():g} ms; "
              f"model: {'the checkpoint' if args.checkpoint else 'default (pretrained towers), untrained heads'}.",
              "", "| stations | bare steps/s | graph steps/s | ratio graph/bare (range) | bare latency p50 / p99 (ms) "
@@ -170,7 +171,8 @@ def main(argv=None) -> int:
             for _ in range(args.repeats):
                 bare_rate, lat = bare_loop(ckpt, n, args.steps, args.warmup, (width, height))
                 bare_lat.append(lat)
-                graph_rate, lat = graph_run(ckpt, n, args.steps, args.warmup, (width, height), args.batch_wait)
+                graph_rate, lat = graph_run(ckpt, n, args.steps, args.warmup, (width, height), args.batch_wait,
+                                             args.executor)
                 graph_lat.append(lat)
                 pairs.append((graph_rate / bare_rate, bare_rate, graph_rate))
             ratio, bare_rate, graph_rate = sorted(pairs)[len(pairs) // 2]
