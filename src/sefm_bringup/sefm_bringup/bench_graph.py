@@ -157,7 +157,8 @@ def main(argv=None) -> int:
         ckpt = args.checkpoint or default_checkpoint(tmp)
         lines: list[str] = []
         emit(lines, "# The graph against a bare loop (lockstep LanguageTable)", "",
-             f"`sefm bench graph --stations {args.stations} --steps {args.steps} --repeats {args.repeats}"
+             f"`sefm bench graph --stations {args.stations} --steps {args.steps} --repeats {args.repeats} "
+             f"--executor {args.executor}"
              f"{' --checkpoint ' + args.checkpoint if args.checkpoint else ''}`; {machine_line()}; "
              f"images {width}x{height}; torch threads {args.threads}; executor {args.executor}; "
              f"batch wait {1e3 * ImproveConfig(batch_wait=args.batch_wait).node_batch_wait():g} ms; "
