@@ -197,18 +197,18 @@ class TrainerNode(SefmNode):
     def update(self) -> None:
         start = time.monotonic()
         transitions = [t for ep in self.batch for t in ep.transitions]
-        returns = np.concatenate([discounted_returns(ep.rewards, self.cfg.gamma) for ep in self.batch])
+        returns = [discounted_returns(ep.rewards, self.cfg.gamma) for ep in self.batch]
         texts = [ep.instruction for ep in self.batch for _ in ep.transitions]
         images = torch.from_numpy(np.stack([t.image for t in transitions]))
         proprio = torch.from_numpy(np.stack([t.proprio for t in transitions]))
         tokens = torch.from_numpy(np.stack([t.tokens for t in transitions]).astype(np.int64))
-        returns_t = torch.as_tensor(returns, dtype=torch.float32)
+        returns_t = torch.as_tensor(np.concatenate(returns), dtype=torch.float32)
         with torch.no_grad():
             fmap, text = self.model.tower_features(images, texts)
         loss = reinforce_update(self.model, self.optimizer, fmap, text, proprio, tokens, returns_t, self.cfg)
         successes = sum(ep.outcome == EpisodeEvent.OUTCOME_SUCCESS_DETECTED for ep in self.batch)
         row = {"version": self.version + 1, "episodes": len(self.batch), "transitions": len(transitions),
-               "mean_return": float(np.mean([discounted_returns(ep.rewards, self.cfg.gamma)[0] for ep in self.batch])),
+               "mean_return": float(np.mean([r[0] for r in returns])),
                "detected_success_rate": successes / len(self.batch), "loss": loss,
                # -log p of the sampled actions estimates the acting policy's entropy; near 0 it has
                # collapsed onto one action (e.g. one that fools the success detector)

@@ -71,7 +71,7 @@ class OrientedPushOracle:
         target_now = np.array(state.target)
         if goal.family == "point2block":
             aim = _stop_short(target_now, state.xy(goal.block), POINT_STOP)
-            action = _step_towards(target_now, aim, self.speed_scale * SPEED_APPROACH)
+            action = self._towards(target_now, aim, SPEED_APPROACH)
         else:
             action = self._push_action(state, goal, target_now)
         if self.noise_std > 0:
@@ -79,6 +79,10 @@ class OrientedPushOracle:
         return np.clip(action, -C.MAX_ACTION, C.MAX_ACTION)
 
     # --- pushing ---------------------------------------------------------------------
+
+    def _towards(self, current: np.ndarray, aim: np.ndarray, speed: float) -> np.ndarray:
+        """One step towards `aim` at `speed` (m/s), scaled by this oracle's speed_scale."""
+        return _step_towards(current, aim, self.speed_scale * speed)
 
     def _push_action(self, state: TableState, goal: Goal, ee: np.ndarray) -> np.ndarray:
         block = state.xy(goal.block)
@@ -106,7 +110,7 @@ class OrientedPushOracle:
                 aim = _around_block(ee, pre, block, _clearance(goal.block))
                 if aim is None:  # the pushed block is not in the way: mind the others
                     aim = _via_point(ee, pre, list(others.values()), PUSHER_CLEARANCE)
-                return _step_towards(ee, pre if aim is None else aim, self.speed_scale * SPEED_APPROACH)
+                return self._towards(ee, pre if aim is None else aim, SPEED_APPROACH)
         if self.phase == "to_block":
             if abs(error) > start_limit and not self.skip_orient and _away_from_edge(block) and _has_faces(goal.block):
                 self.phase, self.orbit_sign = "orient", math.copysign(1.0, error)
@@ -115,7 +119,7 @@ class OrientedPushOracle:
                 if np.linalg.norm(ee - near) < 0.01:
                     self.phase = "push"
                 else:
-                    return _step_towards(ee, near, self.speed_scale * SPEED_PUSH * _slowdown(remaining))
+                    return self._towards(ee, near, SPEED_PUSH * _slowdown(remaining))
         if self.phase == "orient":
             self.orient_steps += 1
             gave_up = self.orient_steps > ORIENT_PATIENCE
@@ -126,7 +130,7 @@ class OrientedPushOracle:
             c, s = math.cos(ORBIT_STEP * self.orbit_sign), math.sin(ORBIT_STEP * self.orbit_sign)
             radius = _contact_distance(goal.block) - ORBIT_DEPTH
             orbit = block + radius * np.array([c * around[0] - s * around[1], s * around[0] + c * around[1]])
-            return _step_towards(ee, orbit, self.speed_scale * SPEED_ORIENT)
+            return self._towards(ee, orbit, SPEED_ORIENT)
         # push
         turned = abs(error) > start_limit and not self.skip_orient and _has_faces(goal.block)
         behind = ee - block
@@ -134,7 +138,7 @@ class OrientedPushOracle:
         if turned or off_line or float(behind @ direction) > 0.0:
             self.phase, self.skip_orient = "to_pre_block", False  # turned away or slipped off: set up again
             return self._push_action(state, goal, ee)
-        action = _step_towards(ee, block - TOUCHING * direction, self.speed_scale * SPEED_PUSH * _slowdown(remaining))
+        action = self._towards(ee, block - TOUCHING * direction, SPEED_PUSH * _slowdown(remaining))
         forward = float(action @ direction)
         return action if forward >= MIN_PRESS else action + (MIN_PRESS - forward) * direction
 
