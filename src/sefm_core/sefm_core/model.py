@@ -21,6 +21,7 @@ import abc
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -50,6 +51,8 @@ class ModelConfig:
     aux_outputs: int = 0                  # >0: a head predicting privileged positions (training-time aux loss)
     pointer_heads: int = 0                # >0: instruction-queried attention over the feature map ("where is
                                           # the named block"): per head the attended (x, y), features and peak
+    stg_from_pointer: bool = False        # steps-to-go read only the pointer's geometry (where each head looks and
+                                          # how sure it is), not the trunk: it cannot memorise scenes or wordings
     extra: dict = field(default_factory=dict)
 
     def backbone_key(self) -> str:
@@ -241,19 +244,26 @@ class Pointer(nn.Module):
         self.key = nn.Conv2d(channels, channels, 1)
         self.out_dim = heads * (2 + channels + 1)
 
-    def forward(self, x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (the outputs above flattened (B, out_dim), the attention logits (B, heads, h, w))."""
         b, c, h, w = x.shape
         q = self.query(text).view(b, self.heads, c)
         logits = torch.einsum("bkc,bchw->bkhw", q, self.key(x)) / c ** 0.5
         weights = torch.softmax(logits.flatten(2), dim=-1).view(b, self.heads, h, w)
         features = torch.einsum("bkhw,bchw->bkc", weights, x).flatten(1)
-        return torch.cat([expected_position(weights), features, logits.flatten(2).amax(-1)], dim=-1)
+        return torch.cat([expected_position(weights), features, logits.flatten(2).amax(-1)], dim=-1), logits
 
 
 def spatial_softmax(x: torch.Tensor) -> torch.Tensor:
     """(B, C, h, w) -> (B, 2C): the expected (x, y) image position of each channel's activation."""
     b, c, h, w = x.shape
     return expected_position(torch.softmax(x.flatten(2), dim=-1).view(b, c, h, w))
+
+
+class Features(NamedTuple):
+    hidden: torch.Tensor                 # (B, hidden): the trunk's output
+    pointer_logits: torch.Tensor | None  # (B, heads, h, w): where each pointer head attends
+    geometry: torch.Tensor | None        # (B, 3 heads): each head's attended (x, y) and peak logit
 
 
 class PolicyHeads(nn.Module):
@@ -280,13 +290,20 @@ class PolicyHeads(nn.Module):
         self.trunk = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(fused, config.hidden), nn.ReLU(),
                                    nn.Dropout(config.dropout), nn.Linear(config.hidden, config.hidden), nn.ReLU())
         self.action_head = nn.Linear(config.hidden, dims * config.action_bins)
-        self.stg_head = nn.Linear(config.hidden, config.max_steps_to_go + 1)
+        if config.stg_from_pointer:
+            if not config.pointer_heads:
+                raise ValueError("model.stg_from_pointer needs model.pointer_heads >= 1")
+            geometry = 3 * config.pointer_heads  # per head: attended (x, y) and peak logit
+            self.stg_head = nn.Sequential(nn.Linear(geometry, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
+                                          nn.Linear(128, config.max_steps_to_go + 1))
+        else:
+            self.stg_head = nn.Linear(config.hidden, config.max_steps_to_go + 1)
         # Auxiliary: where the named block and its target are (labels from the simulator's
         # privileged state, used in training only); it pushes the keypoints to ground the
         # instruction instead of memorising scenes.
         self.aux_head = nn.Linear(config.hidden, config.aux_outputs) if config.aux_outputs else None
 
-    def hidden(self, fmap: torch.Tensor, text: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
+    def features(self, fmap: torch.Tensor, text: torch.Tensor, proprio: torch.Tensor) -> "Features":
         t = self.text_proj(text)
         x = self.proj(fmap)
         for block in self.blocks:
@@ -296,15 +313,22 @@ class PolicyHeads(nn.Module):
         else:
             parts = [spatial_softmax(x), proprio]
         parts += [t] if self.config.text_in_trunk else []
-        parts += [self.pointer(x, t)] if self.pointer is not None else []
-        return self.trunk(torch.cat(parts, dim=-1))
+        pointer_logits = geometry = None
+        if self.pointer is not None:
+            pointed, pointer_logits = self.pointer(x, t)
+            parts.append(pointed)
+            heads = self.config.pointer_heads
+            geometry = torch.cat([pointed[:, :2 * heads], pointed[:, -heads:]], dim=-1)
+        return Features(self.trunk(torch.cat(parts, dim=-1)), pointer_logits, geometry)
 
-    def outputs(self, h: torch.Tensor):
+    def outputs(self, f: "Features"):
+        """-> (action logits (B, A, bins), steps-to-go logits (B, K+1))."""
         dims = len(self.config.action_low)
-        return self.action_head(h).view(-1, dims, self.config.action_bins), self.stg_head(h)
+        stg = self.stg_head(f.geometry if self.config.stg_from_pointer else f.hidden)
+        return self.action_head(f.hidden).view(-1, dims, self.config.action_bins), stg
 
     def forward(self, fmap: torch.Tensor, text: torch.Tensor, proprio: torch.Tensor):
-        return self.outputs(self.hidden(fmap, text, proprio))
+        return self.outputs(self.features(fmap, text, proprio))
 
 
 class EFM(nn.Module):

@@ -51,6 +51,8 @@ class SFTConfig:
     negative_min_steps: int = 10  # ... and must then put its steps-to-go mass on k >= this (far from done).
                                   # Demos never show the robot at the wrong block; without these the detector
                                   # learns "at a block" instead of "at the named block".
+    pointer_weight: float = 0.0   # teach pointer head j to find POINTER_TARGETS[j] in the image (cross-entropy
+                                  # over feature-map cells; labels from privileged state and the stored camera)
 
 
 @dataclass
@@ -67,36 +69,97 @@ class Arrays:
     aux: torch.Tensor | None = None  # (N, 4) named block xy and its target xy (normalised); nan where unknown
     wordings: torch.Tensor | None = None  # (N, P) indices into `texts` of the goal's wordings (padded by repeats)
     goal: torch.Tensor | None = None      # (N,) goal id: equal ids, equal goals (for mismatched-goal negatives)
+    pointer: torch.Tensor | None = None   # (N, 3, 2) image positions of block, target, effector; nan where unknown
+    scene_blocks: torch.Tensor | None = None  # (N, B, 2) image position of every block in the scene; nan: none
+    scene_names: torch.Tensor | None = None   # (N, B) each of those blocks' index into `name_wordings`; -1: none
+    name_wordings: torch.Tensor | None = None  # (names, W) wordings (indices into `texts`) of goals naming each
+                                               # block, padded by repeats; -1 rows: no goal names it
 
 
 BOARD_CENTER, BOARD_SCALE = np.array([0.35, 0.0]), 0.3
 
 
-def aux_labels(episode) -> np.ndarray:
-    """Per observation: the instructed block's xy and where it should go, from privileged state.
-
-    nan where the data set lacks the state (e.g. recorded on ROS) or the family has no fixed target point.
-    """
-    n = episode.steps + 1
-    out = np.full((n, 4), np.nan, np.float32)
+def goal_positions(episode) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per observation, from privileged state: the world xy of the instructed block and of where it
+    should go ((T+1, 2) each; the target is nan where the family has no fixed target point), or None
+    where the data set lacks the state (e.g. recorded on ROS)."""
     goal, names = episode.metadata.get("goal") or {}, episode.metadata.get("blocks")
     xy = episode.extras.get("block_xy")
     if xy is None or not names or goal.get("block") not in names:
-        return out
-    out[:, :2] = xy[:, names.index(goal["block"])]
+        return None
+    block = xy[:, names.index(goal["block"])].astype(np.float32)
+    target = np.full_like(block, np.nan)
     if goal.get("family") == "block2block" and goal.get("reference") in names:
-        out[:, 2:] = xy[:, names.index(goal["reference"])]
+        target = xy[:, names.index(goal["reference"])]
     elif goal.get("family") == "point2block":
-        out[:, 2:] = out[:, :2]
+        target = block
     elif goal.get("fixed_target") is not None:
-        out[:, 2:] = np.asarray(goal["fixed_target"], np.float32)
+        target = np.broadcast_to(np.asarray(goal["fixed_target"], np.float32), block.shape)
     elif goal.get("family") == "block2block_relative" and goal.get("reference") in names:
-        out[:, 2:] = xy[:, names.index(goal["reference"])] + np.asarray(goal["offset"], np.float32)
-    else:
-        out[:, 2:] = np.nan
-    out[:, :2] = (out[:, :2] - BOARD_CENTER) / BOARD_SCALE
-    out[:, 2:] = (out[:, 2:] - BOARD_CENTER) / BOARD_SCALE
+        target = xy[:, names.index(goal["reference"])] + np.asarray(goal["offset"], np.float32)
+    return block, np.asarray(target, np.float32)
+
+
+def aux_labels(episode) -> np.ndarray:
+    """Per observation: the instructed block's xy and where it should go, normalised to the board; nan
+    where unknown (see `goal_positions`)."""
+    out = np.full((episode.steps + 1, 4), np.nan, np.float32)
+    positions = goal_positions(episode)
+    if positions is not None:
+        out[:, :2] = (positions[0] - BOARD_CENTER) / BOARD_SCALE
+        out[:, 2:] = (positions[1] - BOARD_CENTER) / BOARD_SCALE
     return out
+
+
+POINTER_TARGETS = ("block", "target", "effector")  # what pointer head 0, 1, 2 is taught to find
+
+
+def pointer_labels(episode) -> np.ndarray:
+    """Per observation: where the instructed block, its target and the effector appear in the camera
+    image ((T+1, 3, 2), normalised to [-1, 1], x right, y down), from privileged state and the camera
+    projection the collector stored (metadata "camera"); nan where unknown."""
+    out = np.full((episode.steps + 1, len(POINTER_TARGETS), 2), np.nan, np.float32)
+    camera, positions = episode.metadata.get("camera"), goal_positions(episode)
+    if not camera or positions is None:
+        return out
+    projection = np.asarray(camera["projection"], np.float64)
+    heights = (camera["block_z"], camera["block_z"], camera["effector_z"])
+    for j, (xy, z) in enumerate(zip((*positions, episode.proprio[:, :2]), heights)):
+        world = np.concatenate([xy, np.full((len(xy), 1), z), np.ones((len(xy), 1))], axis=1)
+        image = world @ projection.T
+        out[:, j] = image[:, :2] / image[:, 2:]
+    return out
+
+
+def scene_block_labels(episode) -> tuple[np.ndarray, list[str]]:
+    """Where every block of the scene appears in the camera image, per observation ((T+1, B, 2) in [-1, 1]),
+    and the blocks' names; empty where the data set lacks the state or the camera."""
+    camera, names, xy = episode.metadata.get("camera"), episode.metadata.get("blocks") or [], \
+        episode.extras.get("block_xy")
+    if not camera or xy is None or not names:
+        return np.zeros((episode.steps + 1, 0, 2), np.float32), []
+    world = np.concatenate([xy, np.full((*xy.shape[:2], 1), camera["block_z"]), np.ones((*xy.shape[:2], 1))], -1)
+    image = world @ np.asarray(camera["projection"], np.float64).T
+    return (image[..., :2] / image[..., 2:]).astype(np.float32), list(names)
+
+
+def referring_labels(scene_xy, scene_names, lengths, n_names, wordings_of):
+    """Pad the per-episode scene blocks to one width and gather each block name's wordings (None if none)."""
+    width = max((len(n) for n in scene_names), default=0)
+    if width == 0 or not wordings_of:
+        return None, None, None
+    xy = np.full((sum(lengths), width, 2), np.nan, np.float32)
+    names = np.full((sum(lengths), width), -1, np.int64)
+    start = 0
+    for positions, ids, n in zip(scene_xy, scene_names, lengths):
+        xy[start:start + n, :len(ids)] = positions
+        names[start:start + n, :len(ids)] = ids
+        start += n
+    most = max(len(w) for w in wordings_of.values())
+    table = np.full((n_names, most), -1, np.int64)
+    for name, words in wordings_of.items():
+        table[name] = np.resize(list(words), most)
+    return torch.from_numpy(xy), torch.from_numpy(names), torch.from_numpy(table)
 
 
 def goal_key(entry: dict) -> str:
@@ -147,8 +210,9 @@ def flatten(model: EFM, dataset: EpisodeDataset, episode_ids: list[int], fmap_al
     tokenizer, k = model.tokenizer, model.config.max_steps_to_go
     text_of = {t: i for i, t in enumerate(texts)}
     offsets = np.cumsum([0] + [e["steps"] + 1 for e in dataset.index])
-    rows, proprio, tokens, stg, episode_of, text_index, aux, wordings = [], [], [], [], [], [], [], []
+    rows, proprio, tokens, stg, episode_of, text_index, aux, wordings, pointer = [], [], [], [], [], [], [], [], []
     goal_ids, goal_of = [], {}
+    scene_xy, scene_names, name_of, wordings_of = [], [], {}, {}
     width = max(len(dataset.index[i].get("metadata", {}).get("paraphrases", [])) for i in episode_ids) or 1
     for i in episode_ids:
         ep = dataset[i]
@@ -165,15 +229,22 @@ def flatten(model: EFM, dataset: EpisodeDataset, episode_ids: list[int], fmap_al
         episode_of.append(np.full(n, i))
         text_index.append(np.full(n, text_of[ep.instruction]))
         aux.append(aux_labels(ep))
+        pointer.append(pointer_labels(ep))
+        positions, names = scene_block_labels(ep)
+        scene_xy.append(positions)
+        scene_names.append(np.array([name_of.setdefault(b, len(name_of)) for b in names], np.int64))
         words = [text_of[t] for t in ep.metadata.get("paraphrases", [])] or [text_of[ep.instruction]]
+        if ep.metadata.get("goal", {}).get("block") in names:
+            wordings_of.setdefault(name_of[ep.metadata["goal"]["block"]], {}).update(dict.fromkeys(words))
         wordings.append(np.tile(np.resize(words, width), (n, 1)))
         goal_ids.append(np.full(n, goal_of.setdefault(goal_key(dataset.index[i]), len(goal_of))))
+    scene = referring_labels(scene_xy, scene_names, [len(r) for r in rows], len(name_of), wordings_of)
     rows = np.concatenate(rows)
     return Arrays(fmap_all[torch.from_numpy(rows)], torch.from_numpy(np.concatenate(text_index)), texts,
                   torch.from_numpy(np.concatenate(proprio)), torch.from_numpy(np.concatenate(tokens)),
                   torch.from_numpy(np.concatenate(stg)), torch.from_numpy(np.concatenate(episode_of)), text_vectors,
                   torch.from_numpy(np.concatenate(aux)), torch.from_numpy(np.concatenate(wordings)),
-                  torch.from_numpy(np.concatenate(goal_ids)))
+                  torch.from_numpy(np.concatenate(goal_ids)), torch.from_numpy(np.concatenate(pointer)), *scene)
 
 
 def smoothed_targets(labels: torch.Tensor, classes: int, sigma: float) -> torch.Tensor:
@@ -185,13 +256,14 @@ def smoothed_targets(labels: torch.Tensor, classes: int, sigma: float) -> torch.
 
 def losses(model: EFM, batch: Arrays, idx: torch.Tensor, stg_weight: float, smoothing: float = 0.0,
            stg_sigma: float = 0.0, aux_weight: float = 0.0, generator: torch.Generator | None = None,
-           negative_weight: float = 0.0, negative_min_steps: int = 10, negatives: torch.Generator | None = None):
+           negative_weight: float = 0.0, negative_min_steps: int = 10, negatives: torch.Generator | None = None,
+           pointer_weight: float = 0.0):
     text = batch.text_index[idx]
     if generator is not None and batch.wordings is not None:  # language augmentation: any wording of the goal
         pick = torch.randint(0, batch.wordings.shape[1], (len(idx),), generator=generator)
         text = batch.wordings[idx, pick]
-    h = model.heads.hidden(batch.fmap[idx].float(), batch.text_vectors[text], batch.proprio[idx])
-    action_logits, stg_logits = model.heads.outputs(h)
+    features = model.heads.features(batch.fmap[idx].float(), batch.text_vectors[text], batch.proprio[idx])
+    action_logits, stg_logits = model.heads.outputs(features)
     tokens, stg = batch.tokens[idx], batch.stg[idx]
     has_action = tokens[:, 0] >= 0
     bc = F.cross_entropy(action_logits[has_action].flatten(0, 1), tokens[has_action].flatten(),
@@ -211,9 +283,9 @@ def losses(model: EFM, batch: Arrays, idx: torch.Tensor, stg_weight: float, smoo
         other = torch.randperm(len(idx), generator=negatives)
         mismatched = batch.goal[idx] != batch.goal[idx[other]]
         if mismatched.any():
-            h_neg = model.heads.hidden(batch.fmap[idx[mismatched]].float(), batch.text_vectors[text[other][mismatched]],
-                                       batch.proprio[idx[mismatched]])
-            logp = torch.log_softmax(model.heads.outputs(h_neg)[1], dim=-1)
+            _, stg_neg = model.heads(batch.fmap[idx[mismatched]].float(), batch.text_vectors[text[other][mismatched]],
+                                     batch.proprio[idx[mismatched]])
+            logp = torch.log_softmax(stg_neg, dim=-1)
             far = -torch.logsumexp(logp[:, negative_min_steps:], dim=-1).mean()
             total = total + negative_weight * far
             negative = far.item()
@@ -222,14 +294,66 @@ def losses(model: EFM, batch: Arrays, idx: torch.Tensor, stg_weight: float, smoo
         target = batch.aux[idx]
         known = ~torch.isnan(target)
         if known.any():
-            aux = F.smooth_l1_loss(model.heads.aux_head(h)[known], target[known], beta=0.1)
+            aux = F.smooth_l1_loss(model.heads.aux_head(features.hidden)[known], target[known], beta=0.1)
             total = total + aux_weight * aux
             aux_loss = aux.item()
+    pointer_loss = pointer_hit = referring_hit = 0.0
+    if pointer_weight > 0 and features.pointer_logits is not None and batch.pointer is not None:
+        loss, hit = pointer_cross_entropy(features.pointer_logits, batch.pointer[idx])
+        if loss is not None:
+            total = total + pointer_weight * loss
+            pointer_loss, pointer_hit = loss.item(), hit
+        referring = referring_cross_entropy(model, batch, idx, negatives or generator)
+        if referring is not None:
+            total = total + pointer_weight * referring[0]
+            referring_hit = referring[1]
     with torch.no_grad():
         acc = (action_logits[has_action].argmax(-1) == tokens[has_action]).float().mean().item() if has_action.any() else 0.0
         mae = (expected_steps(stg_logits[has_stg]) - stg[has_stg]).abs().mean().item() if has_stg.any() else 0.0
     return total, {"bc": bc.item(), "stg": stg_loss.item(), "token_acc": acc, "stg_mae": mae, "aux": aux_loss,
-                   "negative": negative}
+                   "negative": negative, "pointer": pointer_loss, "pointer_hit": pointer_hit,
+                   "referring_hit": referring_hit}
+
+
+def referring_cross_entropy(model: EFM, batch: Arrays, idx: torch.Tensor, generator: torch.Generator | None):
+    """Pointer head 0 must find whichever block the words name, not only the one the demo went to: each
+    observation is paired with a wording (from any goal) that names a random block of its scene, and head 0's
+    attention is trained towards that block's cell. Demos alone let it learn "the block the robot heads for"."""
+    if batch.scene_names is None or batch.name_wordings is None:
+        return None
+    names = batch.scene_names[idx]
+    nameable = (names >= 0) & (batch.name_wordings[names.clamp(min=0), 0] >= 0)
+    rows = nameable.any(-1)
+    if not rows.any():
+        return None
+    scores = torch.rand(names.shape, generator=generator).masked_fill(~nameable, -1.0)
+    column = scores.argmax(-1)[rows]
+    sel, name = idx[rows], names[rows, column]
+    wordings = batch.name_wordings[name]
+    text = wordings[torch.arange(len(sel)), torch.randint(0, wordings.shape[1], (len(sel),), generator=generator)]
+    f = model.heads.features(batch.fmap[sel].float(), batch.text_vectors[text], batch.proprio[sel])
+    labels = batch.scene_blocks[sel, column][:, None]  # (n, 1, 2): head 0 only
+    loss, hit = pointer_cross_entropy(f.pointer_logits[:, :1], labels)
+    return None if loss is None else (loss, hit)
+
+
+def pointer_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor | None, float]:
+    """Cross-entropy of pointer attention (B, heads, h, w) against the feature-map cell holding each labelled
+    image position (B, >=heads, 2) in [-1, 1]; unknown (nan) or off-image labels are skipped. Also returns the
+    share of labels whose most-attended cell is at most one cell away."""
+    b, heads, h, w = logits.shape
+    labels = labels[:, :heads]
+    known = ~torch.isnan(labels).any(-1) & (labels.abs() <= 1).all(-1)
+    if not known.any():
+        return None, 0.0
+    col = ((labels[..., 0] + 1) / 2 * w).long().clamp(0, w - 1)
+    row = ((labels[..., 1] + 1) / 2 * h).long().clamp(0, h - 1)
+    flat = logits.flatten(2)[known]
+    loss = F.cross_entropy(flat, (row * w + col)[known])
+    with torch.no_grad():
+        best = flat.argmax(-1)
+        hit = (((best // w) - row[known]).abs() <= 1) & (((best % w) - col[known]).abs() <= 1)
+    return loss, hit.float().mean().item()
 
 
 def split_episodes(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -274,7 +398,8 @@ def train(cfg: SFTConfig, model_cfg: ModelConfig, resume: bool = False, log=prin
 
     writer = SummaryWriter(str(run / "tensorboard"))
     csv_path = run / "metrics.csv"
-    fields = ["step", "split", "loss", "bc", "stg", "token_acc", "stg_mae", "aux", "negative", "lr", "seconds"]
+    fields = ["step", "split", "loss", "bc", "stg", "token_acc", "stg_mae", "aux", "negative", "pointer",
+              "pointer_hit", "referring_hit", "lr", "seconds"]
     new_csv = not csv_path.exists() or start_step == 0
     csv_file = open(csv_path, "w" if new_csv else "a", newline="")
     rows = csv.DictWriter(csv_file, fieldnames=fields)
@@ -291,7 +416,7 @@ def train(cfg: SFTConfig, model_cfg: ModelConfig, resume: bool = False, log=prin
         idx = torch.randint(0, n, (cfg.batch_size,), generator=generator)
         loss, parts = losses(model, train_set, idx, cfg.stg_weight, cfg.label_smoothing, cfg.stg_sigma,
                              cfg.aux_weight, generator if cfg.paraphrase else None,
-                             cfg.negative_weight, cfg.negative_min_steps, generator)
+                             cfg.negative_weight, cfg.negative_min_steps, generator, cfg.pointer_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.heads.parameters(), 1.0)
@@ -326,7 +451,8 @@ def evaluate_losses(model: EFM, data: Arrays, cfg: SFTConfig) -> dict[str, float
     totals, count = {}, 0
     for start in range(0, len(data.tokens), 512):
         idx = torch.arange(start, min(start + 512, len(data.tokens)))
-        loss, parts = losses(model, data, idx, cfg.stg_weight, 0.0, cfg.stg_sigma, cfg.aux_weight)
+        loss, parts = losses(model, data, idx, cfg.stg_weight, 0.0, cfg.stg_sigma, cfg.aux_weight,
+                             pointer_weight=cfg.pointer_weight)
         for k, v in {"loss": loss.item(), **parts}.items():
             totals[k] = totals.get(k, 0.0) + v * len(idx)
         count += len(idx)

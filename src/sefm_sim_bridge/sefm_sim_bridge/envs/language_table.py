@@ -151,6 +151,12 @@ class LanguageTableEnv(gym.Env):
         return lt_tasks.TableState(blocks=poses, effector=tuple(self._mocap[0, :2].tolist()),
                                    target=tuple(self.target.tolist()))
 
+    def image_geometry(self) -> dict:
+        """Where things appear in the camera image: its projection (see `Camera.projection`) and the
+        heights at which block centres and the pusher sit. Training labels only (data set metadata)."""
+        return {"projection": self.camera.projection().round(6).tolist(), "block_z": C.BLOCK_HEIGHT / 2,
+                "effector_z": self._pusher_z}
+
     # --- internals -----------------------------------------------------------------
 
     def _choose_blocks(self, rng) -> tuple[str, ...]:

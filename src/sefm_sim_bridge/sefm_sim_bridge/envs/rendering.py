@@ -8,8 +8,9 @@ import numpy as np
 class Camera:
     def __init__(self, model: mujoco.MjModel, data: mujoco.MjData, name: str, width: int, height: int,
                  enabled: bool = True):
-        self.data = data
+        self.model, self.data = model, data
         self.id = model.camera(name).id
+        self.size = (width, height)
         self.enabled = enabled
         self._renderer = mujoco.Renderer(model, height, width) if enabled else None
 
@@ -19,6 +20,17 @@ class Camera:
             raise RuntimeError("this env was made with render_images=False")
         self._renderer.update_scene(self.data, self.id)
         return self._renderer.render().copy()
+
+    def projection(self) -> np.ndarray:
+        """(3, 4) pinhole projection of world points into this camera's image, in coordinates normalised
+        to [-1, 1] (x to the right, y down): [u*w, v*w, w] = P @ [x, y, z, 1]. Needs a forward pass done."""
+        width, height = self.size
+        rotation = self.data.cam_xmat[self.id].reshape(3, 3)  # columns: camera x (right), y (up), z (back)
+        centre = self.data.cam_xpos[self.id]
+        focal = 1.0 / np.tan(np.radians(self.model.cam_fovy[self.id]) / 2)  # in half-heights
+        # The camera looks down its -z axis: depth w = -z_cam; x_img = f*x/(w*aspect), y_img = -f*y/w.
+        intrinsics = np.array([[focal * height / width, 0, 0], [0, -focal, 0], [0, 0, -1.0]])
+        return intrinsics @ np.hstack([rotation.T, -(rotation.T @ centre)[:, None]])
 
     def close(self) -> None:
         if self._renderer is not None:
