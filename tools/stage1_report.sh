@@ -2,7 +2,7 @@
 # Stage 1 end to end, timed: oracle demos -> `sefm sft` -> `sefm eval` (steps-to-go on separate
 # held-out demos, then BC rollouts on held-out seeds). Prints the measures and each stage's time.
 #
-#   tools/stage1_report.sh                      # pretrained towers, the default task mix
+#   tools/stage1_report.sh                      # pretrained towers, the default task (point2block)
 #   BACKBONE=scratch RUN=runs/stage1_scratch tools/stage1_report.sh   # reuses the same demos
 #
 # Environment: PY (python), DATA, TEST, RUN, EPISODES (200), TEST_EPISODES (60), EVAL (100 rollouts),
@@ -16,7 +16,7 @@ RUN=${RUN:-runs/stage1}
 EPISODES=${EPISODES:-200}
 TEST_EPISODES=${TEST_EPISODES:-60}
 EVAL=${EVAL:-100}
-FAMILIES=${FAMILIES:-point2block,block2absolutelocation}
+FAMILIES=${FAMILIES:-point2block}
 HOLD=${HOLD:-10}
 ORACLE_SPEED=${ORACLE_SPEED:-1.0}   # < 1: a slower demonstrator (sefm collect --oracle-speed)
 BACKBONE=${BACKBONE:-pretrained}

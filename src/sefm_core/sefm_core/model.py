@@ -51,8 +51,6 @@ class ModelConfig:
     aux_outputs: int = 0                  # >0: a head predicting privileged positions (training-time aux loss)
     pointer_heads: int = 0                # >0: instruction-queried attention over the feature map ("where is
                                           # the named block"): per head the attended (x, y), features and peak
-    stg_from_pointer: bool = False        # steps-to-go read only the pointer's geometry (where each head looks and
-                                          # how sure it is), not the trunk: it cannot memorise scenes or wordings
     extra: dict = field(default_factory=dict)
 
     def backbone_key(self) -> str:
@@ -262,8 +260,7 @@ def spatial_softmax(x: torch.Tensor) -> torch.Tensor:
 
 class Features(NamedTuple):
     hidden: torch.Tensor                 # (B, hidden): the trunk's output
-    pointer_logits: torch.Tensor | None  # (B, heads, h, w): where each pointer head attends
-    geometry: torch.Tensor | None        # (B, 3 heads): each head's attended (x, y) and peak logit
+    pointer_logits: torch.Tensor | None  # (B, heads, h, w): where each pointer head attends (None: no pointer)
 
 
 class PolicyHeads(nn.Module):
@@ -290,14 +287,7 @@ class PolicyHeads(nn.Module):
         self.trunk = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(fused, config.hidden), nn.ReLU(),
                                    nn.Dropout(config.dropout), nn.Linear(config.hidden, config.hidden), nn.ReLU())
         self.action_head = nn.Linear(config.hidden, dims * config.action_bins)
-        if config.stg_from_pointer:
-            if not config.pointer_heads:
-                raise ValueError("model.stg_from_pointer needs model.pointer_heads >= 1")
-            geometry = 3 * config.pointer_heads  # per head: attended (x, y) and peak logit
-            self.stg_head = nn.Sequential(nn.Linear(geometry, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
-                                          nn.Linear(128, config.max_steps_to_go + 1))
-        else:
-            self.stg_head = nn.Linear(config.hidden, config.max_steps_to_go + 1)
+        self.stg_head = nn.Linear(config.hidden, config.max_steps_to_go + 1)
         # Auxiliary: where the named block and its target are (labels from the simulator's
         # privileged state, used in training only); it pushes the keypoints to ground the
         # instruction instead of memorising scenes.
@@ -313,19 +303,16 @@ class PolicyHeads(nn.Module):
         else:
             parts = [spatial_softmax(x), proprio]
         parts += [t] if self.config.text_in_trunk else []
-        pointer_logits = geometry = None
+        pointer_logits = None
         if self.pointer is not None:
             pointed, pointer_logits = self.pointer(x, t)
             parts.append(pointed)
-            heads = self.config.pointer_heads
-            geometry = torch.cat([pointed[:, :2 * heads], pointed[:, -heads:]], dim=-1)
-        return Features(self.trunk(torch.cat(parts, dim=-1)), pointer_logits, geometry)
+        return Features(self.trunk(torch.cat(parts, dim=-1)), pointer_logits)
 
     def outputs(self, f: "Features"):
         """-> (action logits (B, A, bins), steps-to-go logits (B, K+1))."""
         dims = len(self.config.action_low)
-        stg = self.stg_head(f.geometry if self.config.stg_from_pointer else f.hidden)
-        return self.action_head(f.hidden).view(-1, dims, self.config.action_bins), stg
+        return self.action_head(f.hidden).view(-1, dims, self.config.action_bins), self.stg_head(f.hidden)
 
     def forward(self, fmap: torch.Tensor, text: torch.Tensor, proprio: torch.Tensor):
         return self.outputs(self.features(fmap, text, proprio))

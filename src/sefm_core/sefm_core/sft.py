@@ -74,6 +74,8 @@ class Arrays:
     scene_names: torch.Tensor | None = None   # (N, B) each of those blocks' index into `name_wordings`; -1: none
     name_wordings: torch.Tensor | None = None  # (names, W) wordings (indices into `texts`) of goals naming each
                                                # block, padded by repeats; -1 rows: no goal names it
+    wording_points: torch.Tensor | None = None  # (names, W) True where that wording's goal is to reach the block
+                                                # itself (point2block), so the target is the block too
 
 
 BOARD_CENTER, BOARD_SCALE = np.array([0.35, 0.0]), 0.3
@@ -144,10 +146,11 @@ def scene_block_labels(episode) -> tuple[np.ndarray, list[str]]:
 
 
 def referring_labels(scene_xy, scene_names, lengths, n_names, wordings_of):
-    """Pad the per-episode scene blocks to one width and gather each block name's wordings (None if none)."""
+    """Pad the per-episode scene blocks to one width and tabulate each block name's wordings (and whether each
+    asks to reach the block itself); all None without scene blocks or wordings."""
     width = max((len(n) for n in scene_names), default=0)
     if width == 0 or not wordings_of:
-        return None, None, None
+        return None, None, None, None
     xy = np.full((sum(lengths), width, 2), np.nan, np.float32)
     names = np.full((sum(lengths), width), -1, np.int64)
     start = 0
@@ -156,10 +159,11 @@ def referring_labels(scene_xy, scene_names, lengths, n_names, wordings_of):
         names[start:start + n, :len(ids)] = ids
         start += n
     most = max(len(w) for w in wordings_of.values())
-    table = np.full((n_names, most), -1, np.int64)
+    table, points = np.full((n_names, most), -1, np.int64), np.zeros((n_names, most), bool)
     for name, words in wordings_of.items():
         table[name] = np.resize(list(words), most)
-    return torch.from_numpy(xy), torch.from_numpy(names), torch.from_numpy(table)
+        points[name] = np.resize(list(words.values()), most)
+    return torch.from_numpy(xy), torch.from_numpy(names), torch.from_numpy(table), torch.from_numpy(points)
 
 
 def goal_key(entry: dict) -> str:
@@ -235,7 +239,8 @@ def flatten(model: EFM, dataset: EpisodeDataset, episode_ids: list[int], fmap_al
         scene_names.append(np.array([name_of.setdefault(b, len(name_of)) for b in names], np.int64))
         words = [text_of[t] for t in ep.metadata.get("paraphrases", [])] or [text_of[ep.instruction]]
         if ep.metadata.get("goal", {}).get("block") in names:
-            wordings_of.setdefault(name_of[ep.metadata["goal"]["block"]], {}).update(dict.fromkeys(words))
+            points = ep.metadata["goal"].get("family") == "point2block"
+            wordings_of.setdefault(name_of[ep.metadata["goal"]["block"]], {}).update(dict.fromkeys(words, points))
         wordings.append(np.tile(np.resize(words, width), (n, 1)))
         goal_ids.append(np.full(n, goal_of.setdefault(goal_key(dataset.index[i]), len(goal_of))))
     scene = referring_labels(scene_xy, scene_names, [len(r) for r in rows], len(name_of), wordings_of)
@@ -318,7 +323,8 @@ def losses(model: EFM, batch: Arrays, idx: torch.Tensor, stg_weight: float, smoo
 def referring_cross_entropy(model: EFM, batch: Arrays, idx: torch.Tensor, generator: torch.Generator | None):
     """Pointer head 0 must find whichever block the words name, not only the one the demo went to: each
     observation is paired with a wording (from any goal) that names a random block of its scene, and head 0's
-    attention is trained towards that block's cell. Demos alone let it learn "the block the robot heads for"."""
+    attention is trained towards that block's cell (head 1's too when the words ask to reach the block itself).
+    Demos alone let it learn "the block the robot heads for"."""
     if batch.scene_names is None or batch.name_wordings is None:
         return None
     names = batch.scene_names[idx]
@@ -329,11 +335,14 @@ def referring_cross_entropy(model: EFM, batch: Arrays, idx: torch.Tensor, genera
     scores = torch.rand(names.shape, generator=generator).masked_fill(~nameable, -1.0)
     column = scores.argmax(-1)[rows]
     sel, name = idx[rows], names[rows, column]
-    wordings = batch.name_wordings[name]
-    text = wordings[torch.arange(len(sel)), torch.randint(0, wordings.shape[1], (len(sel),), generator=generator)]
+    pick = torch.randint(0, batch.name_wordings.shape[1], (len(sel),), generator=generator)
+    text = batch.name_wordings[name, pick]
     f = model.heads.features(batch.fmap[sel].float(), batch.text_vectors[text], batch.proprio[sel])
-    labels = batch.scene_blocks[sel, column][:, None]  # (n, 1, 2): head 0 only
-    loss, hit = pointer_cross_entropy(f.pointer_logits[:, :1], labels)
+    block = batch.scene_blocks[sel, column]
+    # Head 0 finds the named block; head 1 (the target) too when the words ask to reach the block itself.
+    target = torch.where(batch.wording_points[name, pick][:, None], block, torch.full_like(block, float("nan")))
+    labels = torch.stack([block, target], dim=1)[:, :f.pointer_logits.shape[1]]
+    loss, hit = pointer_cross_entropy(f.pointer_logits[:, :labels.shape[1]], labels)
     return None if loss is None else (loss, hit)
 
 

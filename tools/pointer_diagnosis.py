@@ -1,0 +1,63 @@
+"""Does the pointer find what the words name? On held-out demos (with camera metadata): each pointer head's
+share of observations whose most-attended feature-map cell is within one cell of the labelled one, head 0 on
+first frames (robot far from the block), and head 0 on first frames when the instruction is swapped for one
+naming another block of the scene (grounded: it moves to the newly named block).
+
+    .venv/bin/python tools/pointer_diagnosis.py runs/stage1/checkpoints/final data/stage1_test
+"""
+import argparse
+
+import numpy as np
+import torch
+
+from sefm_core import checkpoint
+from sefm_core.data import EpisodeDataset
+from sefm_core.sft import POINTER_TARGETS, pointer_labels, scene_block_labels
+
+
+def near(logits: torch.Tensor, label: np.ndarray) -> bool:
+    """Is the argmax cell of (h, w) logits within one cell of the image position `label` in [-1, 1]?"""
+    h, w = logits.shape
+    row, col = divmod(int(logits.flatten().argmax()), w)
+    return abs(row - int((label[1] + 1) / 2 * h)) <= 1 and abs(col - int((label[0] + 1) / 2 * w)) <= 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint")
+    parser.add_argument("dataset")
+    args = parser.parse_args()
+    model, _ = checkpoint.load(args.checkpoint)
+    model.eval()
+    episodes = list(EpisodeDataset(args.dataset))
+    hits, first, swapped = {j: [] for j in range(len(POINTER_TARGETS))}, [], []
+    for k, ep in enumerate(episodes):
+        labels = pointer_labels(ep)
+        with torch.no_grad():
+            fmap, text = model.tower_features(torch.from_numpy(ep.rgb), [ep.instruction] * (ep.steps + 1))
+            logits = model.heads.features(fmap, text, torch.from_numpy(ep.proprio)).pointer_logits
+        if logits is None or np.isnan(labels).all():
+            raise SystemExit("needs a checkpoint with pointer heads and demos with camera metadata (sefm collect)")
+        for j in range(min(logits.shape[1], len(POINTER_TARGETS))):
+            hits[j] += [near(logits[t, j], labels[t, j]) for t in range(ep.steps + 1)]
+        first.append(hits[0][-(ep.steps + 1)])
+        # The first frame again, with another demo's instruction that names a different block of this scene.
+        block = ep.metadata["goal"]["block"]
+        other = next((e for e in episodes[k + 1:] + episodes[:k] if e.metadata["goal"]["block"] != block), None)
+        if other is None:
+            continue
+        positions, names = scene_block_labels(ep)
+        with torch.no_grad():
+            _, other_text = model.tower_features(torch.from_numpy(ep.rgb[:1]), [other.instruction])
+            moved = model.heads.features(fmap[:1], other_text, torch.from_numpy(ep.proprio[:1])).pointer_logits
+        swapped.append(near(moved[0, 0], positions[0, names.index(other.metadata["goal"]["block"])]))
+    for j, found in hits.items():
+        if found:
+            print(f"head {j} ({POINTER_TARGETS[j]}): within one cell on {np.mean(found):.2f} of {len(found)} observations")
+    print(f"head 0 on first frames: {np.mean(first):.2f} of {len(first)}")
+    print(f"head 0 with a swapped instruction (first frames): finds the newly named block on {np.mean(swapped):.2f} "
+          f"of {len(swapped)}")
+
+
+if __name__ == "__main__":
+    main()
