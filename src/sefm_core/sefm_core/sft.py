@@ -124,13 +124,17 @@ def pointer_labels(episode) -> np.ndarray:
     camera, positions = episode.metadata.get("camera"), goal_positions(episode)
     if not camera or positions is None:
         return out
-    projection = np.asarray(camera["projection"], np.float64)
     heights = (camera["block_z"], camera["block_z"], camera["effector_z"])
     for j, (xy, z) in enumerate(zip((*positions, episode.proprio[:, :2]), heights)):
-        world = np.concatenate([xy, np.full((len(xy), 1), z), np.ones((len(xy), 1))], axis=1)
-        image = world @ projection.T
-        out[:, j] = image[:, :2] / image[:, 2:]
+        out[:, j] = to_image(camera, xy, z)
     return out
+
+
+def to_image(camera: dict, xy: np.ndarray, z: float) -> np.ndarray:
+    """World points (..., 2) at height z -> their position in the camera image (..., 2), normalised to [-1, 1]."""
+    world = np.concatenate([xy, np.full((*xy.shape[:-1], 1), z), np.ones((*xy.shape[:-1], 1))], axis=-1)
+    image = world @ np.asarray(camera["projection"], np.float64).T
+    return (image[..., :2] / image[..., 2:]).astype(np.float32)
 
 
 def scene_block_labels(episode) -> tuple[np.ndarray, list[str]]:
@@ -140,9 +144,7 @@ def scene_block_labels(episode) -> tuple[np.ndarray, list[str]]:
         episode.extras.get("block_xy")
     if not camera or xy is None or not names:
         return np.zeros((episode.steps + 1, 0, 2), np.float32), []
-    world = np.concatenate([xy, np.full((*xy.shape[:2], 1), camera["block_z"]), np.ones((*xy.shape[:2], 1))], -1)
-    image = world @ np.asarray(camera["projection"], np.float64).T
-    return (image[..., :2] / image[..., 2:]).astype(np.float32), list(names)
+    return to_image(camera, xy, camera["block_z"]), list(names)
 
 
 def referring_labels(scene_xy, scene_names, lengths, n_names, wordings_of):
