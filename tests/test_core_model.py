@@ -296,3 +296,35 @@ def test_pointer_cross_entropy_targets_the_labelled_cell_and_skips_unknowns():
     loss, hit = pointer_cross_entropy(logits, labels)
     assert loss.item() > 5 and hit == 0.0
     assert pointer_cross_entropy(logits, torch.full((2, 2, 2), float("nan")))[0] is None
+
+
+def test_referring_loss_pairs_each_observation_with_a_wording_of_a_block_in_its_scene():
+    from types import SimpleNamespace
+
+    from sefm_core.model import Features
+    from sefm_core.sft import Arrays, referring_cross_entropy
+
+    # Two observations, two blocks each; only name 1 has wordings (texts 5 and 6), so it must be the one picked.
+    n, h, w = 2, 3, 4
+    # Name 1 is at the bottom right of scene 0 (its second block) and the top left of scene 1 (its first).
+    scene_blocks = torch.tensor([[[-0.9, -0.9], [0.9, 0.9]], [[-0.9, -0.9], [0.9, 0.9]]])
+    data = Arrays(torch.zeros(n, 8, h, w), torch.zeros(n, dtype=torch.long), ["t"] * 7, torch.zeros(n, 4),
+                  torch.zeros(n, 2, dtype=torch.long), torch.zeros(n, dtype=torch.long), torch.arange(n),
+                  torch.arange(7.0)[:, None].repeat(1, 3), scene_blocks=scene_blocks,
+                  scene_names=torch.tensor([[0, 1], [1, 0]]), name_wordings=torch.tensor([[-1, -1], [5, 6]]),
+                  wording_points=torch.tensor([[False, False], [True, True]]))
+    seen = {}
+
+    def features(fmap, text, proprio, look_at=((2, 3), (0, 0))):
+        seen["text"] = text[:, 0].tolist()
+        logits = torch.zeros(len(fmap), 2, h, w)
+        for i, (row, col) in enumerate(look_at):
+            logits[i, :, row, col] = 20.0  # both heads look where name 1 is in each scene
+        return Features(torch.zeros(len(fmap), 1), logits)
+
+    model = SimpleNamespace(heads=SimpleNamespace(features=features))
+    loss, hit = referring_cross_entropy(model, data, torch.arange(n), torch.Generator().manual_seed(0))
+    assert set(seen["text"]) <= {5.0, 6.0} and loss.item() < 1e-3 and hit == 1.0
+    model.heads.features = lambda f, t, p: features(f, t, p, look_at=((0, 0), (2, 3)))  # the other block
+    loss, hit = referring_cross_entropy(model, data, torch.arange(n), torch.Generator().manual_seed(0))
+    assert loss.item() > 10 and hit == 0.0
