@@ -301,7 +301,6 @@ def test_pointer_cross_entropy_targets_the_labelled_cell_and_skips_unknowns():
 def test_referring_loss_pairs_each_observation_with_a_wording_of_a_block_in_its_scene():
     from types import SimpleNamespace
 
-    from sefm_core.model import Features
     from sefm_core.sft import Arrays, referring_cross_entropy
 
     # Two observations, two blocks each; only name 1 has wordings (texts 5 and 6), so it must be the one picked.
@@ -315,16 +314,16 @@ def test_referring_loss_pairs_each_observation_with_a_wording_of_a_block_in_its_
                   wording_points=torch.tensor([[False, False], [True, True]]))
     seen = {}
 
-    def features(fmap, text, proprio, look_at=((2, 3), (0, 0))):
+    def point(fmap, text, look_at=((2, 3), (0, 0))):
         seen["text"] = text[:, 0].tolist()
-        logits = torch.zeros(len(fmap), 2, h, w)
+        logits = torch.zeros(len(fmap), 3, h, w)
         for i, (row, col) in enumerate(look_at):
-            logits[i, :, row, col] = 20.0  # both heads look where name 1 is in each scene
-        return Features(torch.zeros(len(fmap), 1), logits)
+            logits[i, :, row, col] = 20.0  # every head looks where name 1 is in each scene
+        return logits
 
-    model = SimpleNamespace(heads=SimpleNamespace(features=features))
+    model = SimpleNamespace(heads=SimpleNamespace(point=point))
     loss, hit = referring_cross_entropy(model, data, torch.arange(n), torch.Generator().manual_seed(0))
     assert set(seen["text"]) <= {5.0, 6.0} and loss.item() < 1e-3 and hit == 1.0
-    model.heads.features = lambda f, t, p: features(f, t, p, look_at=((0, 0), (2, 3)))  # the other block
+    model.heads.point = lambda f, t: point(f, t, look_at=((0, 0), (2, 3)))  # the other block
     loss, hit = referring_cross_entropy(model, data, torch.arange(n), torch.Generator().manual_seed(0))
     assert loss.item() > 10 and hit == 0.0

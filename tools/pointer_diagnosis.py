@@ -12,14 +12,12 @@ import torch
 
 from sefm_core import checkpoint
 from sefm_core.data import EpisodeDataset
-from sefm_core.sft import POINTER_TARGETS, pointer_labels, scene_block_labels
+from sefm_core.sft import POINTER_TARGETS, pointer_cross_entropy, pointer_labels, scene_block_labels
 
 
-def near(logits: torch.Tensor, label: np.ndarray) -> bool:
-    """Is the argmax cell of (h, w) logits within one cell of the image position `label` in [-1, 1]?"""
-    h, w = logits.shape
-    row, col = divmod(int(logits.flatten().argmax()), w)
-    return abs(row - int((label[1] + 1) / 2 * h)) <= 1 and abs(col - int((label[0] + 1) / 2 * w)) <= 1
+def hit_share(logits: torch.Tensor, labels: np.ndarray) -> float:
+    """Share of labelled positions (n, 2) whose most-attended cell of the (n, h, w) logits is within one cell."""
+    return pointer_cross_entropy(logits[:, None], torch.from_numpy(labels)[:, None])[1]
 
 
 def main() -> None:
@@ -30,7 +28,7 @@ def main() -> None:
     model, _ = checkpoint.load(args.checkpoint)
     model.eval()
     episodes = list(EpisodeDataset(args.dataset))
-    hits, first, swapped = {j: [] for j in range(len(POINTER_TARGETS))}, [], []
+    hits, first, swapped = {j: [] for j in range(len(POINTER_TARGETS))}, [], []  # (share, observations)
     for k, ep in enumerate(episodes):
         labels = pointer_labels(ep)
         with torch.no_grad():
@@ -39,8 +37,8 @@ def main() -> None:
         if logits is None or np.isnan(labels).all():
             raise SystemExit("needs a checkpoint with pointer heads and demos with camera metadata (sefm collect)")
         for j in range(min(logits.shape[1], len(POINTER_TARGETS))):
-            hits[j] += [near(logits[t, j], labels[t, j]) for t in range(ep.steps + 1)]
-        first.append(hits[0][-(ep.steps + 1)])
+            hits[j].append((hit_share(logits[:, j], labels[:, j]), ep.steps + 1))
+        first.append(hit_share(logits[:1, 0], labels[:1, 0]))
         # The first frame again, with another demo's instruction that names a different block of this scene.
         block = ep.metadata["goal"]["block"]
         other = next((e for e in episodes[k + 1:] + episodes[:k] if e.metadata["goal"]["block"] != block), None)
@@ -50,10 +48,12 @@ def main() -> None:
         with torch.no_grad():
             _, other_text = model.tower_features(torch.from_numpy(ep.rgb[:1]), [other.instruction])
             moved = model.heads.features(fmap[:1], other_text, torch.from_numpy(ep.proprio[:1])).pointer_logits
-        swapped.append(near(moved[0, 0], positions[0, names.index(other.metadata["goal"]["block"])]))
+        swapped.append(hit_share(moved[:, 0], positions[:1, names.index(other.metadata["goal"]["block"])]))
     for j, found in hits.items():
         if found:
-            print(f"head {j} ({POINTER_TARGETS[j]}): within one cell on {np.mean(found):.2f} of {len(found)} observations")
+            share, count = np.array(found).T
+            print(f"head {j} ({POINTER_TARGETS[j]}): within one cell on {np.average(share, weights=count):.2f} "
+                  f"of {int(count.sum())} observations")
     print(f"head 0 on first frames: {np.mean(first):.2f} of {len(first)}")
     print(f"head 0 with a swapped instruction (first frames): finds the newly named block on {np.mean(swapped):.2f} "
           f"of {len(swapped)}")

@@ -242,11 +242,16 @@ class Pointer(nn.Module):
         self.key = nn.Conv2d(channels, channels, 1)
         self.out_dim = heads * (2 + channels + 1)
 
+    def logits(self, x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """-> the attention logits (B, heads, h, w): how well each position matches each head's query."""
+        b, c = x.shape[:2]
+        q = self.query(text).view(b, self.heads, c)
+        return torch.einsum("bkc,bchw->bkhw", q, self.key(x)) / c ** 0.5
+
     def forward(self, x: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (the outputs above flattened (B, out_dim), the attention logits (B, heads, h, w))."""
         b, c, h, w = x.shape
-        q = self.query(text).view(b, self.heads, c)
-        logits = torch.einsum("bkc,bchw->bkhw", q, self.key(x)) / c ** 0.5
+        logits = self.logits(x, text)
         weights = torch.softmax(logits.flatten(2), dim=-1).view(b, self.heads, h, w)
         features = torch.einsum("bkhw,bchw->bkc", weights, x).flatten(1)
         return torch.cat([expected_position(weights), features, logits.flatten(2).amax(-1)], dim=-1), logits
@@ -293,11 +298,22 @@ class PolicyHeads(nn.Module):
         # instruction instead of memorising scenes.
         self.aux_head = nn.Linear(config.hidden, config.aux_outputs) if config.aux_outputs else None
 
-    def features(self, fmap: torch.Tensor, text: torch.Tensor, proprio: torch.Tensor) -> "Features":
+    def fuse(self, fmap: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (the instruction-modulated feature map (B, c, h, w), the projected instruction (B, c))."""
         t = self.text_proj(text)
         x = self.proj(fmap)
         for block in self.blocks:
             x = block(x, t)
+        return x, t
+
+    def point(self, fmap: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """The pointer's attention logits (B, heads, h, w) alone, without the trunk (pointer training)."""
+        if self.pointer is None:
+            raise ValueError("this model has no pointer heads (model.pointer_heads: 0)")
+        return self.pointer.logits(*self.fuse(fmap, text))
+
+    def features(self, fmap: torch.Tensor, text: torch.Tensor, proprio: torch.Tensor) -> "Features":
+        x, t = self.fuse(fmap, text)
         if self.log_temperature is not None:
             parts = [spatial_softmax(x * self.log_temperature.exp()[:, None, None]), x.amax((2, 3)), proprio]
         else:

@@ -339,12 +339,11 @@ def referring_cross_entropy(model: EFM, batch: Arrays, idx: torch.Tensor, genera
     sel, name = idx[rows], names[rows, column]
     pick = torch.randint(0, batch.name_wordings.shape[1], (len(sel),), generator=generator)
     text = batch.name_wordings[name, pick]
-    f = model.heads.features(batch.fmap[sel].float(), batch.text_vectors[text], batch.proprio[sel])
+    logits = model.heads.point(batch.fmap[sel].float(), batch.text_vectors[text])
     block = batch.scene_blocks[sel, column]
     # Head 0 finds the named block; head 1 (the target) too when the words ask to reach the block itself.
     target = torch.where(batch.wording_points[name, pick][:, None], block, torch.full_like(block, float("nan")))
-    labels = torch.stack([block, target], dim=1)[:, :f.pointer_logits.shape[1]]
-    loss, hit = pointer_cross_entropy(f.pointer_logits[:, :labels.shape[1]], labels)
+    loss, hit = pointer_cross_entropy(logits[:, :2], torch.stack([block, target], dim=1))
     return None if loss is None else (loss, hit)
 
 
@@ -460,10 +459,11 @@ def train(cfg: SFTConfig, model_cfg: ModelConfig, resume: bool = False, log=prin
 def evaluate_losses(model: EFM, data: Arrays, cfg: SFTConfig) -> dict[str, float]:
     model.heads.eval()
     totals, count = {}, 0
+    pairing = torch.Generator().manual_seed(0)  # the same referring wordings at every validation
     for start in range(0, len(data.tokens), 512):
         idx = torch.arange(start, min(start + 512, len(data.tokens)))
         loss, parts = losses(model, data, idx, cfg.stg_weight, 0.0, cfg.stg_sigma, cfg.aux_weight,
-                             pointer_weight=cfg.pointer_weight)
+                             negatives=pairing, pointer_weight=cfg.pointer_weight)
         for k, v in {"loss": loss.item(), **parts}.items():
             totals[k] = totals.get(k, 0.0) + v * len(idx)
         count += len(idx)
