@@ -24,6 +24,19 @@ def test_quality_separates_per_episode_and_pooled_correlation():
     assert (q.precision, q.recall) == (1.0, 0.5)  # the second episode's goal state reads d=50
 
 
+def test_approach_correlation_ignores_the_order_of_tied_resting_frames():
+    # 6 approach steps ordered perfectly, then 10 resting frames (all labelled 0) whose d is noise below 0.5:
+    # over every state the tied frames' random order costs the correlation; over the approach it is exact.
+    labels = np.r_[np.arange(6, 0, -1), np.zeros(10)].astype(int)
+    d = np.r_[np.arange(6, 0, -1) + 0.0, np.random.default_rng(0).random(10) * 0.5]
+    q = steps_to_go_quality(d, labels, np.zeros(16, int), labels == 0, threshold=0.5)
+    assert q.approach_spearman == pytest.approx(1.0)
+    assert q.per_episode_spearman < 0.95
+    # A wrong order on the approach is still seen.
+    d[[0, 4]] = d[[4, 0]]
+    assert steps_to_go_quality(d, labels, np.zeros(16, int), labels == 0, 0.5).approach_spearman < 0.5
+
+
 def test_threshold_choice_maximises_f1():
     d = np.array([0.1, 0.4, 1.2, 3.0, 5.0])
     holds = np.array([True, True, False, False, False])

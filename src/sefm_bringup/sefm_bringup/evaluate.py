@@ -169,13 +169,15 @@ def main(argv=None) -> int:
         test = EpisodeDataset(args.test_dataset) if args.test_dataset else None
         q, per = steps_to_go_report(model, EpisodeDataset(args.dataset), split["train"], split["val"], test, True)
         print(f"steps-to-go on {q.episodes} held-out demos ({q.states} states): rank correlation per episode "
-              f"{q.per_episode_spearman:.3f}, pooled {q.pooled_spearman:.3f}; MAE {q.mae:.1f} steps; "
+              f"{q.approach_spearman:.3f} over the approach, {q.per_episode_spearman:.3f} over every state; "
+              f"pooled {q.pooled_spearman:.3f}; MAE {q.mae:.1f} steps; "
               f"detector d <= {q.threshold:.1f}: precision {q.precision:.2f} recall {q.recall:.2f} F1 {q.f1:.2f}; "
               f"at-goal states with another demo's goal detected: {q.swapped_goal_detected:.2f} "
               f"({q.swapped_pairs} pairs; 0 = grounded in the words)")
         if len(per) > 1:
             for family, f in per.items():
-                print(f"  {family:24s} {f.episodes:3d} demos: per episode {f.per_episode_spearman:.3f}, pooled "
+                print(f"  {family:24s} {f.episodes:3d} demos: per episode {f.approach_spearman:.3f} (approach), "
+                      f"{f.per_episode_spearman:.3f} (every state), pooled "
                       f"{f.pooled_spearman:.3f}; MAE {f.mae:.1f}; F1 {f.f1:.2f}")
         out["steps_to_go"] = q.__dict__
         out["steps_to_go_by_family"] = {k: v.__dict__ for k, v in per.items()}

@@ -150,7 +150,8 @@ def write_report(run: pathlib.Path, cfg: PipelineConfig, results: dict, stg: dic
              f"Intervals {'do not overlap' if separated else 'overlap'}: "
              f"{'self-improvement is above BC' if separated else 'no separation at this scale'}.", "",
              f"Stage-1 steps-to-go on {stg.get('episodes', '?')} held-out demos: rank correlation per episode "
-             f"{stg.get('per_episode_spearman', float('nan')):.2f}, pooled {stg.get('pooled_spearman', float('nan')):.2f}"
+             f"{stg.get('approach_spearman', float('nan')):.2f} over the approach, "
+             f"{stg.get('per_episode_spearman', float('nan')):.2f} over every state, pooled {stg.get('pooled_spearman', float('nan')):.2f}"
              f"; success detector d <= s = {stg.get('threshold', float('nan')):.2f} (the reward node's): F1 "
              f"{stg.get('f1', float('nan')):.2f}.", "",
              "| version | practice episodes | held-out success |", "|---|---|---|"]
