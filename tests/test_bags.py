@@ -37,12 +37,17 @@ def truth(tmp_path_factory):
     return out
 
 
-def assert_same_training_data(got, want):
+def assert_same_training_data(got, want, labels: bool = False):
     assert got.instruction == want.instruction
     assert got.success == want.success
     assert np.array_equal(got.rgb, want.rgb)
     assert np.array_equal(got.proprio, want.proprio)
     assert np.array_equal(got.actions, want.actions)
+    if labels:   # recorded from a simulated station: its ground truth gives the same training labels
+        assert np.array_equal(got.extras["block_xy"], want.extras["block_xy"])
+        assert np.array_equal(got.extras["goal_holds"], want.extras["goal_holds"])
+        for key in ("blocks", "camera", "goal", "first_success_step"):
+            assert got.metadata[key] == want.metadata[key], key
 
 
 def by_station(dataset):
@@ -74,7 +79,7 @@ def test_demos_through_the_graph_import_to_the_ground_truth(tmp_path, truth, sto
         want = [e for e in truth[100000 * i] if e.success][:2]
         assert len(episodes) == 2
         for got, expected in zip(episodes, want):
-            assert_same_training_data(got, expected)
+            assert_same_training_data(got, expected, labels=True)
             assert got.metadata["outcome"] == "env_success" and got.metadata["seed"] == expected.metadata["seed"]
             assert (got.rgb.shape[1], got.rgb.shape[2]) == (SIZE[1], SIZE[0])
     if storage == "mcap":   # the imported data set trains as it is: record -> import -> train
@@ -116,7 +121,7 @@ def test_killed_recorder_leaves_a_readable_bag_of_the_finished_episodes(tmp_path
     assert len(episodes) >= 2
     want = [e for e in truth[0] if e.success]
     for got, expected in zip(episodes, want):   # every imported episode is whole and exact
-        assert_same_training_data(got, expected)
+        assert_same_training_data(got, expected, labels=True)
 
 
 # --- bags written here, as other drivers would record them --------------------------------------------------

@@ -47,6 +47,8 @@ class TopicMap:
     command: str = "joint_command"         # JointState (header.stamp = the observation it answers) or Float64MultiArray
     task: str = "task"                     # sefm_interfaces/Task
     episode_event: str = "episode_event"   # sefm_interfaces/EpisodeEvent
+    ground_truth: str = "sim/ground_truth"  # sefm_interfaces/SimGroundTruth (simulated stations only): training
+                                           # labels (block positions, goal predicate, camera); optional
     instruction: str = ""                  # the instruction when the bag has no task topic
     station: str = "robot"                 # station name when the topics are absolute
     assume_success: bool = False           # without episode events: treat every episode as a success
@@ -77,6 +79,7 @@ class BagReport:
     steps: int = 0
     successes: int = 0
     dropped: collections.Counter = field(default_factory=collections.Counter)   # reason -> count
+    notes: collections.Counter = field(default_factory=collections.Counter)     # imported, but: what -> count
     error: str = ""
 
 
@@ -92,6 +95,7 @@ class _Station:
     task_order: list = field(default_factory=list)    # (stamp ns, episode id)
     starts: dict = field(default_factory=dict)        # episode id -> first observation stamp
     ends: dict = field(default_factory=dict)          # episode id -> END event
+    truth: dict = field(default_factory=dict)         # stamp ns -> SimGroundTruth
     bad_items: collections.Counter = field(default_factory=collections.Counter)
 
 
@@ -124,7 +128,7 @@ def decode_image(msg, msgtype: str) -> np.ndarray:
 def resolve_stations(topics: dict[str, str], tmap: TopicMap) -> dict[str, dict[str, str]]:
     """{station: {role: topic}} for the roles whose topic is in the bag."""
     roles = {"image": tmap.image, "joint_states": tmap.joint_states, "command": tmap.command,
-             "task": tmap.task, "episode_event": tmap.episode_event}
+             "task": tmap.task, "episode_event": tmap.episode_event, "ground_truth": tmap.ground_truth}
     if tmap.image.startswith("/"):
         return {tmap.station: {r: t for r, t in roles.items() if t and t in topics}}
     stations = {}
@@ -194,7 +198,8 @@ def read_bag(path: pathlib.Path, tmap: TopicMap) -> dict[str, _Station]:
 
 def _check_types(path, topics, role_of) -> None:
     allowed = {"image": IMAGE_TYPES, "joint_states": ("sensor_msgs/msg/JointState",), "command": COMMAND_TYPES,
-               "task": ("sefm_interfaces/msg/Task",), "episode_event": ("sefm_interfaces/msg/EpisodeEvent",)}
+               "task": ("sefm_interfaces/msg/Task",), "episode_event": ("sefm_interfaces/msg/EpisodeEvent",),
+               "ground_truth": ("sefm_interfaces/msg/SimGroundTruth",)}
     for topic, (_, role) in role_of.items():
         if topics[topic] not in allowed[role]:
             raise BagImportError(f"{path}: topic {topic} has message type {topics[topic]}; the {role} topic must be "
@@ -223,6 +228,8 @@ def _add(st: _Station, role: str, msgtype: str, msg, bag_time: int) -> None:
         if msg.episode_id not in st.tasks:
             st.task_order.append((ns(msg.header.stamp), msg.episode_id))
         st.tasks[msg.episode_id] = msg
+    elif role == "ground_truth":
+        st.truth.setdefault(ns(msg.header.stamp), msg)
     elif role == "episode_event":
         if msg.event == START:
             st.starts[msg.episode_id] = ns(msg.last_observation_stamp)
@@ -324,13 +331,31 @@ def build_episodes(st: _Station, tmap: TopicMap, keep_failures: bool, report: Ba
         if task is not None:
             metadata.update(env=task.env_id, family=task.family, seed=int(task.seed),
                             goal=json.loads(task.goal_json) if task.goal_json else {})
+        extras = {}
+        if st.truth and all(s in st.truth for s in stamps):
+            extras = ground_truth_labels([st.truth[s] for s in stamps], metadata)
+        elif st.truth:
+            report.notes["frames without their sim/ground_truth (imported without training labels)"] += 1
         try:
             episode = Episode(np.stack([st.images[s] for s in stamps]), np.stack(states),
-                              actions, rewards, instruction, bool(success), metadata)
+                              actions, rewards, instruction, bool(success), metadata, extras)
         except DatasetError as exc:
             drop(f"invalid episode ({exc})")
             continue
         yield episode
+
+
+def ground_truth_labels(truths: list, metadata: dict) -> dict:
+    """A simulated station's per-observation ground truth -> the extras and metadata `sefm collect` writes
+    (block positions, goal predicate, camera), so recorded and directly written demos train alike."""
+    first = truths[0]
+    holds = np.array([t.goal_holds for t in truths], np.uint8)
+    metadata.update(blocks=list(first.object_names),
+                    first_success_step=int(np.argmax(holds)) if holds.any() else None,
+                    camera={"projection": np.asarray(first.world_to_image, np.float64).reshape(3, 4).tolist(),
+                            "block_z": float(first.object_z), "effector_z": float(first.effector_z)})
+    xy = np.stack([np.asarray(t.object_xy, np.float32).reshape(-1, 2) for t in truths])
+    return {"goal_holds": holds, "block_xy": xy}
 
 
 def import_bags(bags: list[str], out: str, config: ImportConfig = ImportConfig(), log=print) -> list[BagReport]:
@@ -363,7 +388,7 @@ def summary_table(reports: list[BagReport]) -> str:
     lines = [f"{'bag':<40}{'episodes':>9}{'imported':>9}{'steps':>8}{'success':>8}  dropped / error"]
     for r in reports:
         name = r.bag if len(r.bag) <= 38 else "..." + r.bag[-35:]
-        detail = r.error or "; ".join(f"{n} x {why}" for why, n in r.dropped.most_common()) or "-"
+        detail = r.error or "; ".join(f"{n} x {why}" for why, n in (r.dropped + r.notes).most_common()) or "-"
         lines.append(f"{name:<40}{r.episodes:>9}{r.imported:>9}{r.steps:>8}{r.successes:>8}  {detail}")
     total = [sum(getattr(r, k) for r in reports) for k in ("episodes", "imported", "steps", "successes")]
     lines.append(f"{'total':<40}{total[0]:>9}{total[1]:>9}{total[2]:>8}{total[3]:>8}")

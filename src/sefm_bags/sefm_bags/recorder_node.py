@@ -26,7 +26,11 @@ from sefm_bags.writer import SegmentedBagWriter
 from sefm_interfaces.msg import EpisodeEvent
 from sefm_ros.common import LATCHED, SefmNode, reliable, spin_main, station_list
 
-DRIVER_TOPICS = "camera/image_raw,joint_states,joint_command,task,episode_event"
+DRIVER_TOPICS = "camera/image_raw,joint_states,joint_command,task,episode_event,sim/ground_truth"
+IMAGE = "/camera/image_raw"
+IMAGE_WAIT = 3.0   # s a station's camera subscription waits for its other topics (see `discover`)
+# The parts of one observation; the acknowledgement waits for all of those the station publishes.
+OBSERVATION_PARTS = ("/camera/image_raw", "/joint_states", "/sim/ground_truth")
 PARAMETERS = {
     "output": ("", "bag folder to create (default: bags/session_<date>_<time>); never overwritten"),
     "storage": ("mcap", "rosbag2 storage: mcap or sqlite3"),
@@ -35,7 +39,8 @@ PARAMETERS = {
     "extra_topics": ("", "comma-separated absolute topics recorded as well (e.g. /estop)"),
     "segment_seconds": (5.0, "close a bag segment at least this often (s): the most a killed recorder loses"),
     "acknowledge": (True, "publish <station>/recorded (std_msgs/Header, the observation's stamp) once a camera "
-                          "frame and joint state are both in the bag, so a teleoperator can wait for it"),
+                          "frame, its joint state and (simulated stations) its ground truth are in the bag, so a "
+                          "teleoperator can wait for it"),
 }
 
 
@@ -51,9 +56,10 @@ class RecorderNode(SefmNode):
         self.wanted = [f"/{s}/{t}" for s in station_list(p["stations"]) for t in relative]
         self.wanted += [t.strip() for t in p["extra_topics"].split(",") if t.strip()]
         self.subscriptions_by_topic = {}
+        self.image_seen: dict[str, float] = {}   # camera topic -> when the graph first showed it
         self.counts = collections.Counter()
         self.episodes_ended = 0
-        self.halves: dict[str, dict] = collections.defaultdict(dict)   # station -> stamp -> first half recorded
+        self.parts: dict[str, dict] = collections.defaultdict(dict)   # station -> stamp -> parts recorded
         self.ack_pubs = {s: self.create_publisher(Header, f"/{s}/recorded", reliable(50))
                          for s in station_list(p["stations"])} if p["acknowledge"] else {}
         self.create_timer(0.5, self.discover)
@@ -62,11 +68,22 @@ class RecorderNode(SefmNode):
         self.discover()
 
     def discover(self) -> None:
-        """Subscribe to every wanted topic that has appeared on the graph, with its advertised type."""
+        """Subscribe to every wanted topic that has appeared on the graph, with its advertised type.
+        A station's camera comes last: a station may hold its first episode until the camera has a subscriber
+        (`min_subscribers`), and its task, events and ground truth must be recorded from that episode on. So
+        the camera waits until the station's other wanted topics are subscribed, or for IMAGE_WAIT seconds
+        (a driver that publishes fewer topics)."""
         types = dict(self.get_topic_names_and_types())
-        for topic in self.wanted:
+        now = time.monotonic()
+        for topic in sorted(self.wanted, key=lambda t: t.endswith(IMAGE)):   # cameras last
             if topic in self.subscriptions_by_topic or topic not in types:
                 continue
+            if topic.endswith(IMAGE):
+                station = topic[:-len(IMAGE)]
+                others = [t for t in self.wanted if t.startswith(station + "/") and t != topic]
+                first_seen = self.image_seen.setdefault(topic, now)
+                if any(t not in self.subscriptions_by_topic for t in others) and now - first_seen < IMAGE_WAIT:
+                    continue
             type_name = types[topic][0]                       # e.g. "sensor_msgs/msg/Image"
             package, _, name = type_name.split("/")
             msg_class = getattr(importlib.import_module(f"{package}.msg"), name)
@@ -79,26 +96,27 @@ class RecorderNode(SefmNode):
     def on_message(self, topic: str, data: bytes) -> None:
         self.bag.write(topic, self.get_clock().now().nanoseconds, data)
         self.counts[topic] += 1
-        if self.ack_pubs and topic.endswith(("/camera/image_raw", "/joint_states")):
+        if self.ack_pubs and topic.endswith(OBSERVATION_PARTS):
             self.acknowledge(topic, data)
         if topic.endswith("/episode_event") and deserialize_message(data, EpisodeEvent).event == EpisodeEvent.END:
             self.episodes_ended += 1
             self.bag.roll()   # an ended episode is on disk, whatever happens next
 
     def acknowledge(self, topic: str, data: bytes) -> None:
-        """Once both halves of an observation are in the bag, say so with its stamp."""
+        """Once every part of an observation the station publishes is in the bag, say so with its stamp."""
         station = topic.strip("/").split("/")[0]
         if station not in self.ack_pubs:
             return
-        # Image and JointState both start with a Header: stamp sec, nanosec after the 4-byte CDR encapsulation
+        # Every part starts with a Header: stamp sec, nanosec after the 4-byte CDR encapsulation
         sec, nanosec = struct.unpack_from("<iI" if data[1] == 1 else ">iI", data, 4)
-        halves, role = self.halves[station], topic.endswith("/joint_states")
-        if halves.get((sec, nanosec), role) == role:
-            halves[(sec, nanosec)] = role
-            for key in sorted(halves)[:-16]:   # keep only recent observations waiting for their other half
-                del halves[key]
+        expected = {part for part in OBSERVATION_PARTS if f"/{station}{part}" in self.subscriptions_by_topic}
+        seen = self.parts[station].setdefault((sec, nanosec), set())
+        seen.add(topic[len(station) + 1:])
+        if not expected <= seen:
+            for key in sorted(self.parts[station])[:-16]:   # keep only recent observations waiting for parts
+                del self.parts[station][key]
             return
-        del halves[(sec, nanosec)]
+        del self.parts[station][(sec, nanosec)]
         ack = Header(frame_id=station)
         ack.stamp.sec, ack.stamp.nanosec = sec, nanosec
         self.ack_pubs[station].publish(ack)

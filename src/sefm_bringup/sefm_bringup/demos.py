@@ -109,7 +109,8 @@ def record_demos(out: str, episodes: int, stations: int = 1, storage: str = "mca
             bridge = BridgeNode(namespace=f"/{name}", context=context, env="language_table", block_mode=block_mode,
                                 families=families, image_width=image_size[0], image_height=image_size[1],
                                 max_steps=max_steps, seed=seed + 100000 * i, settle_steps=settle_steps,
-                                min_subscribers=1)   # the recorder (the teleoperator, in this process, exists already)
+                                min_subscribers=1,   # the recorder (the teleoperator, in this process, exists already)
+                                min_ground_truth_subscribers=1)
             bridges.append(bridge)
             teleops.append(make_oracle_teleop(bridge, context, quotas[i], noise, seed + i))
         watcher = rclpy.create_node("demos_progress", context=context)

@@ -6,6 +6,8 @@ Per station namespace (pushed from outside, e.g. /station_0):
              task             (Task, transient local, depth 1: one per episode)
              episode_event    (EpisodeEvent, reliable, depth 50)
              status           (StationStatus, 2 Hz)
+             sim/ground_truth (SimGroundTruth, reliable, depth 10: the simulator's block positions, goal
+                               predicate and camera per observation, for recorded demos' training labels)
   subscribes joint_command    (sensor_msgs/JointState: the command; header.stamp = the observation it answers)
              steps_to_go      (StepsToGo: a detected success ends the episode)
              /estop           (EStop, transient local: halts every station)
@@ -25,7 +27,7 @@ import sys
 import numpy as np
 from sensor_msgs.msg import Image, JointState
 
-from sefm_interfaces.msg import EpisodeEvent, EStop, StationStatus, StepsToGo, Task
+from sefm_interfaces.msg import EpisodeEvent, EStop, SimGroundTruth, StationStatus, StepsToGo, Task
 from sefm_interfaces.srv import AbortEpisode, PauseStation, ResetStation, ResumeStation
 from sefm_ros.common import LATCHED, SefmNode, ns_of, reliable, spin_main, time_of
 from sefm_sim_bridge.envs.validation import InvalidActionError
@@ -50,6 +52,8 @@ PARAMETERS = {  # name: (default, description)
                         "goal holds and publish the final observation (recorded demos: resting states at the goal)"),
     "min_subscribers": (0, "hold the first episode until camera/image_raw has this many subscribers "
                            "(the policy, reward and trainer), so no node misses its start"),
+    "min_ground_truth_subscribers": (0, "also hold it until sim/ground_truth has this many (a recorder: recorded "
+                                        "demos then carry their training labels from the first frame)"),
 }
 
 
@@ -74,6 +78,9 @@ class BridgeNode(SefmNode):
         self.task_pub = self.create_publisher(Task, "task", LATCHED)
         self.event_pub = self.create_publisher(EpisodeEvent, "episode_event", reliable(50))
         self.status_pub = self.create_publisher(StationStatus, "status", reliable(1))
+        # Only a station with privileged state advertises it: a recorder waits for every part it sees.
+        self.truth_pub = (self.create_publisher(SimGroundTruth, "sim/ground_truth", reliable(10))
+                          if self.station.has_ground_truth else None)
         self.create_subscription(JointState, "joint_command", self.on_command, reliable(10))
         self.create_subscription(StepsToGo, "steps_to_go", self.on_steps_to_go, reliable(50))
         self.create_subscription(EStop, "/estop", self.on_estop, LATCHED)
@@ -106,6 +113,9 @@ class BridgeNode(SefmNode):
 
     def start_when_ready(self) -> None:
         if self.started or self.count_subscribers("camera/image_raw") < self.min_subscribers:
+            return
+        if self.truth_pub is not None and \
+                self.count_subscribers("sim/ground_truth") < self.params["min_ground_truth_subscribers"]:
             return
         self.started = True
         self.start_episode()
@@ -164,6 +174,15 @@ class BridgeNode(SefmNode):
         state = JointState(name=list(self.station.state_names), position=positions.tolist(),
                            velocity=[] if velocities is None else velocities.tolist())
         state.header.stamp = stamp
+        truth = self.station.ground_truth() if self.truth_pub is not None else None
+        if truth is not None:
+            msg = SimGroundTruth(object_names=truth["names"], object_xy=truth["xy"].ravel().tolist(),
+                                 goal_holds=truth["goal_holds"],
+                                 world_to_image=np.ravel(truth["camera"]["projection"]).tolist(),
+                                 object_z=float(truth["camera"]["block_z"]),
+                                 effector_z=float(truth["camera"]["effector_z"]))
+            msg.header.stamp, msg.header.frame_id = stamp, "world"
+            self.truth_pub.publish(msg)
         self.state_pub.publish(state)
 
     # --- commands ---------------------------------------------------------------------------

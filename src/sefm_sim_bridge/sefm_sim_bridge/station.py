@@ -84,6 +84,20 @@ class Station:
         return self.obs["qpos"].astype(np.float64), self.obs["qvel"].astype(np.float64)
 
     @property
+    def has_ground_truth(self) -> bool:
+        return self.config.env == "language_table"
+
+    def ground_truth(self) -> dict | None:
+        """The simulator's privileged state at the current observation (training labels for recorded demos:
+        the blocks' table positions, whether the goal holds, the camera); None where there is none (ALOHA)."""
+        if not self.has_ground_truth:
+            return None
+        state = self.env.state()
+        names = list(self.env.blocks)
+        return {"names": names, "xy": np.array([state.xy(b) for b in names], np.float64),
+                "goal_holds": bool(self.env.goal.success(state)), "camera": self.env.image_geometry()}
+
+    @property
     def instruction(self) -> str:
         return self.obs["instruction"] if "instruction" in self.obs else self.env.instruction
 
