@@ -193,7 +193,7 @@ def test_stage1_trains_checkpoints_and_resumes_on_real_demos(tmp_path):
                            image_size=(64, 36), log=lambda *a, **k: None)
     cfg = SFTConfig(dataset=str(data), run_dir=str(tmp_path / "run"), steps=20, batch_size=16, val_every=10,
                     checkpoint_every=10, val_fraction=0.25, pointer_weight=1.0)
-    model_cfg = ModelConfig(backbone="pretrained", channels=16, hidden=32, pointer_heads=3)
+    model_cfg = ModelConfig(backbone="pretrained", channels=16, hidden=32, pointer_heads=3, pointer_offsets=True)
     final = train(cfg, model_cfg, log=lambda *a, **k: None)
     rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("step,split") and any(",val," in r for r in rows)
@@ -243,6 +243,17 @@ def test_mismatched_goal_negatives_push_steps_to_go_up_only_for_the_other_goal(t
         own = expected_steps(model.heads(data.fmap, data.text_vectors[goal], data.proprio)[1])
         swapped = expected_steps(model.heads(data.fmap, data.text_vectors[1 - goal], data.proprio)[1])
     assert own.mean() < 2.0 and swapped.mean() > 10.0  # every state is done for its goal, far from the other
+
+
+def test_pointer_offsets_give_each_pair_of_heads_its_offset_and_distance():
+    from sefm_core.model import pointer_offsets
+
+    # three heads at x = (0, 0.6, 0), y = (0, 0.8, -0.5): laid out as all x, then all y
+    out = pointer_offsets(torch.tensor([[0.0, 0.6, 0.0, 0.0, 0.8, -0.5]]), heads=3)
+    expected = [0.6, 0.8, 1.0,    0.0, -0.5, 0.5,    -0.6, -1.3, (0.36 + 1.69) ** 0.5]   # pairs (0,1) (0,2) (1,2)
+    assert torch.allclose(out[0], torch.tensor(expected), atol=1e-3)
+    with pytest.raises(ValueError, match="at least 2 pointer heads"):
+        EFM(ModelConfig(backbone="scratch", channels=16, hidden=32, pointer_heads=1, pointer_offsets=True))
 
 
 def test_pointer_attends_where_the_instruction_matches_the_features():

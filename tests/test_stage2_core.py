@@ -145,3 +145,42 @@ def test_update_steps_through_minibatches_and_normalised_returns_push_both_ways(
     assert seen == [4] * 6 and not model.heads.training
     change = logp() - before
     assert (change[:4] > 0).all() and (change[4:] < 0).all(), change
+
+
+def test_reinforce_update_defaults_to_one_pass_and_centred_returns_push_both_ways():
+    # updates_per_batch 0 (the default): one pass over the batch, each transition in exactly one step.
+    from sefm_core.model import EFM, ModelConfig
+    from sefm_core.reinforce import ReinforceConfig, reinforce_update
+
+    torch.manual_seed(0)
+    model = EFM(ModelConfig(backbone="pretrained", channels=16, hidden=32, dropout=0.0))
+    n = 10
+    fmap = torch.randn(n, model.backbone.out_channels, 3, 4)
+    text, proprio = torch.randn(n, model.backbone.text_dim), torch.randn(n, 4)
+    tokens = torch.randint(0, model.config.action_bins, (n, 2))
+    returns = torch.tensor([3.0] * 5 + [1.0] * 5)    # all positive: centring makes the low ones negative
+    cfg = ReinforceConfig(lr=1e-2, minibatch=4, center_returns=True)
+    assert cfg.updates_per_batch == 0
+    before = torch.log_softmax(model.heads(fmap, text, proprio)[0], -1).gather(-1, tokens[..., None]).sum((1, 2))
+    seen = []
+    hook = model.heads.action_head.register_forward_hook(lambda m, i, o: seen.append(len(o)))
+    reinforce_update(model, torch.optim.SGD(model.heads.parameters(), lr=cfg.lr), fmap, text, proprio, tokens,
+                     returns, cfg, torch.Generator().manual_seed(0))
+    hook.remove()
+    assert seen == [4, 4, 2]   # ceil(10 / 4) steps, every transition once
+    after = torch.log_softmax(model.heads(fmap, text, proprio)[0], -1).gather(-1, tokens[..., None]).sum((1, 2))
+    change = (after - before).detach()
+    assert change[:5].mean() > 0 > change[5:].mean(), change
+
+
+def test_oracle_distance_diagnostic_counts_oracle_steps_to_the_named_block():
+    from sefm_bringup.practice import true_steps_to_go
+    from sefm_sim_bridge.envs.language_table import LanguageTableEnv
+    from sefm_sim_bridge.envs.lt_oracle import POINT_STOP
+
+    env = LanguageTableEnv(block_mode="BLOCK_4", image_size=(64, 36), max_steps=10)
+    env.reset(seed=5, options={"family": "point2block"})
+    state = env.state()
+    distance = float(np.linalg.norm(state.xy(env.goal.block) - state.target))
+    assert true_steps_to_go(env) == pytest.approx((distance - POINT_STOP) / 0.03, rel=1e-6)
+    env.close()

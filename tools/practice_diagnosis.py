@@ -11,6 +11,7 @@ import torch
 
 from sefm_bringup.practice import run_batch
 from sefm_core import checkpoint
+from sefm_core.metrics import spearman
 from sefm_sim_bridge.envs.language_table import LanguageTableEnv
 
 
@@ -27,6 +28,7 @@ def main() -> None:
     policy.eval()
     reward_model.eval()
     envs = [LanguageTableEnv(block_mode="BLOCK_4", image_size=(128, 72), max_steps=100) for _ in range(args.episodes)]
+    distances = [record_distances(env) for env in envs]
     episodes = run_batch(policy, reward_model, envs, [args.seed + i for i in range(args.episodes)],
                          ["point2block"] * args.episodes, args.threshold, torch.Generator().manual_seed(0))
     print("detected  goal held  steps  named block (m)  nearest other block (m)  last d")
@@ -44,6 +46,42 @@ def main() -> None:
         drop = [(ep.d[0] - ep.d[-1]) / len(ep.tokens) for ep in successes]
         print(f"true successes: {len(successes)} of {len(episodes)}; steps: median {np.median(steps):.0f} "
               f"(range {min(steps)}-{max(steps)}); d fell by a median {np.median(drop):.2f} per step along them")
+    reward_quality(episodes, distances, args.threshold)
+
+
+def record_distances(env) -> list:
+    """Wraps the env so every observation's effector-to-named-block distance (m) is recorded."""
+    trace, reset, step = [], env.reset, env.step
+
+    def distance():
+        state = env.state()
+        return float(np.linalg.norm(state.xy(env.goal.block) - state.target))
+
+    def recording_reset(*a, **k):
+        out = reset(*a, **k)
+        trace.clear()
+        trace.append(distance())
+        return out
+
+    def recording_step(*a, **k):
+        out = step(*a, **k)
+        trace.append(distance())
+        return out
+
+    env.reset, env.step = recording_reset, recording_step
+    return trace
+
+
+def reward_quality(episodes, distances, threshold: float) -> None:
+    d = np.concatenate([ep.d for ep in episodes])
+    dist = np.concatenate([trace[:len(ep.d)] for ep, trace in zip(episodes, distances)])
+    r = np.concatenate([np.diff(-np.asarray(ep.d)) for ep in episodes])
+    closed = np.concatenate([np.diff(-np.asarray(trace[:len(ep.d)])) for ep, trace in zip(episodes, distances)])
+    low = d <= max(threshold, 1.0)
+    print(f"on the policy's states ({len(d)}): rank corr. of d with the distance to the named block "
+          f"{spearman(d, dist):.2f}; of the reward with the distance closed {spearman(r, closed):.2f}; "
+          f"d <= {max(threshold, 1.0):.1f} on {low.sum()} states, {np.mean(dist[low] > 0.10):.2f} of them "
+          f"> 10 cm from the block")
 
 
 if __name__ == "__main__":

@@ -42,9 +42,10 @@ class ImproveConfig:
     loss_weight: float = 0.05
     lr: float = 1e-4
     episodes_per_batch: int = 8
-    updates_per_batch: int = 4
-    minibatch: int = 256                 # transitions per gradient step
+    updates_per_batch: int = 0           # gradient steps per batch; 0: one pass over it
+    minibatch: int = 64                  # transitions per gradient step
     normalize_returns: bool = False      # subtract the batch mean return, divide by its std (not in the paper)
+    center_returns: bool = False         # subtract the batch mean return (not in the paper)
     versions: int = 10                   # budget: stop after this many new policy versions
     processes: str = "single"            # single | per_node
     executor: str = "single"             # single process: "single" (SingleThreadedExecutor) or "events"
@@ -71,7 +72,8 @@ def node_parameters(cfg: ImproveConfig) -> dict[str, dict]:
         "trainer": {"checkpoint": cfg.checkpoint, "stations": stations, "run_dir": cfg.run_dir, "gamma": cfg.gamma,
                     "loss_weight": cfg.loss_weight, "lr": cfg.lr, "episodes_per_batch": cfg.episodes_per_batch,
                     "updates_per_batch": cfg.updates_per_batch, "minibatch": cfg.minibatch,
-                    "normalize_returns": cfg.normalize_returns, "max_versions": cfg.versions},
+                    "normalize_returns": cfg.normalize_returns, "center_returns": cfg.center_returns,
+                    "max_versions": cfg.versions},
         "reward": {"checkpoint": reward_ckpt, "stations": stations, "success_threshold": cfg.success_threshold,
                    "batch_wait": cfg.node_batch_wait()},
         "policy": {"checkpoint": cfg.checkpoint, "stations": stations, "greedy": cfg.greedy,
@@ -256,8 +258,8 @@ def load_config(path: str | None, overrides: dict) -> ImproveConfig:
         raise ConfigError(f"processes={cfg.processes!r}; valid: single, per_node")
     if cfg.executor not in ("single", "events"):
         raise ConfigError(f"executor={cfg.executor!r}; valid: single, events")
-    if cfg.stations < 1 or cfg.versions < 1 or cfg.minibatch < 1:
-        raise ConfigError("stations, versions and minibatch must be at least 1")
+    if cfg.stations < 1 or cfg.versions < 1 or cfg.minibatch < 1 or cfg.updates_per_batch < 0:
+        raise ConfigError("stations, versions and minibatch must be at least 1, updates_per_batch at least 0")
     if cfg.batch_wait < 0:
         raise ConfigError(f"batch_wait={cfg.batch_wait}: seconds, at least 0 (0: by mode)")
     return cfg

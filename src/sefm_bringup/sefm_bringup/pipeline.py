@@ -27,7 +27,7 @@ class PipelineConfig:
     run_dir: str = "runs/demo"
     demos: int = 200                     # oracle demonstrations recorded through the graph
     demo_stations: int = 2
-    families: str = "point2block,block2absolutelocation"   # the Stage-1 default mix (docs/stage1.md)
+    families: str = "point2block"        # the Stage-1 default task (docs/stage1.md)
     block_mode: str = "BLOCK_4"
     settle_steps: int = 10               # resting frames at the goal after success, as the Stage-1 recipe
     image_size: str = "128x72"

@@ -45,8 +45,9 @@ class PracticeEpisode:
 
 
 def run_batch(policy, reward_model, envs, seeds: list[int], families: list[str | None], threshold: float,
-              generator: torch.Generator) -> list[PracticeEpisode]:
-    """One on-policy episode per env, stepped together; returns them when all have ended."""
+              generator: torch.Generator, potential=None) -> list[PracticeEpisode]:
+    """One on-policy episode per env, stepped together; returns them when all have ended.
+    potential(env) -> d, DIAGNOSTIC only: replaces the reward model's d (e.g. the true distance in steps)."""
     from sefm_bringup.collect import language_table_proprio
 
     shared_towers = (policy.config.backbone_key() == reward_model.config.backbone_key()
@@ -74,7 +75,7 @@ def run_batch(policy, reward_model, envs, seeds: list[int], families: list[str |
         still = []
         for row, i in enumerate(active):
             ep = episodes[i]
-            ep.d.append(float(d[row]))
+            ep.d.append(float(d[row]) if potential is None else potential(envs[i]))
             if ep.env_ended:
                 continue  # its last observation is scored now: that was the last reward
             if ep.tokens and ep.d[-1] <= threshold:  # the first observation is never judged
@@ -90,6 +91,16 @@ def run_batch(policy, reward_model, envs, seeds: list[int], families: list[str |
             still.append(i)
         active = still
     return episodes
+
+
+def true_steps_to_go(env) -> float:
+    """DIAGNOSTIC potential for point2block: the effector's distance to the named block in oracle steps."""
+    from sefm_sim_bridge.envs import lt_constants as C
+    from sefm_sim_bridge.envs.lt_oracle import POINT_STOP, SPEED_APPROACH
+
+    state = env.state()
+    distance = float(np.linalg.norm(state.xy(env.goal.block) - state.target))
+    return max(distance - POINT_STOP, 0.0) / (SPEED_APPROACH / C.CONTROL_HZ)
 
 
 def update_from(policy, optimizer, episodes: list[PracticeEpisode], returns: list[np.ndarray],
@@ -109,10 +120,12 @@ class PracticeResult:
 
 def practice(policy, reward_model, cfg: ReinforceConfig, versions: int, threshold: float,
              families: list[str] | None, mode: str = "BLOCK_4", image_size=(128, 72), max_steps: int = 100,
-             seed0: int = 200000, torch_seed: int = 0, on_version=None, oracle_reward: bool = False,
+             seed0: int = 200000, torch_seed: int = 0, on_version=None, oracle_reward: str | None = None,
              log=print) -> PracticeResult:
     """`versions` rounds of: a batch of `cfg.episodes_per_batch` practice episodes, then an update.
-    on_version(version, policy) runs after each update (e.g. a held-out evaluation)."""
+    on_version(version, policy) runs after each update (e.g. a held-out evaluation).
+    oracle_reward, DIAGNOSTIC only (it separates a weak reward model from a weak update): "sparse" rewards
+    the simulator's success; "distance" replaces d by the true distance to the named block in oracle steps."""
     from sefm_sim_bridge.envs.language_table import LanguageTableEnv
 
     envs = [LanguageTableEnv(block_mode=mode, image_size=image_size, max_steps=max_steps)
@@ -126,9 +139,10 @@ def practice(policy, reward_model, cfg: ReinforceConfig, versions: int, threshol
         n = cfg.episodes_per_batch
         seeds = [seed0 + used + k for k in range(n)]
         fams = [families[(used + k) % len(families)] if families else None for k in range(n)]
-        batch = run_batch(policy, reward_model, envs, seeds, fams, threshold, generator)
+        batch = run_batch(policy, reward_model, envs, seeds, fams, threshold, generator,
+                          true_steps_to_go if oracle_reward == "distance" else None)
         used += n
-        returns = [discounted_returns(ep.rewards(oracle_reward), cfg.gamma) for ep in batch]
+        returns = [discounted_returns(ep.rewards(oracle_reward == "sparse"), cfg.gamma) for ep in batch]
         loss = update_from(policy, optimizer, batch, returns, cfg, generator)
         row = {"version": version, "episodes": used,
                "detected": sum(ep.detected for ep in batch) / n,
@@ -162,13 +176,16 @@ def main(argv=None) -> int:
     parser.add_argument("--reward-checkpoint", help="a different frozen reward model (as `sefm improve` allows)")
     parser.add_argument("--versions", type=int, default=10, help="updates (one batch of episodes each)")
     parser.add_argument("--episodes-per-batch", type=int, default=8)
-    parser.add_argument("--updates-per-batch", type=int, default=4)
+    parser.add_argument("--updates-per-batch", type=int, default=0,
+                        help="gradient steps per batch; 0 (the default): one pass, each transition used once")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--loss-weight", type=float, default=0.05)
     parser.add_argument("--gamma", type=float, default=0.9)
-    parser.add_argument("--minibatch", type=int, default=256, help="transitions per gradient step")
+    parser.add_argument("--minibatch", type=int, default=64, help="transitions per gradient step")
     parser.add_argument("--normalize-returns", action="store_true",
                         help="subtract the batch mean return and divide by its std (not in the paper)")
+    parser.add_argument("--center-returns", action="store_true",
+                        help="subtract the batch mean return: a constant baseline (not in the paper)")
     parser.add_argument("--threshold", type=float, required=True, help="success detector: d <= s")
     parser.add_argument("--families", default="", help="comma-separated (default: all)")
     parser.add_argument("--mode", default="BLOCK_4", help="block mode (BANANA: the unseen banana)")
@@ -181,9 +198,11 @@ def main(argv=None) -> int:
     parser.add_argument("--save", help="write the practised policy here (a checkpoint directory)")
     parser.add_argument("--eval-every", type=int, default=0, help="also evaluate every N versions (0: only the ends)")
     parser.add_argument("--seed", type=int, default=0, help="torch seed of the sampled actions")
-    parser.add_argument("--oracle-reward", action="store_true",
-                        help="DIAGNOSTIC, not the method: reward 1 when the simulator's success predicate holds "
-                             "(separates a weak reward model from a weak update); use with --threshold -1")
+    parser.add_argument("--oracle-reward", nargs="?", const="sparse", choices=["sparse", "distance"],
+                        help="DIAGNOSTIC, not the method (separates a weak reward model from a weak update): "
+                             "sparse (the default): reward 1 when the simulator's success predicate holds; "
+                             "distance: d = the true distance to the named block in oracle steps (point2block); "
+                             "use with --threshold -1")
     parser.add_argument("--json", help="write the versions and evaluations here")
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
@@ -193,7 +212,8 @@ def main(argv=None) -> int:
     families = [f for f in args.families.split(",") if f] or None
     cfg = ReinforceConfig(gamma=args.gamma, loss_weight=args.loss_weight, lr=args.lr,
                           updates_per_batch=args.updates_per_batch, episodes_per_batch=args.episodes_per_batch,
-                          minibatch=args.minibatch, normalize_returns=args.normalize_returns)
+                          minibatch=args.minibatch, normalize_returns=args.normalize_returns,
+                          center_returns=args.center_returns)
     evals = {}
 
     def evaluate(version, model):

@@ -51,6 +51,9 @@ class ModelConfig:
     aux_outputs: int = 0                  # >0: a head predicting privileged positions (training-time aux loss)
     pointer_heads: int = 0                # >0: instruction-queried attention over the feature map ("where is
                                           # the named block"): per head the attended (x, y), features and peak
+    pointer_offsets: bool = False         # also give the trunk each pair of pointer heads' offset (dx, dy) and
+                                          # distance: steps-to-go follows the effector-to-block distance, which
+                                          # an MLP over absolute positions learns only for the scenes it saw
     extra: dict = field(default_factory=dict)
 
     def backbone_key(self) -> str:
@@ -263,6 +266,21 @@ def spatial_softmax(x: torch.Tensor) -> torch.Tensor:
     return expected_position(torch.softmax(x.flatten(2), dim=-1).view(b, c, h, w))
 
 
+def pointer_pairs(heads: int) -> list[tuple[int, int]]:
+    return [(i, j) for i in range(heads) for j in range(i + 1, heads)]
+
+
+def pointer_offsets(positions: torch.Tensor, heads: int) -> torch.Tensor:
+    """(B, 2 * heads) attended positions, laid out as `expected_position` does (all x, then all y) ->
+    (B, 3 * pairs): for each pair of heads the offset (dx, dy) and its length."""
+    xs, ys = positions[:, :heads], positions[:, heads:]
+    parts = []
+    for i, j in pointer_pairs(heads):
+        dx, dy = xs[:, j] - xs[:, i], ys[:, j] - ys[:, i]
+        parts += [dx, dy, torch.sqrt(dx * dx + dy * dy + 1e-6)]
+    return torch.stack(parts, dim=-1)
+
+
 class Features(NamedTuple):
     hidden: torch.Tensor                 # (B, hidden): the trunk's output
     pointer_logits: torch.Tensor | None  # (B, heads, h, w): where each pointer head attends (None: no pointer)
@@ -286,6 +304,9 @@ class PolicyHeads(nn.Module):
         fused = 2 * c + config.proprio_dim + (c if config.text_in_trunk else 0) + (c if config.sharp_keypoints else 0)
         self.pointer = Pointer(c, config.pointer_heads) if config.pointer_heads else None
         fused += self.pointer.out_dim if self.pointer else 0
+        if config.pointer_offsets and config.pointer_heads < 2:
+            raise ValueError("model.pointer_offsets needs at least 2 pointer heads")
+        fused += 3 * len(pointer_pairs(config.pointer_heads)) if config.pointer_offsets else 0
         # Spatial softmax of raw activations is soft (keypoints drift to the centre); a learned
         # temperature lets a channel peak on one block, and its max says whether it found it.
         self.log_temperature = nn.Parameter(torch.full((c,), 1.0)) if config.sharp_keypoints else None
@@ -323,6 +344,8 @@ class PolicyHeads(nn.Module):
         if self.pointer is not None:
             pointed, pointer_logits = self.pointer(x, t)
             parts.append(pointed)
+            if self.config.pointer_offsets:
+                parts.append(pointer_offsets(pointed[:, :2 * self.pointer.heads], self.pointer.heads))
         return Features(self.trunk(torch.cat(parts, dim=-1)), pointer_logits)
 
     def outputs(self, f: "Features"):

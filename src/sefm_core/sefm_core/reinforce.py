@@ -23,10 +23,11 @@ class ReinforceConfig:
     gamma: float = 0.9            # paper
     loss_weight: float = 5e-2     # c (paper summaries)
     lr: float = 1e-4
-    updates_per_batch: int = 4
+    updates_per_batch: int = 0    # gradient steps per batch; 0: one pass (each transition used once)
     episodes_per_batch: int = 8
-    minibatch: int = 256          # transitions per gradient step (successive slices of a shuffled batch)
+    minibatch: int = 64           # transitions per gradient step (successive slices of a shuffled batch)
     normalize_returns: bool = False
+    center_returns: bool = False  # subtract the batch's mean return (a constant baseline; not in the paper)
 
 
 def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
@@ -50,16 +51,21 @@ def reinforce_update(model, optimizer, fmap: torch.Tensor, text: torch.Tensor, p
                      tokens: torch.Tensor, returns: torch.Tensor, cfg: ReinforceConfig,
                      generator: torch.Generator | None = None) -> float:
     """`updates_per_batch` gradient steps on the policy heads over one on-policy batch (tower features
-    precomputed: the towers are frozen). Each step takes the next `minibatch` transitions of a shuffled
-    pass over the batch, so the steps spread over all of it instead of refitting the same samples.
+    precomputed: the towers are frozen); 0: one pass, each transition used once. Each step takes the next
+    `minibatch` transitions of a shuffled pass over the batch, so the steps spread over all of it instead of
+    refitting the same samples. More than one pass is off-policy after the first steps, and REINFORCE has no
+    ratio clipping to stop it: with 16 steps of 256 (several passes) the policy collapsed even under a
+    perfect reward (docs/results.md, "the update itself").
     The heads stay in eval mode: log p is the acting policy's (no dropout). The caller clears the batch
     afterwards. Returns the mean loss of the steps."""
     if cfg.normalize_returns and len(returns) > 1:
         returns = (returns - returns.mean()) / (returns.std() + 1e-8)
+    elif cfg.center_returns:
+        returns = returns - returns.mean()
     n = len(tokens)
     order, cursor, losses = torch.randperm(n, generator=generator), 0, []
     model.heads.eval()
-    for _ in range(cfg.updates_per_batch):
+    for _ in range(cfg.updates_per_batch or -(-n // cfg.minibatch)):
         if cursor >= n:
             order, cursor = torch.randperm(n, generator=generator), 0
         idx = order[cursor:cursor + cfg.minibatch]

@@ -42,9 +42,11 @@ PARAMETERS = {
     "loss_weight": (0.05, "c in loss = -c * R_t * log p(a_t)"),
     "lr": (1e-4, "learning rate of the policy heads"),
     "episodes_per_batch": (8, "on-policy episodes collected before an update"),
-    "updates_per_batch": (4, "gradient steps per batch; the batch is cleared afterwards"),
-    "minibatch": (256, "transitions per gradient step (slices of a shuffled pass over the batch)"),
+    "updates_per_batch": (0, "gradient steps per batch (0: one pass, each transition once); the batch is cleared "
+                             "afterwards"),
+    "minibatch": (64, "transitions per gradient step (slices of a shuffled pass over the batch)"),
     "normalize_returns": (False, "subtract the batch mean return, divide by its std (not in the paper)"),
+    "center_returns": (False, "subtract the batch mean return (not in the paper)"),
     "max_versions": (0, "stop updating after this many new versions (0: no limit)"),
 }
 
@@ -57,7 +59,7 @@ class TrainerNode(SefmNode):
         self.cfg = ReinforceConfig(gamma=p["gamma"], loss_weight=p["loss_weight"], lr=p["lr"],
                                    updates_per_batch=p["updates_per_batch"],
                                    episodes_per_batch=p["episodes_per_batch"], minibatch=p["minibatch"],
-                                   normalize_returns=p["normalize_returns"])
+                                   normalize_returns=p["normalize_returns"], center_returns=p["center_returns"])
         self.max_versions = p["max_versions"]
         self.run = pathlib.Path(p["run_dir"])
         (self.run / "checkpoints").mkdir(parents=True, exist_ok=True)
