@@ -119,14 +119,10 @@ def test_practice_batch_scores_the_observation_after_every_action():
 def test_update_steps_through_minibatches_and_normalised_returns_push_both_ways():
     """`reinforce_update`: each step sees `minibatch` transitions; with normalised returns the
     below-mean episode's actions lose probability and the above-mean one's gain."""
-    from sefm_core.model import EFM, ModelConfig
     from sefm_core.reinforce import ReinforceConfig, reinforce_update
 
-    torch.manual_seed(0)
-    model = EFM(ModelConfig(backbone="pretrained", channels=16, hidden=32, dropout=0.0))
+    model, fmap, text, proprio = tiny_policy_batch(8)
     n = 8
-    fmap = torch.randn(n, model.backbone.out_channels, 3, 4)
-    text, proprio = torch.randn(n, model.backbone.text_dim), torch.randn(n, 4)
     tokens = torch.randint(0, model.config.action_bins, (n, 2))
     returns = torch.tensor([5.0] * 4 + [1.0] * 4)   # all positive: only the normalisation makes some negative
 
@@ -149,14 +145,10 @@ def test_update_steps_through_minibatches_and_normalised_returns_push_both_ways(
 
 def test_reinforce_update_defaults_to_one_pass_and_centred_returns_push_both_ways():
     # updates_per_batch 0 (the default): one pass over the batch, each transition in exactly one step.
-    from sefm_core.model import EFM, ModelConfig
     from sefm_core.reinforce import ReinforceConfig, reinforce_update
 
-    torch.manual_seed(0)
-    model = EFM(ModelConfig(backbone="pretrained", channels=16, hidden=32, dropout=0.0))
+    model, fmap, text, proprio = tiny_policy_batch(10)
     n = 10
-    fmap = torch.randn(n, model.backbone.out_channels, 3, 4)
-    text, proprio = torch.randn(n, model.backbone.text_dim), torch.randn(n, 4)
     tokens = torch.randint(0, model.config.action_bins, (n, 2))
     returns = torch.tensor([3.0] * 5 + [1.0] * 5)    # all positive: centring makes the low ones negative
     cfg = ReinforceConfig(lr=1e-2, minibatch=4, center_returns=True)
@@ -184,3 +176,29 @@ def test_oracle_distance_diagnostic_counts_oracle_steps_to_the_named_block():
     distance = float(np.linalg.norm(state.xy(env.goal.block) - state.target))
     assert true_steps_to_go(env) == pytest.approx((distance - POINT_STOP) / 0.03, rel=1e-6)
     env.close()
+
+
+def test_kl_anchor_pulls_the_policy_back_towards_the_stage1_policy():
+    from sefm_core.reinforce import ReinforceConfig, kl_to_reference, reinforce_update
+
+    model, fmap, text, proprio = tiny_policy_batch(8)
+    n = 8
+    logits = model.heads(fmap, text, proprio)[0].detach()
+    assert kl_to_reference(logits, logits).item() == pytest.approx(0.0, abs=1e-6)
+    reference = logits + torch.randn_like(logits)            # a different "Stage-1" policy
+    before = kl_to_reference(logits, reference).item()
+    cfg = ReinforceConfig(lr=1e-2, minibatch=n, kl_weight=1.0)
+    # zero returns: only the anchor acts
+    reinforce_update(model, torch.optim.Adam(model.heads.parameters(), lr=cfg.lr), fmap, text, proprio,
+                     torch.zeros(n, 2, dtype=torch.long), torch.zeros(n), cfg, reference_logits=reference)
+    assert kl_to_reference(model.heads(fmap, text, proprio)[0].detach(), reference).item() < before
+
+
+def tiny_policy_batch(n: int):
+    """A tiny policy and n random tower outputs (seeded): inputs for the REINFORCE update tests."""
+    from sefm_core.model import EFM, ModelConfig
+
+    torch.manual_seed(0)
+    model = EFM(ModelConfig(backbone="pretrained", channels=16, hidden=32, dropout=0.0))
+    fmap = torch.randn(n, model.backbone.out_channels, 3, 4)
+    return model, fmap, torch.randn(n, model.backbone.text_dim), torch.randn(n, 4)

@@ -126,6 +126,15 @@ def practice_episodes(improve_run: pathlib.Path) -> dict[int, int]:
     return out
 
 
+def verdict(bc: dict, improved: dict) -> str:
+    """What the two 95% intervals say: above BC, below BC, or no separation."""
+    if improved["low"] > bc["high"]:
+        return "Intervals do not overlap: self-improvement is above BC"
+    if improved["high"] < bc["low"]:
+        return "Intervals do not overlap: self-improvement is BELOW BC (practice made the policy worse)"
+    return "Intervals overlap: no separation at this scale"
+
+
 def write_report(run: pathlib.Path, cfg: PipelineConfig, results: dict, stg: dict, seconds: float) -> pathlib.Path:
     from sefm_bringup import plots
     from sefm_core.data import EpisodeDataset
@@ -147,8 +156,7 @@ def write_report(run: pathlib.Path, cfg: PipelineConfig, results: dict, stg: dic
              "| policy | held-out success | extra (practice) episodes |", "|---|---|---|",
              f"| BC (Stage 1) | {cell(bc)} | 0 |",
              f"| self-improved (Stage 2, v{final}) | {cell(improved)} | {used.get(final, '?')} |", "",
-             f"Intervals {'do not overlap' if separated else 'overlap'}: "
-             f"{'self-improvement is above BC' if separated else 'no separation at this scale'}.", "",
+             f"{verdict(bc, improved)}.", "",
              f"Stage-1 steps-to-go on {stg.get('episodes', '?')} held-out demos: rank correlation per episode "
              f"{stg.get('approach_spearman', float('nan')):.2f} over the approach, "
              f"{stg.get('per_episode_spearman', float('nan')):.2f} over every state, pooled {stg.get('pooled_spearman', float('nan')):.2f}"

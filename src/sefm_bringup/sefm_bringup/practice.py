@@ -104,11 +104,18 @@ def true_steps_to_go(env) -> float:
 
 
 def update_from(policy, optimizer, episodes: list[PracticeEpisode], returns: list[np.ndarray],
-                cfg: ReinforceConfig, generator: torch.Generator | None = None) -> float:
-    """REINFORCE on one batch of episodes and their returns (then discarded by the caller: on-policy)."""
+                cfg: ReinforceConfig, generator: torch.Generator | None = None, reference=None) -> float:
+    """REINFORCE on one batch of episodes and their returns (then discarded by the caller: on-policy).
+    reference: the frozen Stage-1 model, whose action head anchors the policy when cfg.kl_weight > 0."""
     stack = lambda name: torch.stack([x for ep in episodes for x in getattr(ep, name)])  # noqa: E731
-    return reinforce_update(policy, optimizer, stack("fmap"), stack("text"), stack("proprio"), stack("tokens").long(),
-                            torch.as_tensor(np.concatenate(returns), dtype=torch.float32), cfg, generator)
+    fmap, text, proprio = stack("fmap"), stack("text"), stack("proprio")
+    reference_logits = None
+    if cfg.kl_weight > 0:
+        with torch.no_grad():
+            reference_logits = reference.heads(fmap, text, proprio)[0]
+    return reinforce_update(policy, optimizer, fmap, text, proprio, stack("tokens").long(),
+                            torch.as_tensor(np.concatenate(returns), dtype=torch.float32), cfg, generator,
+                            reference_logits)
 
 
 @dataclass
@@ -143,7 +150,7 @@ def practice(policy, reward_model, cfg: ReinforceConfig, versions: int, threshol
                           true_steps_to_go if oracle_reward == "distance" else None)
         used += n
         returns = [discounted_returns(ep.rewards(oracle_reward == "sparse"), cfg.gamma) for ep in batch]
-        loss = update_from(policy, optimizer, batch, returns, cfg, generator)
+        loss = update_from(policy, optimizer, batch, returns, cfg, generator, reward_model)
         row = {"version": version, "episodes": used,
                "detected": sum(ep.detected for ep in batch) / n,
                "true_success": sum(ep.goal_holds for ep in batch) / n,
@@ -186,6 +193,8 @@ def main(argv=None) -> int:
                         help="subtract the batch mean return and divide by its std (not in the paper)")
     parser.add_argument("--center-returns", action="store_true",
                         help="subtract the batch mean return: a constant baseline (not in the paper)")
+    parser.add_argument("--kl-weight", type=float, default=0.0,
+                        help="> 0: add this times KL(policy || the Stage-1 policy) per state (not in the paper)")
     parser.add_argument("--threshold", type=float, required=True, help="success detector: d <= s")
     parser.add_argument("--families", default="", help="comma-separated (default: all)")
     parser.add_argument("--mode", default="BLOCK_4", help="block mode (BANANA: the unseen banana)")
@@ -213,7 +222,7 @@ def main(argv=None) -> int:
     cfg = ReinforceConfig(gamma=args.gamma, loss_weight=args.loss_weight, lr=args.lr,
                           updates_per_batch=args.updates_per_batch, episodes_per_batch=args.episodes_per_batch,
                           minibatch=args.minibatch, normalize_returns=args.normalize_returns,
-                          center_returns=args.center_returns)
+                          center_returns=args.center_returns, kl_weight=args.kl_weight)
     evals = {}
 
     def evaluate(version, model):

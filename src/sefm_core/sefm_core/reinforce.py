@@ -28,6 +28,7 @@ class ReinforceConfig:
     minibatch: int = 64           # transitions per gradient step (successive slices of a shuffled batch)
     normalize_returns: bool = False
     center_returns: bool = False  # subtract the batch's mean return (a constant baseline; not in the paper)
+    kl_weight: float = 0.0        # > 0: + kl_weight * KL(policy || Stage-1 policy) per state (not in the paper)
 
 
 def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
@@ -47,9 +48,16 @@ def reinforce_loss(action_logits: torch.Tensor, tokens: torch.Tensor, returns: t
     return -loss_weight * (returns * logp).mean()
 
 
+def kl_to_reference(action_logits: torch.Tensor, reference_logits: torch.Tensor) -> torch.Tensor:
+    """Mean over states of KL(policy || reference), summed over the action dimensions."""
+    logp, logq = torch.log_softmax(action_logits, -1), torch.log_softmax(reference_logits, -1)
+    return (logp.exp() * (logp - logq)).sum(-1).sum(-1).mean()
+
+
 def reinforce_update(model, optimizer, fmap: torch.Tensor, text: torch.Tensor, proprio: torch.Tensor,
                      tokens: torch.Tensor, returns: torch.Tensor, cfg: ReinforceConfig,
-                     generator: torch.Generator | None = None) -> float:
+                     generator: torch.Generator | None = None,
+                     reference_logits: torch.Tensor | None = None) -> float:
     """`updates_per_batch` gradient steps on the policy heads over one on-policy batch (tower features
     precomputed: the towers are frozen); 0: one pass, each transition used once. Each step takes the next
     `minibatch` transitions of a shuffled pass over the batch, so the steps spread over all of it instead of
@@ -72,6 +80,8 @@ def reinforce_update(model, optimizer, fmap: torch.Tensor, text: torch.Tensor, p
         cursor += cfg.minibatch
         action_logits, _ = model.heads(fmap[idx], text[idx], proprio[idx])
         loss = reinforce_loss(action_logits, tokens[idx], returns[idx], cfg.loss_weight)
+        if cfg.kl_weight > 0:
+            loss = loss + cfg.kl_weight * kl_to_reference(action_logits, reference_logits[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.heads.parameters(), 1.0)
