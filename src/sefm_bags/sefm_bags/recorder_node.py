@@ -60,6 +60,8 @@ class RecorderNode(SefmNode):
         self.counts = collections.Counter()
         self.episodes_ended = 0
         self.parts: dict[str, dict] = collections.defaultdict(dict)   # station -> stamp -> parts recorded
+        self.completed = collections.defaultdict(lambda: collections.deque(maxlen=32))   # recent whole observations
+        self.roll_after: dict[str, tuple] = {}   # station -> the ended episode's last observation, still incomplete
         self.ack_pubs = {s: self.create_publisher(Header, f"/{s}/recorded", reliable(50))
                          for s in station_list(p["stations"])} if p["acknowledge"] else {}
         self.create_timer(0.5, self.discover)
@@ -98,9 +100,23 @@ class RecorderNode(SefmNode):
         self.counts[topic] += 1
         if self.ack_pubs and topic.endswith(OBSERVATION_PARTS):
             self.acknowledge(topic, data)
-        if topic.endswith("/episode_event") and deserialize_message(data, EpisodeEvent).event == EpisodeEvent.END:
-            self.episodes_ended += 1
-            self.bag.roll()   # an ended episode is on disk, whatever happens next
+        if topic.endswith("/episode_event"):
+            event = deserialize_message(data, EpisodeEvent)
+            if event.event == EpisodeEvent.END:
+                self.episodes_ended += 1
+                self.roll_after_episode(topic.strip("/").split("/")[0], event.last_observation_stamp)
+
+    def roll_after_episode(self, station: str, last_stamp) -> None:
+        """Close the segment once the ended episode is on disk, whatever happens next. Its last observation's
+        parts travel on other topics and may arrive after the END event: when they are still missing, the
+        segment closes as they complete (or at the latest after `segment_seconds`)."""
+        stamp = (last_stamp.sec, last_stamp.nanosec)
+        if station not in self.ack_pubs or stamp in self.completed[station]:
+            self.bag.roll()
+            return
+        if station in self.roll_after:   # an earlier episode still waiting: do not wait longer for it
+            self.bag.roll()
+        self.roll_after[station] = stamp
 
     def acknowledge(self, topic: str, data: bytes) -> None:
         """Once every part of an observation the station publishes is in the bag, say so with its stamp."""
@@ -117,6 +133,10 @@ class RecorderNode(SefmNode):
                 del self.parts[station][key]
             return
         del self.parts[station][(sec, nanosec)]
+        self.completed[station].append((sec, nanosec))
+        if self.roll_after.get(station) == (sec, nanosec):
+            del self.roll_after[station]
+            self.bag.roll()
         ack = Header(frame_id=station)
         ack.stamp.sec, ack.stamp.nanosec = sec, nanosec
         self.ack_pubs[station].publish(ack)

@@ -72,8 +72,11 @@ def steps_to_go_quality(d: np.ndarray, labels: np.ndarray, episode: np.ndarray, 
                         threshold: float) -> StepsToGoQuality:
     d, labels, episode, goal_holds = map(np.asarray, (d, labels, episode, goal_holds))
     goal_holds = goal_holds.astype(bool)
-    per = [spearman(d[episode == e], labels[episode == e]) for e in np.unique(episode)]
-    approach = [spearman(*approach_states(d[episode == e], labels[episode == e])) for e in np.unique(episode)]
+    per, approach = [], []
+    for e in np.unique(episode):
+        rows = episode == e
+        per.append(spearman(d[rows], labels[rows]))
+        approach.append(spearman(*approach_states(d[rows], labels[rows])))
     precision, recall, f1 = detector_scores(d, goal_holds, threshold)
     return StepsToGoQuality(float(np.nanmean(per)), spearman(d, labels), float(np.abs(d - labels).mean()),
                             threshold, precision, recall, f1, len(np.unique(episode)), len(d),

@@ -66,6 +66,8 @@ def reinforce_update(model, optimizer, fmap: torch.Tensor, text: torch.Tensor, p
     perfect reward (docs/results.md, "the update itself").
     The heads stay in eval mode: log p is the acting policy's (no dropout). The caller clears the batch
     afterwards. Returns the mean loss of the steps."""
+    if cfg.kl_weight > 0 and reference_logits is None:
+        raise ValueError("kl_weight > 0 needs the Stage-1 policy's action logits (reference_logits)")
     if cfg.normalize_returns and len(returns) > 1:
         returns = (returns - returns.mean()) / (returns.std() + 1e-8)
     elif cfg.center_returns:

@@ -174,7 +174,9 @@ class BridgeNode(SefmNode):
         state = JointState(name=list(self.station.state_names), position=positions.tolist(),
                            velocity=[] if velocities is None else velocities.tolist())
         state.header.stamp = stamp
-        truth = self.station.ground_truth() if self.truth_pub is not None else None
+        # Only when someone records it: Stage 2's graph has no subscriber, and this is its hot path.
+        truth = (self.station.ground_truth()
+                 if self.truth_pub is not None and self.truth_pub.get_subscription_count() else None)
         if truth is not None:
             msg = SimGroundTruth(object_names=truth["names"], object_xy=truth["xy"].ravel().tolist(),
                                  goal_holds=truth["goal_holds"],

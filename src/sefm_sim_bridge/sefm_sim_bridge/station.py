@@ -63,6 +63,7 @@ class Station:
         self.episode += 1
         self.seed = self.config.seed + self.episode if seed is None or seed < 0 else seed
         self.obs, self.info = self.env.reset(seed=self.seed)
+        self.camera = self.env.image_geometry() if self.has_ground_truth else None   # a fixed camera
         return self.obs
 
     def step(self, command: np.ndarray):
@@ -92,10 +93,9 @@ class Station:
         the blocks' table positions, whether the goal holds, the camera); None where there is none (ALOHA)."""
         if not self.has_ground_truth:
             return None
-        state = self.env.state()
-        names = list(self.env.blocks)
+        state, names = self.info["state"], list(self.env.blocks)   # the env's own state and verdict of this step
         return {"names": names, "xy": np.array([state.xy(b) for b in names], np.float64),
-                "goal_holds": bool(self.env.goal.success(state)), "camera": self.env.image_geometry()}
+                "goal_holds": bool(self.info["success"]), "camera": self.camera}
 
     @property
     def instruction(self) -> str:
