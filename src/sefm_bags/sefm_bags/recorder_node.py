@@ -7,7 +7,7 @@ stamped with their receive time like `ros2 bag record`. A topic is subscribed
 as soon as it appears on the graph, with its type from the graph; the task
 topic is latched, so an episode that started before the recorder is still
 announced. The bag is written in segments (sefm_bags.writer): a segment closes
-at every episode end and at least every `segment_seconds`, so a killed
+at every episode end (once the episode's last observation is in) and at least every `segment_seconds`, so a killed
 recorder leaves a readable bag of everything up to its last closed segment.
 Ctrl-C or SIGTERM closes the bag completely.
 """
