@@ -202,3 +202,37 @@ def tiny_policy_batch(n: int):
     model = EFM(ModelConfig(backbone="pretrained", channels=16, hidden=32, dropout=0.0))
     fmap = torch.randn(n, model.backbone.out_channels, 3, 4)
     return model, fmap, torch.randn(n, model.backbone.text_dim), torch.randn(n, 4)
+
+
+def test_frozen_towers_give_the_acting_features_in_train_mode():
+    # A trainer whose model is in train mode must still see the features the policy acted on: batch norm
+    # with batch statistics (and dropout) in the frozen towers once made Stage 2 through the graph collapse.
+    from sefm_core.model import EFM, ModelConfig
+
+    model = EFM(ModelConfig(backbone="scratch", channels=16, hidden=32))
+    images = torch.randint(0, 255, (3, 36, 64, 3), dtype=torch.uint8)
+    acting = model.eval().tower_features(images[:1], ["push the red moon"])
+    stats = [b.clone() for b in model.backbone.buffers()]
+    model.train()
+    assert not model.backbone.training and model.heads.training
+    fmap, text = model.tower_features(images, ["push the red moon"] * 3)   # another batch around it
+    assert torch.allclose(fmap[:1], acting[0], rtol=1e-4, atol=1e-10) and torch.allclose(text[:1], acting[1])
+    assert all(torch.equal(a, b) for a, b in zip(stats, model.backbone.buffers()))  # running stats untouched
+
+
+@pytest.mark.parametrize("scope", ["heads", "trunk", "action"])
+def test_train_scope_moves_only_its_parameters(scope):
+    from sefm_core.reinforce import ReinforceConfig, make_optimizer, reinforce_update
+
+    model, fmap, text, proprio = tiny_policy_batch(8)
+    cfg = ReinforceConfig(lr=1e-2, minibatch=8, train_scope=scope, optimizer="sgd")
+    before = {k: v.clone() for k, v in model.heads.state_dict().items()}
+    reinforce_update(model, make_optimizer(model.heads, cfg), fmap, text, proprio,
+                     torch.randint(0, model.config.action_bins, (8, 2)), torch.ones(8), cfg)
+    moved = {k.split(".")[0] for k, v in model.heads.state_dict().items() if not torch.equal(v, before[k])}
+    if scope == "heads":
+        assert {"blocks", "trunk", "action_head"} <= moved   # the perception (FiLM maps) moves too
+    else:
+        assert moved == {"trunk": {"trunk", "action_head"}, "action": {"action_head"}}[scope]
+    with pytest.raises(ValueError, match="train_scope"):
+        make_optimizer(model.heads, ReinforceConfig(train_scope="backbone"))

@@ -46,6 +46,8 @@ class ImproveConfig:
     minibatch: int = 64                  # transitions per gradient step
     normalize_returns: bool = False      # subtract the batch mean return, divide by its std (not in the paper)
     center_returns: bool = False         # subtract the batch mean return (not in the paper)
+    train_scope: str = "heads"           # what REINFORCE moves: heads (all), trunk (trunk + action head), action
+    optimizer: str = "adamw"             # adamw | sgd
     versions: int = 10                   # budget: stop after this many new policy versions
     processes: str = "single"            # single | per_node
     executor: str = "single"             # single process: "single" (SingleThreadedExecutor) or "events"
@@ -73,7 +75,7 @@ def node_parameters(cfg: ImproveConfig) -> dict[str, dict]:
                     "loss_weight": cfg.loss_weight, "lr": cfg.lr, "episodes_per_batch": cfg.episodes_per_batch,
                     "updates_per_batch": cfg.updates_per_batch, "minibatch": cfg.minibatch,
                     "normalize_returns": cfg.normalize_returns, "center_returns": cfg.center_returns,
-                    "max_versions": cfg.versions},
+                    "train_scope": cfg.train_scope, "optimizer": cfg.optimizer, "max_versions": cfg.versions},
         "reward": {"checkpoint": reward_ckpt, "stations": stations, "success_threshold": cfg.success_threshold,
                    "batch_wait": cfg.node_batch_wait()},
         "policy": {"checkpoint": cfg.checkpoint, "stations": stations, "greedy": cfg.greedy,
@@ -260,6 +262,12 @@ def load_config(path: str | None, overrides: dict) -> ImproveConfig:
         raise ConfigError(f"executor={cfg.executor!r}; valid: single, events")
     if cfg.stations < 1 or cfg.versions < 1 or cfg.minibatch < 1 or cfg.updates_per_batch < 0:
         raise ConfigError("stations, versions and minibatch must be at least 1, updates_per_batch at least 0")
+    from sefm_core.reinforce import TRAIN_SCOPES  # torch: only once a config is checked
+
+    if cfg.train_scope not in TRAIN_SCOPES:
+        raise ConfigError(f"train_scope={cfg.train_scope!r}; valid: {', '.join(TRAIN_SCOPES)}")
+    if cfg.optimizer not in ("adamw", "sgd"):
+        raise ConfigError(f"optimizer={cfg.optimizer!r}; valid: adamw, sgd")
     if cfg.batch_wait < 0:
         raise ConfigError(f"batch_wait={cfg.batch_wait}: seconds, at least 0 (0: by mode)")
     return cfg

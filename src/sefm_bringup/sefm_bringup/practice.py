@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from sefm_core.reinforce import ReinforceConfig, discounted_returns, reinforce_update
+from sefm_core.reinforce import (TRAIN_SCOPES, ReinforceConfig, discounted_returns, kl_to_reference, make_optimizer,
+                                 reinforce_update)
 from sefm_core.steps_to_go import expected_steps
 
 
@@ -104,18 +105,21 @@ def true_steps_to_go(env) -> float:
 
 
 def update_from(policy, optimizer, episodes: list[PracticeEpisode], returns: list[np.ndarray],
-                cfg: ReinforceConfig, generator: torch.Generator | None = None, reference=None) -> float:
+                cfg: ReinforceConfig, generator: torch.Generator | None = None, reference=None) -> tuple[float, float]:
     """REINFORCE on one batch of episodes and their returns (then discarded by the caller: on-policy).
-    reference: the frozen Stage-1 model, whose action head anchors the policy when cfg.kl_weight > 0."""
+    reference: the frozen Stage-1 model, whose action head anchors the policy when cfg.kl_weight > 0.
+    Returns (the mean loss, KL(policy before || after) per state over the batch: how far one update moved it)."""
     stack = lambda name: torch.stack([x for ep in episodes for x in getattr(ep, name)])  # noqa: E731
     fmap, text, proprio = stack("fmap"), stack("text"), stack("proprio")
-    reference_logits = None
-    if cfg.kl_weight > 0:
-        with torch.no_grad():
-            reference_logits = reference.heads(fmap, text, proprio)[0]
-    return reinforce_update(policy, optimizer, fmap, text, proprio, stack("tokens").long(),
+    with torch.no_grad():
+        before = policy.heads(fmap, text, proprio)[0]
+        reference_logits = reference.heads(fmap, text, proprio)[0] if cfg.kl_weight > 0 else None
+    loss = reinforce_update(policy, optimizer, fmap, text, proprio, stack("tokens").long(),
                             torch.as_tensor(np.concatenate(returns), dtype=torch.float32), cfg, generator,
                             reference_logits)
+    with torch.no_grad():
+        moved = float(kl_to_reference(before, policy.heads(fmap, text, proprio)[0]))
+    return loss, moved
 
 
 @dataclass
@@ -137,7 +141,7 @@ def practice(policy, reward_model, cfg: ReinforceConfig, versions: int, threshol
 
     envs = [LanguageTableEnv(block_mode=mode, image_size=image_size, max_steps=max_steps)
             for _ in range(cfg.episodes_per_batch)]
-    optimizer = torch.optim.AdamW(policy.heads.parameters(), lr=cfg.lr)
+    optimizer = make_optimizer(policy.heads, cfg)
     generator = torch.Generator().manual_seed(torch_seed)
     policy.eval()
     reward_model.eval()
@@ -150,19 +154,19 @@ def practice(policy, reward_model, cfg: ReinforceConfig, versions: int, threshol
                           true_steps_to_go if oracle_reward == "distance" else None)
         used += n
         returns = [discounted_returns(ep.rewards(oracle_reward == "sparse"), cfg.gamma) for ep in batch]
-        loss = update_from(policy, optimizer, batch, returns, cfg, generator, reward_model)
+        loss, moved = update_from(policy, optimizer, batch, returns, cfg, generator, reward_model)
         row = {"version": version, "episodes": used,
                "detected": sum(ep.detected for ep in batch) / n,
                "true_success": sum(ep.goal_holds for ep in batch) / n,
                "false_detections": sum(ep.detected and not ep.goal_holds for ep in batch),
                "mean_return": float(np.mean([r[0] if len(r) else 0.0 for r in returns])),
-               "steps": sum(len(ep.tokens) for ep in batch), "loss": loss,
+               "steps": sum(len(ep.tokens) for ep in batch), "loss": loss, "update_kl": moved,
                "entropy": float(np.mean([h for ep in batch for h in ep.entropy])),
                "seconds": round(time.monotonic() - start, 1)}
         rows.append(row)
         log(f"  v{version}: {used} episodes, detected {row['detected']:.2f}, true {row['true_success']:.2f} "
             f"({row['false_detections']} false detections), return {row['mean_return']:.2f}, "
-            f"entropy {row['entropy']:.2f}, {row['seconds']:.0f} s")
+            f"entropy {row['entropy']:.2f}, update KL {moved:.4f}, {row['seconds']:.0f} s")
         if on_version:
             on_version(version, policy)
     for env in envs:
@@ -195,6 +199,9 @@ def main(argv=None) -> int:
                         help="subtract the batch mean return: a constant baseline (not in the paper)")
     parser.add_argument("--kl-weight", type=float, default=0.0,
                         help="> 0: add this times KL(policy || the Stage-1 policy) per state (not in the paper)")
+    parser.add_argument("--train-scope", choices=TRAIN_SCOPES, default="heads",
+                        help="parameters REINFORCE moves: heads (all), trunk (trunk + action head), action")
+    parser.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
     parser.add_argument("--threshold", type=float, required=True, help="success detector: d <= s")
     parser.add_argument("--families", default="", help="comma-separated (default: all)")
     parser.add_argument("--mode", default="BLOCK_4", help="block mode (BANANA: the unseen banana)")
@@ -222,7 +229,8 @@ def main(argv=None) -> int:
     cfg = ReinforceConfig(gamma=args.gamma, loss_weight=args.loss_weight, lr=args.lr,
                           updates_per_batch=args.updates_per_batch, episodes_per_batch=args.episodes_per_batch,
                           minibatch=args.minibatch, normalize_returns=args.normalize_returns,
-                          center_returns=args.center_returns, kl_weight=args.kl_weight)
+                          center_returns=args.center_returns, kl_weight=args.kl_weight,
+                          train_scope=args.train_scope, optimizer=args.optimizer)
     evals = {}
 
     def evaluate(version, model):

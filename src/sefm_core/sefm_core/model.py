@@ -369,6 +369,16 @@ class EFM(nn.Module):
         if not config.trainable_backbone:
             self.backbone.requires_grad_(False)
         self._text_cache: dict[str, torch.Tensor] = {}
+        self.train()
+
+    def train(self, mode: bool = True) -> "EFM":
+        """Frozen towers always run in eval mode: in train mode EfficientNet's batch norm would use the batch's
+        statistics and MiniLM its dropout, so a trainer would learn from other features than the policy acted on
+        (and cache noised instruction vectors). That once made Stage 2 through the graph collapse."""
+        super().train(mode)
+        if not self.config.trainable_backbone:
+            self.backbone.eval()
+        return self
 
     def tower_features(self, images: torch.Tensor, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Tower outputs; frozen towers run without gradients and memoise instruction vectors."""

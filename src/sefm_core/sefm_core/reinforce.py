@@ -29,6 +29,33 @@ class ReinforceConfig:
     normalize_returns: bool = False
     center_returns: bool = False  # subtract the batch's mean return (a constant baseline; not in the paper)
     kl_weight: float = 0.0        # > 0: + kl_weight * KL(policy || Stage-1 policy) per state (not in the paper)
+    train_scope: str = "heads"    # which parameters REINFORCE moves: see TRAIN_SCOPES
+    optimizer: str = "adamw"      # adamw, or sgd (steps proportional to the gradient, so c sets the step size)
+
+
+# What Stage 2 trains. "heads": every trainable parameter (the paper fine-tunes the whole model).
+# "trunk": the MLP trunk and the action head; the perception Stage 1 grounded (FiLM maps, keypoints,
+# pointer heads) stays frozen. "action": the action head alone.
+TRAIN_SCOPES = ("heads", "trunk", "action")
+
+
+def trainable_parameters(heads: torch.nn.Module, scope: str) -> list[torch.nn.Parameter]:
+    if scope == "heads":
+        return list(heads.parameters())
+    if scope == "trunk":
+        return list(heads.trunk.parameters()) + list(heads.action_head.parameters())
+    if scope == "action":
+        return list(heads.action_head.parameters())
+    raise ValueError(f"unknown train_scope {scope!r}: expected one of {', '.join(TRAIN_SCOPES)}")
+
+
+def make_optimizer(heads: torch.nn.Module, cfg: ReinforceConfig) -> torch.optim.Optimizer:
+    params = trainable_parameters(heads, cfg.train_scope)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}: expected adamw or sgd")
 
 
 def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
@@ -84,9 +111,9 @@ def reinforce_update(model, optimizer, fmap: torch.Tensor, text: torch.Tensor, p
         loss = reinforce_loss(action_logits, tokens[idx], returns[idx], cfg.loss_weight)
         if cfg.kl_weight > 0:
             loss = loss + cfg.kl_weight * kl_to_reference(action_logits, reference_logits[idx])
-        optimizer.zero_grad(set_to_none=True)
+        model.heads.zero_grad(set_to_none=True)  # also the frozen parts' grads (train_scope)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.heads.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], 1.0)
         optimizer.step()
         losses.append(float(loss.item()))
     return float(np.mean(losses))

@@ -27,7 +27,7 @@ from sensor_msgs.msg import Image, JointState
 
 from sefm_core import checkpoint
 from sefm_core.data import Episode, EpisodeDataset
-from sefm_core.reinforce import ReinforceConfig, discounted_returns, reinforce_update
+from sefm_core.reinforce import ReinforceConfig, discounted_returns, make_optimizer, reinforce_update
 from sefm_interfaces.msg import EpisodeEvent, PolicyAction, PolicyVersion, StepsToGo, Task
 from sefm_ros.common import LATCHED, SefmNode, image_to_array, reliable, spin_main, stamp_key, station_list
 from sefm_trainer.episodes import AssembledEpisode, EpisodeBuffer, assemble
@@ -47,6 +47,9 @@ PARAMETERS = {
     "minibatch": (64, "transitions per gradient step (slices of a shuffled pass over the batch)"),
     "normalize_returns": (False, "subtract the batch mean return, divide by its std (not in the paper)"),
     "center_returns": (False, "subtract the batch mean return (not in the paper)"),
+    "train_scope": ("heads", "parameters REINFORCE moves: heads (all trainable), trunk (trunk + action head: "
+                             "Stage 1's perception stays frozen), action (the action head alone)"),
+    "optimizer": ("adamw", "adamw, or sgd (steps proportional to the gradient)"),
     "max_versions": (0, "stop updating after this many new versions (0: no limit)"),
 }
 
@@ -59,14 +62,16 @@ class TrainerNode(SefmNode):
         self.cfg = ReinforceConfig(gamma=p["gamma"], loss_weight=p["loss_weight"], lr=p["lr"],
                                    updates_per_batch=p["updates_per_batch"],
                                    episodes_per_batch=p["episodes_per_batch"], minibatch=p["minibatch"],
-                                   normalize_returns=p["normalize_returns"], center_returns=p["center_returns"])
+                                   normalize_returns=p["normalize_returns"], center_returns=p["center_returns"],
+                                   train_scope=p["train_scope"], optimizer=p["optimizer"])
         self.max_versions = p["max_versions"]
         self.run = pathlib.Path(p["run_dir"])
         (self.run / "checkpoints").mkdir(parents=True, exist_ok=True)
         self.version, path = self._resume_point(p["checkpoint"])
         self.model, meta = checkpoint.load(path)
+        self.model.eval()  # log p of the acting policy: no dropout (reinforce_update keeps the heads in eval too)
         self.sha256, self.uri = meta["weights_sha256"], f"file://{path.resolve()}"
-        self.optimizer = torch.optim.AdamW(self.model.heads.parameters(), lr=self.cfg.lr)
+        self.optimizer = make_optimizer(self.model.heads, self.cfg)
         if self.version > 0:
             checkpoint.load_optimizer(self.optimizer, path)
         self.dataset = EpisodeDataset(self.run / "episodes", create=True)
