@@ -39,7 +39,7 @@ class PaperConfig:
     test_demos: int = 60                       # held-out demos: steps-to-go quality and the threshold s
     sft_config: str = "src/sefm_bringup/config/sft_language_table.yaml"
     practice: dict = field(default_factory=lambda: {"versions": 10, "episodes-per-batch": 16,
-                                                    "updates-per-batch": 0, "lr": 1e-4})
+                                                    "updates-per-batch": 0, "lr": 1e-5})
     max_steps: int = 100                       # step cap of practice and evaluation episodes
     eval_episodes: int = 100
     eval_policy: str = "sampled"               # sampled | greedy, for every success rate (BC and after practice)

@@ -189,7 +189,8 @@ def main(argv=None) -> int:
     parser.add_argument("--episodes-per-batch", type=int, default=8)
     parser.add_argument("--updates-per-batch", type=int, default=0,
                         help="gradient steps per batch; 0 (the default): one pass, each transition used once")
-    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--lr", type=float, default=1e-5,
+                        help="1e-5 moves the policy by about 0.02 nats per state and update (tools/update_size.py)")
     parser.add_argument("--loss-weight", type=float, default=0.05)
     parser.add_argument("--gamma", type=float, default=0.9)
     parser.add_argument("--minibatch", type=int, default=64, help="transitions per gradient step")

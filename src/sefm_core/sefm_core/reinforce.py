@@ -22,7 +22,7 @@ import torch
 class ReinforceConfig:
     gamma: float = 0.9            # paper
     loss_weight: float = 5e-2     # c (paper summaries)
-    lr: float = 1e-4
+    lr: float = 1e-5             # with AdamW: about 0.02 nats of KL per update (tools/update_size.py)
     updates_per_batch: int = 0    # gradient steps per batch; 0: one pass (each transition used once)
     episodes_per_batch: int = 8
     minibatch: int = 64           # transitions per gradient step (successive slices of a shuffled batch)
