@@ -138,7 +138,7 @@ def test_update_steps_through_minibatches_and_normalised_returns_push_both_ways(
     reinforce_update(model, torch.optim.SGD(model.heads.parameters(), lr=cfg.lr), fmap, text, proprio, tokens,
                      returns, cfg, torch.Generator().manual_seed(0))
     hook.remove()
-    assert seen == [4] * 6 and not model.heads.training
+    assert seen == [8] + [4] * 6 + [8] and not model.heads.training   # the batch before and after: the update's KL
     change = logp() - before
     assert (change[:4] > 0).all() and (change[4:] < 0).all(), change
 
@@ -159,7 +159,7 @@ def test_reinforce_update_defaults_to_one_pass_and_centred_returns_push_both_way
     reinforce_update(model, torch.optim.SGD(model.heads.parameters(), lr=cfg.lr), fmap, text, proprio, tokens,
                      returns, cfg, torch.Generator().manual_seed(0))
     hook.remove()
-    assert seen == [4, 4, 2]   # ceil(10 / 4) steps, every transition once
+    assert seen == [10, 4, 4, 2, 10]   # ceil(10 / 4) steps, every transition once (and the KL's passes around them)
     after = torch.log_softmax(model.heads(fmap, text, proprio)[0], -1).gather(-1, tokens[..., None]).sum((1, 2))
     change = (after - before).detach()
     assert change[:5].mean() > 0 > change[5:].mean(), change
@@ -225,10 +225,11 @@ def test_train_scope_moves_only_its_parameters(scope):
     from sefm_core.reinforce import ReinforceConfig, make_optimizer, reinforce_update
 
     model, fmap, text, proprio = tiny_policy_batch(8)
-    cfg = ReinforceConfig(lr=1e-2, minibatch=8, train_scope=scope, optimizer="sgd")
+    cfg = ReinforceConfig(lr=1e-2, minibatch=8, train_scope=scope)
     before = {k: v.clone() for k, v in model.heads.state_dict().items()}
-    reinforce_update(model, make_optimizer(model.heads, cfg), fmap, text, proprio,
-                     torch.randint(0, model.config.action_bins, (8, 2)), torch.ones(8), cfg)
+    _, moved_kl = reinforce_update(model, make_optimizer(model.heads, cfg), fmap, text, proprio,
+                                   torch.randint(0, model.config.action_bins, (8, 2)), torch.ones(8), cfg)
+    assert moved_kl > 0   # the update reports how far it moved the policy
     moved = {k.split(".")[0] for k, v in model.heads.state_dict().items() if not torch.equal(v, before[k])}
     if scope == "heads":
         assert {"blocks", "trunk", "action_head"} <= moved   # the perception (FiLM maps) moves too
@@ -236,3 +237,6 @@ def test_train_scope_moves_only_its_parameters(scope):
         assert moved == {"trunk": {"trunk", "action_head"}, "action": {"action_head"}}[scope]
     with pytest.raises(ValueError, match="train_scope"):
         make_optimizer(model.heads, ReinforceConfig(train_scope="backbone"))
+    assert isinstance(make_optimizer(model.heads, ReinforceConfig(optimizer="sgd")), torch.optim.SGD)
+    with pytest.raises(ValueError, match="optimizer"):
+        make_optimizer(model.heads, ReinforceConfig(optimizer="lion"))

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from sefm_core.reinforce import (TRAIN_SCOPES, ReinforceConfig, discounted_returns, kl_to_reference, make_optimizer,
+from sefm_core.reinforce import (TRAIN_SCOPES, ReinforceConfig, discounted_returns, make_optimizer,
                                  reinforce_update)
 from sefm_core.steps_to_go import expected_steps
 
@@ -111,15 +111,13 @@ def update_from(policy, optimizer, episodes: list[PracticeEpisode], returns: lis
     Returns (the mean loss, KL(policy before || after) per state over the batch: how far one update moved it)."""
     stack = lambda name: torch.stack([x for ep in episodes for x in getattr(ep, name)])  # noqa: E731
     fmap, text, proprio = stack("fmap"), stack("text"), stack("proprio")
-    with torch.no_grad():
-        before = policy.heads(fmap, text, proprio)[0]
-        reference_logits = reference.heads(fmap, text, proprio)[0] if cfg.kl_weight > 0 else None
-    loss = reinforce_update(policy, optimizer, fmap, text, proprio, stack("tokens").long(),
+    reference_logits = None
+    if cfg.kl_weight > 0:
+        with torch.no_grad():
+            reference_logits = reference.heads(fmap, text, proprio)[0]
+    return reinforce_update(policy, optimizer, fmap, text, proprio, stack("tokens").long(),
                             torch.as_tensor(np.concatenate(returns), dtype=torch.float32), cfg, generator,
                             reference_logits)
-    with torch.no_grad():
-        moved = float(kl_to_reference(before, policy.heads(fmap, text, proprio)[0]))
-    return loss, moved
 
 
 @dataclass

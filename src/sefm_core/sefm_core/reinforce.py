@@ -84,7 +84,7 @@ def kl_to_reference(action_logits: torch.Tensor, reference_logits: torch.Tensor)
 def reinforce_update(model, optimizer, fmap: torch.Tensor, text: torch.Tensor, proprio: torch.Tensor,
                      tokens: torch.Tensor, returns: torch.Tensor, cfg: ReinforceConfig,
                      generator: torch.Generator | None = None,
-                     reference_logits: torch.Tensor | None = None) -> float:
+                     reference_logits: torch.Tensor | None = None) -> tuple[float, float]:
     """`updates_per_batch` gradient steps on the policy heads over one on-policy batch (tower features
     precomputed: the towers are frozen); 0: one pass, each transition used once. Each step takes the next
     `minibatch` transitions of a shuffled pass over the batch, so the steps spread over all of it instead of
@@ -92,7 +92,8 @@ def reinforce_update(model, optimizer, fmap: torch.Tensor, text: torch.Tensor, p
     ratio clipping to stop it: with 16 steps of 256 (several passes) the policy collapsed even under a
     perfect reward (docs/results.md, "the update itself").
     The heads stay in eval mode: log p is the acting policy's (no dropout). The caller clears the batch
-    afterwards. Returns the mean loss of the steps."""
+    afterwards. Returns (the mean loss of the steps, KL(before || after) per state over the batch: how far
+    the update moved the policy; PPO-style methods keep it near 0.01-0.02 nats)."""
     if cfg.kl_weight > 0 and reference_logits is None:
         raise ValueError("kl_weight > 0 needs the Stage-1 policy's action logits (reference_logits)")
     if cfg.normalize_returns and len(returns) > 1:
@@ -102,6 +103,8 @@ def reinforce_update(model, optimizer, fmap: torch.Tensor, text: torch.Tensor, p
     n = len(tokens)
     order, cursor, losses = torch.randperm(n, generator=generator), 0, []
     model.heads.eval()
+    with torch.no_grad():
+        before = model.heads(fmap, text, proprio)[0]
     for _ in range(cfg.updates_per_batch or -(-n // cfg.minibatch)):
         if cursor >= n:
             order, cursor = torch.randperm(n, generator=generator), 0
@@ -116,4 +119,6 @@ def reinforce_update(model, optimizer, fmap: torch.Tensor, text: torch.Tensor, p
         torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], 1.0)
         optimizer.step()
         losses.append(float(loss.item()))
-    return float(np.mean(losses))
+    with torch.no_grad():
+        moved = float(kl_to_reference(before, model.heads(fmap, text, proprio)[0]))
+    return float(np.mean(losses)), moved

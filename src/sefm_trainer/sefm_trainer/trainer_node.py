@@ -212,11 +212,12 @@ class TrainerNode(SefmNode):
         returns_t = torch.as_tensor(np.concatenate(returns), dtype=torch.float32)
         with torch.no_grad():
             fmap, text = self.model.tower_features(images, texts)
-        loss = reinforce_update(self.model, self.optimizer, fmap, text, proprio, tokens, returns_t, self.cfg)
+        loss, moved = reinforce_update(self.model, self.optimizer, fmap, text, proprio, tokens, returns_t, self.cfg)
         successes = sum(ep.outcome == EpisodeEvent.OUTCOME_SUCCESS_DETECTED for ep in self.batch)
         row = {"version": self.version + 1, "episodes": len(self.batch), "transitions": len(transitions),
                "mean_return": float(np.mean([r[0] for r in returns])),
                "detected_success_rate": successes / len(self.batch), "loss": loss,
+               "update_kl": moved,  # KL(before || after) per state: how far this update moved the policy
                # -log p of the sampled actions estimates the acting policy's entropy; near 0 it has
                # collapsed onto one action (e.g. one that fools the success detector)
                "policy_entropy": float(np.mean([-t.log_prob for t in transitions])),
