@@ -256,6 +256,25 @@ def test_pointer_offsets_give_each_pair_of_heads_its_offset_and_distance():
         EFM(ModelConfig(backbone="scratch", channels=16, hidden=32, pointer_heads=1, pointer_offsets=True))
 
 
+def test_steps_to_go_from_the_pointer_reads_only_the_distances_between_heads():
+    torch.manual_seed(0)
+    model = EFM(ModelConfig(backbone="scratch", vision_layer=4, channels=16, hidden=32, pointer_heads=3,
+                            stg_input="pointer")).eval()
+    heads, fmap, text = model.heads, torch.randn(2, 40, 9, 16), torch.randn(2, 384)
+    proprio = torch.zeros(2, 4)
+    features = heads.features(fmap, text, proprio)
+    assert features.pointer_distances.shape == (2, 3)          # pairs (0,1) (0,2) (1,2)
+    action, stg = heads.outputs(features)
+    moved_action, moved_stg = heads(fmap, text, proprio + 5.0)  # the trunk sees proprio, the stg head does not
+    assert torch.equal(stg, moved_stg) and not torch.allclose(action, moved_action)
+    # the same distances give the same d, whatever else the trunk saw
+    assert torch.equal(heads.stg_head(features.pointer_distances), stg)
+    with pytest.raises(ValueError, match="at least 2 pointer heads"):
+        EFM(ModelConfig(backbone="scratch", channels=16, hidden=32, pointer_heads=1, stg_input="pointer"))
+    with pytest.raises(ValueError, match="trunk or pointer"):
+        EFM(ModelConfig(backbone="scratch", channels=16, hidden=32, pointer_heads=3, stg_input="image"))
+
+
 def test_pointer_attends_where_the_instruction_matches_the_features():
     from sefm_core.model import Pointer
 

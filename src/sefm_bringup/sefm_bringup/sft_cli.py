@@ -29,6 +29,8 @@ def build_configs(args) -> tuple[SFTConfig, ModelConfig]:
             sft[key] = getattr(args, key)
     if args.backbone:
         model["backbone"] = args.backbone
+    if args.stg_input:
+        model["stg_input"] = args.stg_input
     meta = EpisodeDataset(args.dataset).meta.get("shapes") or {}
     model.setdefault("proprio_dim", meta.get("proprio", 4))
     return from_dict(SFTConfig, sft, "sft"), from_dict(ModelConfig, model, "model")
@@ -40,6 +42,8 @@ def main(argv=None) -> int:
     parser.add_argument("--config")
     parser.add_argument("--run-dir")
     parser.add_argument("--backbone", choices=["pretrained", "scratch", "siglip", "paligemma"])
+    parser.add_argument("--stg-input", choices=["trunk", "pointer"],
+                        help="what the steps-to-go head reads (overrides model.stg_input)")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float)

@@ -54,6 +54,10 @@ class ModelConfig:
     pointer_offsets: bool = False         # also give the trunk each pair of pointer heads' offset (dx, dy) and
                                           # distance: steps-to-go follows the effector-to-block distance, which
                                           # an MLP over absolute positions learns only for the scenes it saw
+    stg_input: str = "trunk"              # what the steps-to-go head reads: trunk (everything the policy sees) |
+                                          # pointer (only the distances between the pointer heads: it cannot
+                                          # memorise scenes, so d keeps rising with the distance on states
+                                          # no demo visited; docs/results.md, round 5)
     extra: dict = field(default_factory=dict)
 
     def backbone_key(self) -> str:
@@ -284,6 +288,7 @@ def pointer_offsets(positions: torch.Tensor, heads: int) -> torch.Tensor:
 class Features(NamedTuple):
     hidden: torch.Tensor                 # (B, hidden): the trunk's output
     pointer_logits: torch.Tensor | None  # (B, heads, h, w): where each pointer head attends (None: no pointer)
+    pointer_distances: torch.Tensor | None = None  # (B, pairs): image distance between each pair of heads
 
 
 class PolicyHeads(nn.Module):
@@ -313,7 +318,16 @@ class PolicyHeads(nn.Module):
         self.trunk = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(fused, config.hidden), nn.ReLU(),
                                    nn.Dropout(config.dropout), nn.Linear(config.hidden, config.hidden), nn.ReLU())
         self.action_head = nn.Linear(config.hidden, dims * config.action_bins)
-        self.stg_head = nn.Linear(config.hidden, config.max_steps_to_go + 1)
+        if config.stg_input == "trunk":
+            self.stg_head = nn.Linear(config.hidden, config.max_steps_to_go + 1)
+        elif config.stg_input == "pointer":
+            if config.pointer_heads < 2:
+                raise ValueError("model.stg_input: pointer needs at least 2 pointer heads")
+            pairs = len(pointer_pairs(config.pointer_heads))
+            self.stg_head = nn.Sequential(nn.Linear(pairs, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
+                                          nn.Linear(64, config.max_steps_to_go + 1))
+        else:
+            raise ValueError(f"model.stg_input must be trunk or pointer, not {config.stg_input!r}")
         # Auxiliary: where the named block and its target are (labels from the simulator's
         # privileged state, used in training only); it pushes the keypoints to ground the
         # instruction instead of memorising scenes.
@@ -340,18 +354,21 @@ class PolicyHeads(nn.Module):
         else:
             parts = [spatial_softmax(x), proprio]
         parts += [t] if self.config.text_in_trunk else []
-        pointer_logits = None
+        pointer_logits = distances = None
         if self.pointer is not None:
             pointed, pointer_logits = self.pointer(x, t)
             parts.append(pointed)
+            offsets = pointer_offsets(pointed[:, :2 * self.pointer.heads], self.pointer.heads)
+            distances = offsets[:, 2::3]
             if self.config.pointer_offsets:
-                parts.append(pointer_offsets(pointed[:, :2 * self.pointer.heads], self.pointer.heads))
-        return Features(self.trunk(torch.cat(parts, dim=-1)), pointer_logits)
+                parts.append(offsets)
+        return Features(self.trunk(torch.cat(parts, dim=-1)), pointer_logits, distances)
 
     def outputs(self, f: "Features"):
         """-> (action logits (B, A, bins), steps-to-go logits (B, K+1))."""
         dims = len(self.config.action_low)
-        return self.action_head(f.hidden).view(-1, dims, self.config.action_bins), self.stg_head(f.hidden)
+        stg_in = f.pointer_distances if self.config.stg_input == "pointer" else f.hidden
+        return self.action_head(f.hidden).view(-1, dims, self.config.action_bins), self.stg_head(stg_in)
 
     def forward(self, fmap: torch.Tensor, text: torch.Tensor, proprio: torch.Tensor):
         return self.outputs(self.features(fmap, text, proprio))
