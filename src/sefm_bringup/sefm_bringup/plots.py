@@ -23,7 +23,7 @@ def _axes(width, height, title, x_range, y_range, x_label, y_label):
         cv2.line(canvas, (left, y), (right, y), GREY, 1)
         cv2.putText(canvas, f"{y0 + frac * (y1 - y0):.2g}", (8, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.35, BLACK, 1)
         x = int(left + frac * (right - left))
-        cv2.putText(canvas, f"{x0 + frac * (x1 - x0):.3g}", (x - 10, bottom + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
+        cv2.putText(canvas, f"{x0 + frac * (x1 - x0):.4g}", (x - 10, bottom + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
                     BLACK, 1)
 
     def to_px(x, y):
@@ -37,17 +37,26 @@ def _save(path, rgb) -> None:
 
 def success_curve(path, points: list[tuple[float, float, float, float]], width=480, height=300) -> None:
     """points: (practice episodes, success, low, high) with the 95% interval as a bar."""
-    xs = [p[0] for p in points]
+    success_curves(path, {"": points}, width, height)
+
+
+def success_curves(path, series: dict[str, list[tuple[float, float, float, float]]], width=480, height=300) -> None:
+    """One curve per label (a legend when labels are given); points as in success_curve."""
+    xs = [p[0] for points in series.values() for p in points]
     canvas, to_px = _axes(width, height, "held-out success vs practice episodes", (0, max(xs) or 1), (0, 1),
                           "practice episodes", "success")
-    prev = None
-    for x, rate, low, high in points:
-        colour = COLOURS[0]
-        cv2.line(canvas, to_px(x, low), to_px(x, high), colour, 1)
-        cv2.circle(canvas, to_px(x, rate), 4, colour, -1)
-        if prev is not None:
-            cv2.line(canvas, prev, to_px(x, rate), colour, 2, cv2.LINE_AA)
-        prev = to_px(x, rate)
+    for k, (label, points) in enumerate(series.items()):
+        colour, prev = COLOURS[k % len(COLOURS)], None
+        for x, rate, low, high in points:
+            cv2.line(canvas, to_px(x, low), to_px(x, high), colour, 1)
+            cv2.circle(canvas, to_px(x, rate), 4, colour, -1)
+            if prev is not None:
+                cv2.line(canvas, prev, to_px(x, rate), colour, 2, cv2.LINE_AA)
+            prev = to_px(x, rate)
+        if label:
+            y = height - 60 - 16 * k
+            cv2.line(canvas, (70, y - 4), (90, y - 4), colour, 2)
+            cv2.putText(canvas, label, (96, y), cv2.FONT_HERSHEY_SIMPLEX, 0.4, BLACK, 1, cv2.LINE_AA)
     _save(path, canvas)
 
 
