@@ -62,6 +62,9 @@ def test_improve_config_batch_wait_by_mode_and_bad_values_raise():
     assert lockstep["policy"]["batch_wait"] == lockstep["reward"]["batch_wait"] == 0.05
     assert realtime["policy"]["batch_wait"] == 0.005
     assert node_parameters(load_config(None, {"checkpoint": "ckpt", "batch_wait": 0.02}))["policy"]["batch_wait"] == 0.02
-    for bad in ({"minibatch": 0}, {"batch_wait": -0.1}, {"normalize_returns": "yes"}, {"executor": "multi"}):
+    rounds = node_parameters(load_config(None, {"checkpoint": "ckpt", "rounds": True, "episodes_per_batch": 12}))
+    assert rounds["policy"]["episodes_per_version"] == 12 and lockstep["policy"]["episodes_per_version"] == 0
+    for bad in ({"minibatch": 0}, {"batch_wait": -0.1}, {"normalize_returns": "yes"}, {"executor": "multi"},
+                {"rounds": True, "mode": "realtime"}):
         with pytest.raises(ConfigError):
             load_config(None, {"checkpoint": "ckpt", **bad})

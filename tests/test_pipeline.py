@@ -36,3 +36,21 @@ def test_pipeline_miniature_runs_every_stage_and_writes_the_report(tmp_path):
     bad.write_text("demos: many\n")
     failed = subprocess.run([SEFM, "pipeline", "--config", str(bad)], capture_output=True, text=True, timeout=60)
     assert failed.returncode == 1 and "demos" in failed.stderr
+
+
+def test_pipeline_config_threshold_is_unset_a_number_or_a_clear_error(tmp_path):
+    from sefm_bringup.pipeline import load_pipeline_config
+    from sefm_core.config import ConfigError
+
+    path = tmp_path / "demo.yaml"
+    for text, want in (("demos: 3\n", None), ("success_threshold: null\n", None), ("success_threshold: -1\n", -1.0),
+                       ("success_threshold: 2.5\n", 2.5)):
+        path.write_text(text)
+        assert load_pipeline_config(str(path), None).success_threshold == want
+    path.write_text("success_threshold: low\n")
+    try:
+        load_pipeline_config(str(path), None)
+    except ConfigError as exc:
+        assert "success_threshold" in str(exc)
+    else:
+        raise AssertionError("a word for a threshold must be an error")

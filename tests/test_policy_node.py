@@ -63,6 +63,50 @@ def test_policy_acts_for_the_station_and_swaps_versions_between_episodes(tmp_pat
             policy.kill()
 
 
+
+def test_rounds_start_each_versions_episodes_together_and_never_deadlock(tmp_path):
+    """episodes_per_version 2: two episodes on v0, then the lockstep station waits; v1 releases it; with no
+    new version and no action for round_timeout, it goes on with the current version."""
+    tiny_checkpoint(tmp_path / "v0", 0)
+    sha1 = tiny_checkpoint(tmp_path / "v1", 1)
+    ns = f"station_{uuid.uuid4().hex[:6]}"
+    estop, version_topic = f"/estop_{uuid.uuid4().hex[:6]}", f"/policy_version_{uuid.uuid4().hex[:6]}"
+    bridge = subprocess.Popen([sys.executable, "-m", "sefm_sim_bridge.bridge_node", "--ros-args",
+                               "-r", f"__ns:=/{ns}", "-r", f"/estop:={estop}", "-p", "image_width:=64",
+                               "-p", "image_height:=36", "-p", "max_steps:=4", "-p", "families:=point2block"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    policy = subprocess.Popen([sys.executable, "-m", "sefm_policy.policy_node", "--ros-args",
+                               "-r", f"/policy/version:={version_topic}", "-p", f"checkpoint:={tmp_path / 'v0'}",
+                               "-p", f"stations:={ns}", "-p", "episodes_per_version:=2", "-p", "round_timeout:=4.0"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    d = Driver(f"/{ns}", estop)
+    actions = []
+    d.node.create_subscription(PolicyAction, "action", actions.append, RELIABLE)
+    versions = d.node.create_publisher(PolicyVersion, version_topic, LATCHED)
+
+    def episodes(version):
+        return sorted({a.episode_id for a in actions if a.policy_version == version})
+
+    try:
+        assert d.spin_until(lambda: len(episodes(0)) == 2, timeout=90), "no two episodes on v0"
+        d.spin_for(2.0)
+        assert len(episodes(0)) == 2 and not episodes(1)     # the round is full: the station waits
+        versions.publish(PolicyVersion(version=1, checkpoint_uri=f"file://{tmp_path / 'v1'}", sha256=sha1))
+        assert d.spin_until(lambda: len(episodes(1)) == 2, timeout=60), "v1 did not release the station"
+        assert len(episodes(0)) == 2 and min(episodes(1)) > max(episodes(0))
+        # no v2 comes: after round_timeout without an action the station goes on with v1
+        assert d.spin_until(lambda: len(episodes(1)) >= 3, timeout=60), "the fleet deadlocked"
+    finally:
+        stop(d, bridge)
+        policy.terminate()
+        try:
+            out, _ = policy.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            policy.kill()
+            out = ""
+    assert "go on with v1" in out
+
+
 def test_unsupported_image_encodings_are_clear_errors():
     from sensor_msgs.msg import Image
 

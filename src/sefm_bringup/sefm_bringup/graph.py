@@ -49,6 +49,10 @@ class ImproveConfig:
     train_scope: str = "heads"           # what REINFORCE moves: heads (all), trunk (trunk + action head), action
     optimizer: str = "adamw"             # adamw | sgd
     versions: int = 10                   # budget: stop after this many new policy versions
+    # Lockstep only. true: each version's batch is collected in one round: a station that would start an
+    # episode beyond the batch waits for the next version, so no episode is dropped as stale (with many
+    # stations most were: every episode in flight when a version changed). false: stations never wait.
+    rounds: bool = False
     processes: str = "single"            # single | per_node
     executor: str = "single"             # single process: "single" (SingleThreadedExecutor) or "events"
                                          # (rclpy's experimental EventsExecutor: less overhead per callback)
@@ -80,6 +84,7 @@ def node_parameters(cfg: ImproveConfig) -> dict[str, dict]:
                    "batch_wait": cfg.node_batch_wait()},
         "policy": {"checkpoint": cfg.checkpoint, "stations": stations, "greedy": cfg.greedy,
                    "batch_wait": cfg.node_batch_wait(),
+                   "episodes_per_version": cfg.episodes_per_batch if cfg.rounds else 0,
                    "command_names": "delta_x,delta_y" if cfg.env == "language_table" else ""},
     }
     for i, name in enumerate(cfg.station_names()):
@@ -270,6 +275,8 @@ def load_config(path: str | None, overrides: dict) -> ImproveConfig:
         raise ConfigError(f"optimizer={cfg.optimizer!r}; valid: adamw, sgd")
     if cfg.batch_wait < 0:
         raise ConfigError(f"batch_wait={cfg.batch_wait}: seconds, at least 0 (0: by mode)")
+    if cfg.rounds and cfg.mode != "lockstep":
+        raise ConfigError("rounds: true needs mode: lockstep (a real-time station cannot wait for a version)")
     return cfg
 
 

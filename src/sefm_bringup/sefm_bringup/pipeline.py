@@ -40,6 +40,10 @@ class PipelineConfig:
     eval_seed: int = 100000
     eval_every: int = 5                  # also evaluate every this many policy versions (the practice curve)
     eval_policy: str = "greedy"          # greedy | sampled (the policy REINFORCE trains; docs/results.md)
+    eval_max_steps: int = 200            # step cap of an evaluation episode (as Stage 2's practice cap)
+    # The reward node's success detector d <= s. Unset: the s that Stage 1's evaluation picks by F1 on
+    # held-out demo states. Negative: detector off; the station's own success (the operator) ends episodes.
+    success_threshold: float | None = None
 
 
 class PipelineError(RuntimeError):
@@ -75,8 +79,8 @@ def evaluate(run: pathlib.Path, cfg: PipelineConfig, checkpoint: pathlib.Path, n
     out.parent.mkdir(parents=True, exist_ok=True)
     stage(f"eval_{name}", SEFM + ["eval", str(checkpoint), "--episodes", str(cfg.eval_episodes), "--families",
                                   cfg.families, "--mode", cfg.block_mode, "--seed", str(cfg.eval_seed),
-                                  "--image-size", cfg.image_size, "--policy", cfg.eval_policy, "--json", str(out),
-                                  *extra], run, out, log)
+                                  "--image-size", cfg.image_size, "--policy", cfg.eval_policy,
+                                  "--max-steps", str(cfg.eval_max_steps), "--json", str(out), *extra], run, out, log)
     return json.loads(out.read_text())
 
 
@@ -97,7 +101,7 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> pathlib.Path:
     # BC, and the steps-to-go quality with the success threshold s the reward node will use
     bc = evaluate(run, cfg, bc_checkpoint, "v0", log, ("--dataset", str(dataset), "--run-dir", str(sft_run)))
     results = {0: bc["success"]["all"]}
-    threshold = f"{bc['steps_to_go']['threshold']:.3f}"
+    threshold = f"{bc['steps_to_go']['threshold'] if cfg.success_threshold is None else cfg.success_threshold:.3f}"
     improve_run = run / "improve"
     width, height = cfg.image_size.lower().split("x")
     versions = int(load_yaml(cfg.improve_config).get("versions", 10))

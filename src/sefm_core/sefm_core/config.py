@@ -29,6 +29,9 @@ def from_dict(cls, values: dict, where: str = "config"):
 
 def _coerce(hint, value, where: str):
     origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if type(None) in args and len(args) == 2:  # `X | None`: null in YAML, or an X
+        return None if value is None else _coerce(next(a for a in args if a is not type(None)), value, where)
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if hint in (int, str, bool) and isinstance(value, hint) and not (hint is int and isinstance(value, bool)):

@@ -9,6 +9,15 @@ Globally:
              background, verifies its sha256, and gives it to each station when
              that station's next episode starts (never mid-episode, never half-loaded).
 
+Rounds (`episodes_per_version` > 0, lockstep): at most that many episodes, all
+stations together, start on one policy version. A station whose next episode
+would exceed it gets no action (a lockstep station then waits) until the next
+version arrives. With the trainer's batch size here, every practice episode is
+acted by the version being trained: the paper's collect -> update -> clear loop,
+with no episode lost as stale. If no action went out for `round_timeout` s and
+no version came (an episode the trainer could not use, a dead station), the
+waiting stations go on with the current version, so the fleet never deadlocks.
+
 Observations that are ready at the same time are batched into one forward pass.
 Every action is decoded from tokens inside the action bounds, checked finite and
 clipped again before it is published.
@@ -17,6 +26,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 
 import numpy as np
 import torch
@@ -34,6 +44,8 @@ PARAMETERS = {
     "command_names": ("delta_x,delta_y", "names written into joint_command, in action order"),
     "batch_wait": (0.005, "seconds to wait for more stations' observations before a forward pass"),
     "seed": (0, "sampling seed"),
+    "episodes_per_version": (0, "rounds: episodes (all stations) started per policy version; 0: no limit"),
+    "round_timeout": (30.0, "rounds: with no action sent for this long, waiting stations go on with the current version"),
 }
 
 
@@ -42,6 +54,7 @@ class StationView(StationObservations):
         super().__init__(name)
         self.version: int | None = None       # the policy version of the current episode
         self.step = 0                          # observations answered in the current episode
+        self.waiting_since: float | None = None  # rounds: its version's quota was full when this episode began
 
     def ready(self):
         """The newest complete observation not answered yet (older ones are stale for acting)."""
@@ -57,6 +70,12 @@ class PolicyNode(SefmNode):
         if not p["checkpoint"]:
             raise ValueError("parameter checkpoint is required (a Stage-1 checkpoint directory)")
         self.greedy, self.batch_wait = p["greedy"], p["batch_wait"]
+        self.quota, self.round_timeout = p["episodes_per_version"], p["round_timeout"]
+        if self.quota < 0 or self.round_timeout <= 0:
+            raise ValueError(f"episodes_per_version={self.quota} must be >= 0 and round_timeout="
+                             f"{self.round_timeout} > 0")
+        self.started: dict[int, set] = {}   # policy version -> (station, episode) started on it (rounds)
+        self.last_action = time.monotonic()
         self.command_names = [n for n in p["command_names"].split(",") if n]
         model, meta = checkpoint.load(p["checkpoint"])
         self.models = {0: (model.eval(), meta["weights_sha256"])}
@@ -80,10 +99,35 @@ class PolicyNode(SefmNode):
 
     def on_task(self, view: StationView, msg: Task) -> None:
         view.task, view.step = msg, 0
+        view.version, view.waiting_since = None, None
+        self._start_episode(view)
+
+    def _start_episode(self, view: StationView, force: bool = False) -> None:
         with self.lock:  # a new episode starts on the newest complete policy version
             self._adopt_pending()
-            view.version = self.latest
+            started = self.started.setdefault(self.latest, set())
+            episode = (view.name, view.task.episode_id)   # a task sent twice is still one episode
+            if self.quota and episode not in started and len(started) >= self.quota and not force:
+                view.waiting_since = view.waiting_since or time.monotonic()
+                return   # its version's round is full: no action until the next version
+            view.version, view.waiting_since = self.latest, None
+            started.add(episode)
         self._drop_unused_versions()
+
+    def _release_waiting(self) -> None:
+        """Rounds: start the waiting stations' episodes on a new version, or after round_timeout on this one."""
+        waiting = [v for v in self.views.values() if v.waiting_since is not None]
+        if not waiting:
+            return
+        with self.lock:
+            new_version = self.pending is not None and self.pending[0] > self.latest
+            overdue = time.monotonic() - max(self.last_action, *(v.waiting_since for v in waiting)) > self.round_timeout
+            force = overdue and not new_version
+        if force:
+            self.get_logger().warn(f"no policy version after v{self.latest} and no action for "
+                                   f"{self.round_timeout:.0f} s; {len(waiting)} station(s) go on with v{self.latest}")
+        for view in waiting:
+            self._start_episode(view, force)
 
     def on_version(self, msg: PolicyVersion) -> None:
         if msg.version in self.models or (self.pending and self.pending[0] == msg.version):
@@ -124,11 +168,14 @@ class PolicyNode(SefmNode):
     # --- acting ---------------------------------------------------------------------------------
 
     def maybe_act(self) -> None:
-        ready = {name: v.ready() for name, v in self.views.items()}
+        if self.quota:
+            self._release_waiting()
+        active = [v for v in self.views.values() if v.waiting_since is None]
+        ready = {v.name: v.ready() for v in active}
         ready = {name: key for name, key in ready.items() if key is not None}
         if not ready:
             return
-        if hold_for_batch(self.views.values(), self.batch_wait):
+        if hold_for_batch(active, self.batch_wait):
             return  # give the other stations a moment to join the batch
         by_version: dict[int, list[tuple[str, tuple[int, int]]]] = {}
         for name, key in ready.items():
@@ -158,6 +205,7 @@ class PolicyNode(SefmNode):
                                values=action.astype(np.float32).tolist(), tokens=tok.astype(np.int32).tolist(),
                                log_prob=float(lp), policy_version=version, greedy=self.greedy)
             view.step += 1
+            self.last_action = time.monotonic()
             msg.header.stamp = self.get_clock().now().to_msg()
             self.action_pubs[name].publish(msg)
 

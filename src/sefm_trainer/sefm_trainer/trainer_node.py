@@ -77,6 +77,7 @@ class TrainerNode(SefmNode):
         self.dataset = EpisodeDataset(self.run / "episodes", create=True)
         self.metrics = self.run / "metrics.csv"
         self.batch: list[AssembledEpisode] = []
+        self.batch_places = 0   # episodes run on the version being trained (usable or not)
         # Observations per station by stamp; actions, scores and tasks per (station, episode id):
         # every message names its episode or its stamp, so arrival order never matters.
         self.images: dict[str, dict] = {}
@@ -170,7 +171,11 @@ class TrainerNode(SefmNode):
             self.get_logger().warn(f"{station} episode {msg.episode_id}: dropped {episode.dropped}")
         if episode.transitions:
             self.batch.append(episode)
-        if len(self.batch) >= self.cfg.episodes_per_batch and not self.done():
+        # Every episode run on this version fills its place in the batch, usable or not (one solved at
+        # reset has no transition): the policy node's rounds count the same episodes. Stale ones do not.
+        if "stale policy version" not in episode.dropped:
+            self.batch_places += 1
+        if self.batch_places >= self.cfg.episodes_per_batch and self.batch and not self.done():
             self.update()
 
     def done(self) -> bool:
@@ -223,6 +228,7 @@ class TrainerNode(SefmNode):
                "policy_entropy": float(np.mean([-t.log_prob for t in transitions])),
                "seconds": time.monotonic() - start}
         self.batch.clear()  # on-policy: the batch is never used again
+        self.batch_places = 0
         self.version += 1
         path = self.run / "checkpoints" / f"v{self.version}"
         self.sha256 = checkpoint.save(self.model, path, {"version": self.version, **row}, self.optimizer)
