@@ -11,8 +11,9 @@ from test_policy_node import tiny_checkpoint
 SEFM = os.path.join(os.path.dirname(sys.executable), "sefm")
 
 
-@pytest.mark.parametrize("processes,executor", [("single", "single"), ("per_node", "single"), ("single", "events")])
-def test_improve_runs_two_stations_through_two_policy_versions(tmp_path, processes, executor):
+@pytest.mark.parametrize("processes,executor,rounds", [("single", "single", False), ("per_node", "single", False),
+                                                       ("single", "events", False), ("single", "single", True)])
+def test_improve_runs_two_stations_through_two_policy_versions(tmp_path, processes, executor, rounds):
     tiny_checkpoint(tmp_path / "stage1", 0)
     config = tmp_path / "improve.yaml"
     config.write_text(f"""
@@ -29,8 +30,9 @@ updates_per_batch: 1
 versions: 2
 processes: {processes}
 executor: {executor}
+rounds: {str(rounds).lower()}
 """)
-    env = {**os.environ, "ROS_DOMAIN_ID": str(40 + (processes == "per_node") + 2 * (executor == "events"))}
+    env = {**os.environ, "ROS_DOMAIN_ID": str(40 + (processes == "per_node") + 2 * (executor == "events") + 4 * rounds)}
     proc = subprocess.run([SEFM, "improve", "--config", str(config)], capture_output=True, text=True, timeout=300,
                           env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -39,9 +41,44 @@ executor: {executor}
     data = EpisodeDataset(tmp_path / "run" / "episodes")
     versions = [ep.metadata["policy_version"] for ep in data]
     # Two batches (v0, then v1) from two stations that act in parallel: both stations feed the trainer.
-    assert versions.count(0) >= 2 and versions.count(1) >= 2 and set(versions) <= {0, 1, 2}
     assert not any(ep.metadata["dropped"] for ep in data), [ep.metadata for ep in data]
     assert {ep.metadata["station"] for ep in data} == {"station_0", "station_1"}
+    if not rounds:
+        assert versions.count(0) >= 2 and versions.count(1) >= 2 and set(versions) <= {0, 1, 2}
+    else:  # one round per version: at most one episode per station on it (one may end before its first
+        # action and hold no transition), and none is lost as stale
+        assert 1 <= versions.count(0) <= 2 and 1 <= versions.count(1) <= 2 and set(versions) <= {0, 1}, versions
+        unused = tmp_path / "run" / "unused_episodes.jsonl"
+        assert not unused.exists() or "stale" not in unused.read_text()
+
+
+def test_a_terminated_improve_takes_its_node_processes_with_it(tmp_path):
+    import signal
+    import time
+
+    tiny_checkpoint(tmp_path / "stage1", 0)
+    env = {**os.environ, "ROS_DOMAIN_ID": "49"}
+    proc = subprocess.Popen([SEFM, "improve", "--checkpoint", str(tmp_path / "stage1"), "--run-dir", str(tmp_path / "run"),
+                             "--stations", "2", "--processes", "per_node", "--versions", "1000", "--image-width", "64",
+                             "--image-height", "36"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    children_file = f"/proc/{proc.pid}/task/{proc.pid}/children"
+    children: list[int] = []
+    deadline = time.monotonic() + 60
+    while len(children) < 5 and time.monotonic() < deadline:   # trainer, reward, policy, two bridges
+        time.sleep(0.5)
+        children = [int(c) for c in open(children_file).read().split()]
+    assert len(children) == 5, children
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) is not None
+
+    def alive(pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    assert not [c for c in children if alive(c)]
 
 
 def test_improve_rejects_a_bad_config(tmp_path):

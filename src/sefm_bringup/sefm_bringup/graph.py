@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
 import subprocess
 import sys
 import time
@@ -208,20 +209,23 @@ def run_per_node(cfg: ImproveConfig, log=print) -> int:
     import rclpy.executors
 
     params = node_parameters(cfg)
-    procs = []
-    for name, module in MODULES.items():
-        procs.append(subprocess.Popen([sys.executable, "-m", module, "--ros-args", *ros_args(params[name])]))
-    for s in cfg.station_names():
-        procs.append(subprocess.Popen([sys.executable, "-m", "sefm_sim_bridge.bridge_node", "--ros-args",
-                                       "-r", f"__ns:=/{s}", *ros_args(params[s])]))
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node("sefm_monitor", context=context)
-    monitor = Monitor(node, cfg.station_names())
-    executor = rclpy.executors.SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    last_print = 0.0
+    procs: list[subprocess.Popen] = []
+    context = node = executor = None
+    # `kill` (SIGTERM) stops the graph like Ctrl-C does: the node processes are terminated with it, never orphaned
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
+        for name, module in MODULES.items():
+            procs.append(subprocess.Popen([sys.executable, "-m", module, "--ros-args", *ros_args(params[name])]))
+        for s in cfg.station_names():
+            procs.append(subprocess.Popen([sys.executable, "-m", "sefm_sim_bridge.bridge_node", "--ros-args",
+                                           "-r", f"__ns:=/{s}", *ros_args(params[s])]))
+        context = rclpy.Context()
+        rclpy.init(context=context, signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
+        node = rclpy.create_node("sefm_monitor", context=context)
+        monitor = Monitor(node, cfg.station_names())
+        executor = rclpy.executors.SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        last_print = 0.0
         while monitor.version < cfg.versions:
             executor.spin_once(timeout_sec=0.1)
             dead = [p for p in procs if p.poll() is not None]
@@ -231,15 +235,17 @@ def run_per_node(cfg: ImproveConfig, log=print) -> int:
             if time.monotonic() - last_print > 2.0:
                 log(monitor.table() + "\n")
                 last_print = time.monotonic()
+        log(monitor.table())
+        log(f"reached policy version {monitor.version}; run directory {cfg.run_dir}")
     except KeyboardInterrupt:
         log("interrupted")
     finally:
-        log(monitor.table())
-        log(f"reached policy version {monitor.version}; run directory {cfg.run_dir}")
         terminate(procs)
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.shutdown(context=context)
+        if executor is not None:
+            executor.shutdown()
+            node.destroy_node()
+        if context is not None and context.ok():
+            rclpy.shutdown(context=context)
     return 0
 
 

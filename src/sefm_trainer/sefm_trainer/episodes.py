@@ -43,6 +43,7 @@ class AssembledEpisode:
     transitions: list[Transition]
     outcome: int
     dropped: dict = field(default_factory=dict)   # reason -> count
+    features: tuple | None = None                 # the trainer's frozen-tower features of the transitions
 
     @property
     def rewards(self) -> np.ndarray:

@@ -170,6 +170,12 @@ class TrainerNode(SefmNode):
         if episode.dropped:
             self.get_logger().warn(f"{station} episode {msg.episode_id}: dropped {episode.dropped}")
         if episode.transitions:
+            # the frozen towers' features now, while other stations still practise, not all at the update:
+            # the model does not change before this batch's update, so they are the same
+            with torch.no_grad():
+                episode.features = self.model.tower_features(
+                    torch.from_numpy(np.stack([t.image for t in episode.transitions])),
+                    [episode.instruction] * len(episode.transitions))
             self.batch.append(episode)
         # Every episode run on this version fills its place in the batch, usable or not (one solved at
         # reset has no transition): the policy node's rounds count the same episodes. Stale ones do not.
@@ -210,13 +216,11 @@ class TrainerNode(SefmNode):
         start = time.monotonic()
         transitions = [t for ep in self.batch for t in ep.transitions]
         returns = [discounted_returns(ep.rewards, self.cfg.gamma) for ep in self.batch]
-        texts = [ep.instruction for ep in self.batch for _ in ep.transitions]
-        images = torch.from_numpy(np.stack([t.image for t in transitions]))
         proprio = torch.from_numpy(np.stack([t.proprio for t in transitions]))
         tokens = torch.from_numpy(np.stack([t.tokens for t in transitions]).astype(np.int64))
         returns_t = torch.as_tensor(np.concatenate(returns), dtype=torch.float32)
-        with torch.no_grad():
-            fmap, text = self.model.tower_features(images, texts)
+        fmap = torch.cat([ep.features[0] for ep in self.batch])
+        text = torch.cat([ep.features[1] for ep in self.batch])
         loss, moved = reinforce_update(self.model, self.optimizer, fmap, text, proprio, tokens, returns_t, self.cfg)
         successes = sum(ep.outcome == EpisodeEvent.OUTCOME_SUCCESS_DETECTED for ep in self.batch)
         row = {"version": self.version + 1, "episodes": len(self.batch), "transitions": len(transitions),
