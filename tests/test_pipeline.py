@@ -14,8 +14,8 @@ def test_pipeline_miniature_runs_every_stage_and_writes_the_report(tmp_path):
         "run_dir": str(tmp_path / "run"), "demos": 3, "demo_stations": 1, "families": "block2block",
         "image_size": "64x36", "sft_overrides": ["--steps", "5", "--batch-size", "16"],
         "improve_overrides": ["--stations", "1", "--versions", "1", "--episodes-per-batch", "1",
-                              "--updates-per-batch", "1", "--max-steps", "8"],
-        "eval_episodes": 2, "eval_every": 1, "eval_policy": "sampled",
+                              "--updates-per-batch", "1", "--max-steps", "8", "--rounds", "true"],
+        "eval_episodes": 2, "eval_every": 1, "eval_policy": "sampled", "eval_max_steps": 8, "success_threshold": -1,
     }
     path = tmp_path / "demo.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -23,7 +23,8 @@ def test_pipeline_miniature_runs_every_stage_and_writes_the_report(tmp_path):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     report = tmp_path / "run" / "report"
     text = (report / "report.md").read_text()
-    assert "BC (Stage 1)" in text and "self-improved (Stage 2, v1)" in text
+    assert "BC (Stage 1)" in text and "self-improved (Stage 2, v1)" in text and "detector was off" in text
+    assert json.loads((tmp_path / "run" / "eval" / "v1.json").read_text())["max_steps"] == 8
     for picture in ("success_vs_practice.png", "episode_curves.png", "filmstrip.png"):
         assert (report / picture).stat().st_size > 1000
     results = json.loads((report / "results.json").read_text())

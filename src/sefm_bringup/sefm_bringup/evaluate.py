@@ -163,7 +163,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
     model, _ = checkpoint.load(args.checkpoint)
-    out = {}
+    out = {"checkpoint": args.checkpoint, "episodes": args.episodes, "seed": args.seed, "policy": args.policy,
+           "max_steps": args.max_steps, "families": args.families, "mode": args.mode}
     if args.dataset and args.run_dir:
         split = json.loads((pathlib.Path(args.run_dir) / "split.json").read_text())
         test = EpisodeDataset(args.test_dataset) if args.test_dataset else None

@@ -139,6 +139,15 @@ def verdict(bc: dict, improved: dict) -> str:
     return "Intervals overlap: no separation at this scale"
 
 
+def detector_note(cfg: PipelineConfig) -> str:
+    if cfg.success_threshold is None:
+        return "The reward node used this s: practice episodes ended at a detected success or the step cap."
+    if cfg.success_threshold < 0:
+        return ("The reward node's detector was off (success_threshold < 0): practice episodes ended at the "
+                "station's own success, standing in for the operator, or at the step cap.")
+    return f"The reward node used s = {cfg.success_threshold:.2f} (set in the pipeline config)."
+
+
 def write_report(run: pathlib.Path, cfg: PipelineConfig, results: dict, stg: dict, seconds: float) -> pathlib.Path:
     from sefm_bringup import plots
     from sefm_core.data import EpisodeDataset
@@ -156,7 +165,8 @@ def write_report(run: pathlib.Path, cfg: PipelineConfig, results: dict, stg: dic
     lines = ["# SEFM pipeline report", "",
              f"`sefm pipeline`; LanguageTable {cfg.block_mode}, families `{cfg.families}`, {cfg.demos} oracle "
              f"demos recorded as rosbag2; held-out evaluation on {cfg.eval_episodes} seeded episodes from seed "
-             f"{cfg.eval_seed}; Wilson 95% intervals. Wall clock {seconds / 60:.1f} min.", "",
+             f"{cfg.eval_seed}, {cfg.eval_policy} actions, at most {cfg.eval_max_steps} steps; Wilson 95% "
+             f"intervals. Wall clock {seconds / 60:.1f} min.", "",
              "| policy | held-out success | extra (practice) episodes |", "|---|---|---|",
              f"| BC (Stage 1) | {cell(bc)} | 0 |",
              f"| self-improved (Stage 2, v{final}) | {cell(improved)} | {used.get(final, '?')} |", "",
@@ -164,8 +174,8 @@ def write_report(run: pathlib.Path, cfg: PipelineConfig, results: dict, stg: dic
              f"Stage-1 steps-to-go on {stg.get('episodes', '?')} held-out demos: rank correlation per episode "
              f"{stg.get('approach_spearman', float('nan')):.2f} over the approach, "
              f"{stg.get('per_episode_spearman', float('nan')):.2f} over every state, pooled {stg.get('pooled_spearman', float('nan')):.2f}"
-             f"; success detector d <= s = {stg.get('threshold', float('nan')):.2f} (the reward node's): F1 "
-             f"{stg.get('f1', float('nan')):.2f}.", "",
+             f"; success detector d <= s = {stg.get('threshold', float('nan')):.2f} (chosen by F1): F1 "
+             f"{stg.get('f1', float('nan')):.2f}. {detector_note(cfg)}", "",
              "| version | practice episodes | held-out success |", "|---|---|---|"]
     lines += [f"| v{v} | {used.get(v, '?')} | {cell(r)} |" for v, r in sorted(results.items())]
     episodes = EpisodeDataset(run / "improve" / "episodes")
