@@ -12,10 +12,12 @@ SEFM = os.path.join(os.path.dirname(sys.executable), "sefm")
 def test_bench_paper_miniature_writes_the_tables_and_resumes(tmp_path):
     sft = tmp_path / "sft.yaml"
     sft.write_text(yaml.safe_dump({"sft": {"steps": 5, "batch_size": 16, "val_every": 5, "val_fraction": 0.34},
-                                   "model": {"channels": 16, "hidden": 32}}))
+                                   "model": {"channels": 16, "hidden": 32, "pointer_heads": 3}}))
     config = {"out": str(tmp_path / "paper"), "image_size": "64x36", "base_demos": 3, "budgets": [1.0],
               "test_demos": 2, "sft_config": str(sft), "max_steps": 6, "eval_episodes": 2,
-              "practice": {"versions": 1, "episodes-per-batch": 2, "updates-per-batch": 1}}
+              "practice": {"versions": 1, "episodes-per-batch": 2, "updates-per-batch": 1, "gamma": 0.0,
+                           "center-returns": True},
+              "sft_overrides": ["--stg-input", "pointer"], "success_threshold": -1}
     path = tmp_path / "paper.yaml"
     path.write_text(yaml.safe_dump(config))
     cmd = [SEFM, "bench", "paper", "--config", str(path), "--experiments", "1,4"]
@@ -26,6 +28,10 @@ def test_bench_paper_miniature_writes_the_tables_and_resumes(tmp_path):
     assert arm["bc"]["n"] == 2 and arm["si"]["n"] == 2 and arm["extra_episodes"] == 2
     assert 0.0 <= arm["steps_to_go"]["f1"] <= 1.0 and results["exp4"]["extra_episodes"] == 2
     assert (tmp_path / "paper" / "budget_3" / "practised" / "model.safetensors").exists()
+    practice_args = json.loads((tmp_path / "paper" / "budget_3" / "practice.json").read_text())["args"]
+    assert practice_args["center_returns"] is True and practice_args["threshold"] == -1.0
+    sft_config = json.loads((tmp_path / "paper" / "budget_3" / "sft" / "checkpoints" / "final" / "config.json").read_text())
+    assert "pointer" in json.dumps(sft_config)
     text = (tmp_path / "paper" / "results.md").read_text()
     assert "## 1. Demo budgets" in text and "## 4. BananaTable" in text
     # a rerun finds every stage done

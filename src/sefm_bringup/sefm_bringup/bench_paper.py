@@ -38,6 +38,10 @@ class PaperConfig:
     more_demos: tuple[int, ...] = (4, 8)       # exp 2: BC on these multiples of the smallest budget
     test_demos: int = 60                       # held-out demos: steps-to-go quality and the threshold s
     sft_config: str = "src/sefm_bringup/config/sft_language_table.yaml"
+    sft_overrides: tuple[str, ...] = ()        # extra `sefm sft` options, e.g. ["--stg-input", "pointer"]
+    # the detector d <= s of practice: unset, the s chosen by F1 on each arm's val demos; negative, off
+    # (the simulator's success ends an episode, standing in for the operator)
+    success_threshold: float | None = None
     practice: dict = field(default_factory=lambda: {"versions": 10, "episodes-per-batch": 16,
                                                     "updates-per-batch": 0, "lr": 1e-5})
     max_steps: int = 100                       # step cap of practice and evaluation episodes
@@ -66,7 +70,7 @@ class Bench:
     def sft(self, name: str, data: pathlib.Path, backbone: str = "pretrained") -> pathlib.Path:
         run = self.out / name / "sft"
         stage(f"{name} sft", SEFM + ["sft", str(data), "--config", self.cfg.sft_config, "--run-dir", str(run),
-                                     "--backbone", backbone, "--seed", str(self.cfg.seed)],
+                                     "--backbone", backbone, "--seed", str(self.cfg.seed), *self.cfg.sft_overrides],
               self.out, run / "checkpoints" / "final" / "model.safetensors", self.log)
         return run
 
@@ -90,7 +94,11 @@ class Bench:
 
     def practice(self, name: str, checkpoint: pathlib.Path, threshold: float, mode: str | None = None) -> dict:
         out = self.out / name / "practice.json"
-        options = [x for k, v in self.cfg.practice.items() for x in (f"--{k}", str(v))]
+        options = []
+        for key, value in self.cfg.practice.items():   # a flag (center-returns: true) has no value
+            options += [f"--{key}"] if value is True else [] if value is False else [f"--{key}", str(value)]
+        if self.cfg.success_threshold is not None:
+            threshold = self.cfg.success_threshold
         stage(f"{name} practice", SEFM + [
             "practice", str(checkpoint), "--threshold", f"{threshold:.3f}", "--families", self.cfg.families,
             "--mode", mode or self.cfg.block_mode, "--max-steps", str(self.cfg.max_steps), "--eval-episodes",
