@@ -17,19 +17,28 @@ def tiny_checkpoint(path, seed):
     return checkpoint.save(EFM(ModelConfig(backbone="pretrained", channels=16, hidden=32)), path, {"step": seed})
 
 
+def station_with_node(module: str, node_params: dict, max_steps: int, families: str = "point2block",
+                      remap: tuple[str, ...] = ()):
+    """A bridge station in its own namespace and one SEFM node (`module`) serving it, both real processes;
+    returns (driver, bridge process, node process). The node's output is piped for the failure message."""
+    ns = f"station_{uuid.uuid4().hex[:6]}"
+    estop = f"/estop_{uuid.uuid4().hex[:6]}"
+    bridge = subprocess.Popen([sys.executable, "-m", "sefm_sim_bridge.bridge_node", "--ros-args",
+                               "-r", f"__ns:=/{ns}", "-r", f"/estop:={estop}", "-p", "image_width:=64",
+                               "-p", "image_height:=36", "-p", f"max_steps:={max_steps}", "-p", f"families:={families}"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    params = [x for k, v in {"stations": ns, **node_params}.items() for x in ("-p", f"{k}:={v}")]
+    node = subprocess.Popen([sys.executable, "-m", module, "--ros-args", *[x for r in remap for x in ("-r", r)],
+                             *params], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return Driver(f"/{ns}", estop), bridge, node
+
+
 def test_policy_acts_for_the_station_and_swaps_versions_between_episodes(tmp_path):
     sha0 = tiny_checkpoint(tmp_path / "v0", 0)
     sha1 = tiny_checkpoint(tmp_path / "v1", 1)
-    ns = f"station_{uuid.uuid4().hex[:6]}"
-    estop, version_topic = f"/estop_{uuid.uuid4().hex[:6]}", f"/policy_version_{uuid.uuid4().hex[:6]}"
-    bridge = subprocess.Popen([sys.executable, "-m", "sefm_sim_bridge.bridge_node", "--ros-args",
-                               "-r", f"__ns:=/{ns}", "-r", f"/estop:={estop}", "-p", "image_width:=64",
-                               "-p", "image_height:=36", "-p", "max_steps:=6", "-p", "families:=point2block"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    policy = subprocess.Popen([sys.executable, "-m", "sefm_policy.policy_node", "--ros-args",
-                               "-r", f"/policy/version:={version_topic}", "-p", f"checkpoint:={tmp_path / 'v0'}",
-                               "-p", f"stations:={ns}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    d = Driver(f"/{ns}", estop)
+    version_topic = f"/policy_version_{uuid.uuid4().hex[:6]}"
+    d, bridge, policy = station_with_node("sefm_policy.policy_node", {"checkpoint": tmp_path / "v0"}, max_steps=6,
+                                          remap=(f"/policy/version:={version_topic}",))
     actions = []
     d.node.create_subscription(PolicyAction, "action", actions.append, RELIABLE)
     versions = d.node.create_publisher(PolicyVersion, version_topic, LATCHED)
@@ -69,17 +78,10 @@ def test_rounds_start_each_versions_episodes_together_and_never_deadlock(tmp_pat
     new version and no action for round_timeout, it goes on with the current version."""
     tiny_checkpoint(tmp_path / "v0", 0)
     sha1 = tiny_checkpoint(tmp_path / "v1", 1)
-    ns = f"station_{uuid.uuid4().hex[:6]}"
-    estop, version_topic = f"/estop_{uuid.uuid4().hex[:6]}", f"/policy_version_{uuid.uuid4().hex[:6]}"
-    bridge = subprocess.Popen([sys.executable, "-m", "sefm_sim_bridge.bridge_node", "--ros-args",
-                               "-r", f"__ns:=/{ns}", "-r", f"/estop:={estop}", "-p", "image_width:=64",
-                               "-p", "image_height:=36", "-p", "max_steps:=4", "-p", "families:=point2block"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    policy = subprocess.Popen([sys.executable, "-m", "sefm_policy.policy_node", "--ros-args",
-                               "-r", f"/policy/version:={version_topic}", "-p", f"checkpoint:={tmp_path / 'v0'}",
-                               "-p", f"stations:={ns}", "-p", "episodes_per_version:=2", "-p", "round_timeout:=4.0"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    d = Driver(f"/{ns}", estop)
+    version_topic = f"/policy_version_{uuid.uuid4().hex[:6]}"
+    d, bridge, policy = station_with_node("sefm_policy.policy_node", {
+        "checkpoint": tmp_path / "v0", "episodes_per_version": 2, "round_timeout": 4.0}, max_steps=4,
+        remap=(f"/policy/version:={version_topic}",))
     actions = []
     d.node.create_subscription(PolicyAction, "action", actions.append, RELIABLE)
     versions = d.node.create_publisher(PolicyVersion, version_topic, LATCHED)

@@ -1,25 +1,13 @@
 """The reward node scores every observation of a real bridge station; a detected success ends the episode."""
-import subprocess
-import sys
-import uuid
-
 from sefm_interfaces.msg import EpisodeEvent, StepsToGo
-from test_bridge_node import RELIABLE, Driver, stop
-from test_policy_node import tiny_checkpoint
+from test_bridge_node import RELIABLE, stop
+from test_policy_node import station_with_node, tiny_checkpoint
 
 
 def run_station(tmp_path, threshold):
     sha = tiny_checkpoint(tmp_path / "frozen", 0)
-    ns, estop = f"station_{uuid.uuid4().hex[:6]}", f"/estop_{uuid.uuid4().hex[:6]}"
-    bridge = subprocess.Popen([sys.executable, "-m", "sefm_sim_bridge.bridge_node", "--ros-args",
-                               "-r", f"__ns:=/{ns}", "-r", f"/estop:={estop}", "-p", "image_width:=64",
-                               "-p", "image_height:=36", "-p", "max_steps:=50", "-p", "families:=block2block"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    reward = subprocess.Popen([sys.executable, "-m", "sefm_reward.reward_node", "--ros-args",
-                               "-p", f"checkpoint:={tmp_path / 'frozen'}", "-p", f"stations:={ns}",
-                               "-p", f"success_threshold:={threshold}"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    d = Driver(f"/{ns}", estop)
+    d, bridge, reward = station_with_node("sefm_reward.reward_node", {
+        "checkpoint": tmp_path / "frozen", "success_threshold": threshold}, max_steps=50, families="block2block")
     scores = []
     d.node.create_subscription(StepsToGo, "steps_to_go", scores.append, RELIABLE)
     return d, bridge, reward, scores, sha
