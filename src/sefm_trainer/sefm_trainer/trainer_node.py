@@ -41,7 +41,7 @@ PARAMETERS = {
     "gamma": (0.9, "discount of the Monte-Carlo returns"),
     "loss_weight": (0.05, "c in loss = -c * R_t * log p(a_t)"),
     "lr": (1e-5, "learning rate of the policy heads (1e-5: about 0.02 nats of KL per update)"),
-    "episodes_per_batch": (8, "on-policy episodes collected before an update"),
+    "episodes_per_batch": (8, "episodes run on the current version (usable or not; stale ones do not count) before an update"),
     "updates_per_batch": (0, "gradient steps per batch (0: one pass, each transition once); the batch is cleared "
                              "afterwards"),
     "minibatch": (64, "transitions per gradient step (slices of a shuffled pass over the batch)"),
