@@ -101,6 +101,7 @@ def test_improve_config_batch_wait_by_mode_and_bad_values_raise():
     assert node_parameters(load_config(None, {"checkpoint": "ckpt", "batch_wait": 0.02}))["policy"]["batch_wait"] == 0.02
     rounds = node_parameters(load_config(None, {"checkpoint": "ckpt", "rounds": True, "episodes_per_batch": 12}))
     assert rounds["policy"]["episodes_per_version"] == 12 and lockstep["policy"]["episodes_per_version"] == 0
+    assert rounds["trainer"]["rounds"] is True and lockstep["trainer"]["rounds"] is False
     for bad in ({"minibatch": 0}, {"batch_wait": -0.1}, {"normalize_returns": "yes"}, {"executor": "multi"},
                 {"rounds": True, "mode": "realtime"}):
         with pytest.raises(ConfigError):

@@ -41,7 +41,9 @@ PARAMETERS = {
     "gamma": (0.9, "discount of the Monte-Carlo returns"),
     "loss_weight": (0.05, "c in loss = -c * R_t * log p(a_t)"),
     "lr": (1e-5, "learning rate of the policy heads (1e-5: about 0.02 nats of KL per update)"),
-    "episodes_per_batch": (8, "episodes run on the current version (usable or not; stale ones do not count) before an update"),
+    "episodes_per_batch": (8, "on-policy episodes collected before an update"),
+    "rounds": (False, "the policy node runs rounds: every episode run on the current version fills its place in "
+                      "the batch, usable or not (as the policy node counts them)"),
     "updates_per_batch": (0, "gradient steps per batch (0: one pass, each transition once); the batch is cleared "
                              "afterwards"),
     "minibatch": (64, "transitions per gradient step (slices of a shuffled pass over the batch)"),
@@ -64,7 +66,7 @@ class TrainerNode(SefmNode):
                                    episodes_per_batch=p["episodes_per_batch"], minibatch=p["minibatch"],
                                    normalize_returns=p["normalize_returns"], center_returns=p["center_returns"],
                                    train_scope=p["train_scope"], optimizer=p["optimizer"])
-        self.max_versions = p["max_versions"]
+        self.max_versions, self.rounds = p["max_versions"], p["rounds"]
         self.run = pathlib.Path(p["run_dir"])
         (self.run / "checkpoints").mkdir(parents=True, exist_ok=True)
         self.version, path = self._resume_point(p["checkpoint"])
@@ -177,9 +179,9 @@ class TrainerNode(SefmNode):
                     torch.from_numpy(np.stack([t.image for t in episode.transitions])),
                     [episode.instruction] * len(episode.transitions))
             self.batch.append(episode)
-        # Every episode run on this version fills its place in the batch, usable or not (one solved at
-        # reset has no transition): the policy node's rounds count the same episodes. Stale ones do not.
-        if "stale policy version" not in episode.dropped:
+        # In rounds, every episode run on this version fills its place in the batch, usable or not (one
+        # solved at reset has no transition), as the policy node counts them; otherwise only usable ones.
+        if episode.transitions or (self.rounds and "stale policy version" not in episode.dropped):
             self.batch_places += 1
         if self.batch_places >= self.cfg.episodes_per_batch and self.batch and not self.done():
             self.update()
