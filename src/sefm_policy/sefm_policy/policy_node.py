@@ -74,7 +74,7 @@ class PolicyNode(SefmNode):
         if self.quota < 0 or self.round_timeout <= 0:
             raise ValueError(f"episodes_per_version={self.quota} must be >= 0 and round_timeout="
                              f"{self.round_timeout} > 0")
-        self.started: dict[int, set] = {}   # policy version -> (station, episode) started on it (rounds)
+        self.round: tuple[int, set] = (0, set())   # rounds: the newest version and the (station, episode)s on it
         self.last_action = time.monotonic()
         self.command_names = [n for n in p["command_names"].split(",") if n]
         model, meta = checkpoint.load(p["checkpoint"])
@@ -105,7 +105,9 @@ class PolicyNode(SefmNode):
     def _start_episode(self, view: StationView, force: bool = False) -> None:
         with self.lock:  # a new episode starts on the newest complete policy version
             self._adopt_pending()
-            started = self.started.setdefault(self.latest, set())
+            if self.round[0] != self.latest:   # a new version opens a new round (older ones are never joined)
+                self.round = (self.latest, set())
+            started = self.round[1]
             episode = (view.name, view.task.episode_id)   # a task sent twice is still one episode
             if self.quota and episode not in started and len(started) >= self.quota and not force:
                 view.waiting_since = view.waiting_since or time.monotonic()
@@ -122,7 +124,10 @@ class PolicyNode(SefmNode):
         with self.lock:
             new_version = self.pending is not None and self.pending[0] > self.latest
             overdue = time.monotonic() - max(self.last_action, *(v.waiting_since for v in waiting)) > self.round_timeout
+            room = self.round[0] != self.latest or len(self.round[1]) < self.quota
             force = overdue and not new_version
+        if not (new_version or room or force):
+            return   # nothing can start yet: checked on every tick, so cheaply
         if force:
             self.get_logger().warn(f"no policy version after v{self.latest} and no action for "
                                    f"{self.round_timeout:.0f} s; {len(waiting)} station(s) go on with v{self.latest}")

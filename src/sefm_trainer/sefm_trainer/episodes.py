@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 Key = tuple[int, int]  # (sec, nanosec) of the observation stamp
+STALE = "stale policy version"   # the drop reason of transitions acted by another version
 
 
 @dataclass
@@ -74,7 +75,7 @@ def assemble(station: str, episode_id: int, buffer: EpisodeBuffer, outcome: int,
         if action is None:
             reason = "no action"
         elif action[3] != version:
-            reason = "stale policy version"
+            reason = STALE
         elif score_after is None or score_after[1] is None:
             reason = "no reward"
         else:

@@ -30,7 +30,7 @@ from sefm_core.data import Episode, EpisodeDataset
 from sefm_core.reinforce import ReinforceConfig, discounted_returns, make_optimizer, reinforce_update
 from sefm_interfaces.msg import EpisodeEvent, PolicyAction, PolicyVersion, StepsToGo, Task
 from sefm_ros.common import LATCHED, SefmNode, image_to_array, reliable, spin_main, stamp_key, station_list
-from sefm_trainer.episodes import AssembledEpisode, EpisodeBuffer, assemble
+from sefm_trainer.episodes import STALE, AssembledEpisode, EpisodeBuffer, assemble
 
 MAX_WAIT_SECONDS = 10.0  # how long an ended episode may wait for its last actions and scores
 
@@ -181,7 +181,7 @@ class TrainerNode(SefmNode):
             self.batch.append(episode)
         # In rounds, every episode run on this version fills its place in the batch, usable or not (one
         # solved at reset has no transition), as the policy node counts them; otherwise only usable ones.
-        if episode.transitions or (self.rounds and "stale policy version" not in episode.dropped):
+        if episode.transitions or (self.rounds and STALE not in episode.dropped):
             self.batch_places += 1
         if self.batch_places >= self.cfg.episodes_per_batch and self.batch and not self.done():
             self.update()
