@@ -192,7 +192,8 @@ def test_stage1_trains_checkpoints_and_resumes_on_real_demos(tmp_path):
     collect_language_table(str(data), episodes=4, families=["point2block"], mode="BLOCK_4", seed0=0, noise=0.0,
                            image_size=(64, 36), log=lambda *a, **k: None)
     cfg = SFTConfig(dataset=str(data), run_dir=str(tmp_path / "run"), steps=20, batch_size=16, val_every=10,
-                    checkpoint_every=10, val_fraction=0.25, pointer_weight=1.0)
+                    checkpoint_every=10, val_fraction=0.25, pointer_weight=1.0,
+                    pointer_subcell=True)
     model_cfg = ModelConfig(backbone="pretrained", channels=16, hidden=32, pointer_heads=3, pointer_offsets=True)
     final = train(cfg, model_cfg, log=lambda *a, **k: None)
     rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
@@ -326,6 +327,33 @@ def test_pointer_cross_entropy_targets_the_labelled_cell_and_skips_unknowns():
     loss, hit = pointer_cross_entropy(logits, labels)
     assert loss.item() > 5 and hit == 0.0
     assert pointer_cross_entropy(logits, torch.full((2, 2, 2), float("nan")))[0] is None
+
+
+def test_subcell_pointer_targets_average_to_the_label_and_train_the_attention_between_cells():
+    from sefm_core.model import expected_position
+    from sefm_core.sft import bilinear_cells, pointer_cross_entropy
+
+    points = torch.tensor([[0.13, -0.41], [-1.0, 1.0], [1.0, -1.0], [0.0, 0.0], [0.97, 0.5]])
+    weights = bilinear_cells(points, 9, 16)
+    assert torch.allclose(weights.sum(-1), torch.ones(len(points)))
+    assert ((weights > 0).sum(-1) <= 4).all()
+    # The attention grid's expected position recovers the label exactly: nothing is rounded to a cell.
+    assert torch.allclose(expected_position(weights.view(-1, 1, 9, 16)), points, atol=1e-5)
+    # Attention equal to the target has the least loss, and counts as a hit.
+    logits = torch.log(weights + 1e-9).view(-1, 1, 9, 16)
+    best, hit = pointer_cross_entropy(logits, points[:, None], subcell=True)
+    shifted, _ = pointer_cross_entropy(logits.roll(1, dims=-1), points[:, None], subcell=True)
+    assert hit == 1.0 and best.item() < shifted.item()
+    # A few gradient steps from uniform attention move the expected position onto a between-cells label.
+    logits = torch.zeros(1, 1, 9, 16, requires_grad=True)
+    label = torch.tensor([[[0.31, -0.27]]])
+    optimizer = torch.optim.Adam([logits], lr=0.3)
+    for _ in range(200):
+        optimizer.zero_grad()
+        pointer_cross_entropy(logits, label, subcell=True)[0].backward()
+        optimizer.step()
+    attention = torch.softmax(logits.flatten(2), -1).view(1, 1, 9, 16)
+    assert torch.allclose(expected_position(attention), label[0], atol=0.02)
 
 
 def test_referring_loss_pairs_each_observation_with_a_wording_of_a_block_in_its_scene():

@@ -53,6 +53,9 @@ class SFTConfig:
                                   # learns "at a block" instead of "at the named block".
     pointer_weight: float = 0.0   # teach pointer head j to find POINTER_TARGETS[j] in the image (cross-entropy
                                   # over feature-map cells; labels from privileged state and the stored camera)
+    pointer_subcell: bool = False  # pointer targets spread over the 4 cells around the label (bilinear), so the
+                                  # attended position can fall between cell centres: one cell is about a step
+                                  # of the robot, and whole cells cap steps-to-go's ranking (docs/stage1.md)
 
 
 @dataclass
@@ -264,7 +267,7 @@ def smoothed_targets(labels: torch.Tensor, classes: int, sigma: float) -> torch.
 def losses(model: EFM, batch: Arrays, idx: torch.Tensor, stg_weight: float, smoothing: float = 0.0,
            stg_sigma: float = 0.0, aux_weight: float = 0.0, generator: torch.Generator | None = None,
            negative_weight: float = 0.0, negative_min_steps: int = 10, negatives: torch.Generator | None = None,
-           pointer_weight: float = 0.0):
+           pointer_weight: float = 0.0, pointer_subcell: bool = False):
     text = batch.text_index[idx]
     if generator is not None and batch.wordings is not None:  # language augmentation: any wording of the goal
         pick = torch.randint(0, batch.wordings.shape[1], (len(idx),), generator=generator)
@@ -306,11 +309,11 @@ def losses(model: EFM, batch: Arrays, idx: torch.Tensor, stg_weight: float, smoo
             aux_loss = aux.item()
     pointer_loss = pointer_hit = referring_hit = 0.0
     if pointer_weight > 0 and features.pointer_logits is not None and batch.pointer is not None:
-        loss, hit = pointer_cross_entropy(features.pointer_logits, batch.pointer[idx])
+        loss, hit = pointer_cross_entropy(features.pointer_logits, batch.pointer[idx], pointer_subcell)
         if loss is not None:
             total = total + pointer_weight * loss
             pointer_loss, pointer_hit = loss.item(), hit
-        referring = referring_cross_entropy(model, batch, idx, negatives or generator)
+        referring = referring_cross_entropy(model, batch, idx, negatives or generator, pointer_subcell)
         if referring is not None:
             total = total + pointer_weight * referring[0]
             referring_hit = referring[1]
@@ -322,7 +325,8 @@ def losses(model: EFM, batch: Arrays, idx: torch.Tensor, stg_weight: float, smoo
                    "referring_hit": referring_hit}
 
 
-def referring_cross_entropy(model: EFM, batch: Arrays, idx: torch.Tensor, generator: torch.Generator | None):
+def referring_cross_entropy(model: EFM, batch: Arrays, idx: torch.Tensor, generator: torch.Generator | None,
+                            subcell: bool = False):
     """Pointer head 0 must find whichever block the words name, not only the one the demo went to: each
     observation is paired with a wording (from any goal) that names a random block of its scene, and head 0's
     attention is trained towards that block's cell (head 1's too when the words ask to reach the block itself).
@@ -343,27 +347,50 @@ def referring_cross_entropy(model: EFM, batch: Arrays, idx: torch.Tensor, genera
     block = batch.scene_blocks[sel, column]
     # Head 0 finds the named block; head 1 (the target) too when the words ask to reach the block itself.
     target = torch.where(batch.wording_points[name, pick][:, None], block, torch.full_like(block, float("nan")))
-    loss, hit = pointer_cross_entropy(logits[:, :2], torch.stack([block, target], dim=1))
+    loss, hit = pointer_cross_entropy(logits[:, :2], torch.stack([block, target], dim=1), subcell)
     return None if loss is None else (loss, hit)
 
 
-def pointer_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor | None, float]:
-    """Cross-entropy of pointer attention (B, heads, h, w) against the feature-map cell holding each labelled
-    image position (B, >=heads, 2) in [-1, 1]; unknown (nan) or off-image labels are skipped. Also returns the
-    share of labels whose most-attended cell is at most one cell away."""
+def pointer_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
+                          subcell: bool = False) -> tuple[torch.Tensor | None, float]:
+    """Cross-entropy of pointer attention (B, heads, h, w) against labelled image positions (B, >=heads, 2) in
+    [-1, 1]; unknown (nan) or off-image labels are skipped. The target is the cell holding the label, or with
+    `subcell` the label spread bilinearly over the 4 nearest cell centres (the grid `expected_position` uses), so
+    the attention's expected position can equal the label. Also returns the share of labels whose most-attended
+    cell is at most one cell from the label's cell."""
     b, heads, h, w = logits.shape
     labels = labels[:, :heads]
     known = ~torch.isnan(labels).any(-1) & (labels.abs() <= 1).all(-1)
     if not known.any():
         return None, 0.0
-    col = ((labels[..., 0] + 1) / 2 * w).long().clamp(0, w - 1)
-    row = ((labels[..., 1] + 1) / 2 * h).long().clamp(0, h - 1)
     flat = logits.flatten(2)[known]
-    loss = F.cross_entropy(flat, (row * w + col)[known])
+    if subcell:
+        target = bilinear_cells(labels[known], h, w)
+        col, row = target.argmax(-1) % w, target.argmax(-1) // w
+    else:
+        col = ((labels[known][:, 0] + 1) / 2 * w).long().clamp(0, w - 1)
+        row = ((labels[known][:, 1] + 1) / 2 * h).long().clamp(0, h - 1)
+        target = row * w + col
+    loss = F.cross_entropy(flat, target)
     with torch.no_grad():
         best = flat.argmax(-1)
-        hit = (((best // w) - row[known]).abs() <= 1) & (((best % w) - col[known]).abs() <= 1)
+        hit = (((best // w) - row).abs() <= 1) & (((best % w) - col).abs() <= 1)
     return loss, hit.float().mean().item()
+
+
+def bilinear_cells(points: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(N, 2) positions in [-1, 1] -> (N, h * w) weights on the cell-centre grid of `expected_position`
+    (centres at linspace(-1, 1)); the weighted mean of the centres is the position itself."""
+    u = ((points[:, 0] + 1) / 2 * (w - 1)).clamp(0, w - 1)
+    v = ((points[:, 1] + 1) / 2 * (h - 1)).clamp(0, h - 1)
+    c0, r0 = u.floor().long().clamp(max=max(w - 2, 0)), v.floor().long().clamp(max=max(h - 2, 0))
+    fu, fv = u - c0, v - r0
+    out = torch.zeros(len(points), h * w, dtype=points.dtype)
+    rows = torch.arange(len(points))
+    for dr, dc, weight in ((0, 0, (1 - fv) * (1 - fu)), (0, 1, (1 - fv) * fu), (1, 0, fv * (1 - fu)), (1, 1, fv * fu)):
+        r, c = (r0 + dr).clamp(max=h - 1), (c0 + dc).clamp(max=w - 1)
+        out.index_put_((rows, r * w + c), weight, accumulate=True)
+    return out
 
 
 def split_episodes(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -426,7 +453,8 @@ def train(cfg: SFTConfig, model_cfg: ModelConfig, resume: bool = False, log=prin
         idx = torch.randint(0, n, (cfg.batch_size,), generator=generator)
         loss, parts = losses(model, train_set, idx, cfg.stg_weight, cfg.label_smoothing, cfg.stg_sigma,
                              cfg.aux_weight, generator if cfg.paraphrase else None,
-                             cfg.negative_weight, cfg.negative_min_steps, generator, cfg.pointer_weight)
+                             cfg.negative_weight, cfg.negative_min_steps, generator, cfg.pointer_weight,
+                             cfg.pointer_subcell)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.heads.parameters(), 1.0)
@@ -463,7 +491,8 @@ def evaluate_losses(model: EFM, data: Arrays, cfg: SFTConfig) -> dict[str, float
     for start in range(0, len(data.tokens), 512):
         idx = torch.arange(start, min(start + 512, len(data.tokens)))
         loss, parts = losses(model, data, idx, cfg.stg_weight, 0.0, cfg.stg_sigma, cfg.aux_weight,
-                             negatives=pairing, pointer_weight=cfg.pointer_weight)
+                             negatives=pairing, pointer_weight=cfg.pointer_weight,
+                             pointer_subcell=cfg.pointer_subcell)
         for k, v in {"loss": loss.item(), **parts}.items():
             totals[k] = totals.get(k, 0.0) + v * len(idx)
         count += len(idx)
