@@ -6,7 +6,7 @@
 #   BACKBONE=scratch RUN=runs/stage1_scratch tools/stage1_report.sh   # reuses the same demos
 #
 # Environment: PY (python), DATA, TEST, RUN, EPISODES (200), TEST_EPISODES (60), EVAL (100 rollouts),
-# FAMILIES, HOLD (resting frames after success), BACKBONE, CONFIG.
+# FAMILIES, HOLD (resting frames after success), BACKBONE, CONFIG, SEED (training seed; default: the config's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python}
@@ -21,6 +21,7 @@ HOLD=${HOLD:-10}
 ORACLE_SPEED=${ORACLE_SPEED:-1.0}   # < 1: a slower demonstrator (sefm collect --oracle-speed)
 BACKBONE=${BACKBONE:-pretrained}
 CONFIG=${CONFIG:-src/sefm_bringup/config/sft_language_table.yaml}
+SEED=${SEED:-}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 SEFM="$PY -m sefm_bringup.cli"
 
@@ -33,7 +34,7 @@ t0=$(clock)
 [ -e "$TEST/meta.json" ] || $SEFM collect language_table "$TEST" --episodes "$TEST_EPISODES" --families "$FAMILIES" \
     --hold-steps "$HOLD" --seed 50000 --oracle-speed "$ORACLE_SPEED"
 t1=$(clock)
-$SEFM sft "$DATA" --config "$CONFIG" --run-dir "$RUN" --backbone "$BACKBONE"
+$SEFM sft "$DATA" --config "$CONFIG" --run-dir "$RUN" --backbone "$BACKBONE" ${SEED:+--seed "$SEED"}
 t2=$(clock)
 $SEFM eval "$RUN/checkpoints/final" --dataset "$DATA" --run-dir "$RUN" --test-dataset "$TEST" \
     --episodes "$EVAL" --families "$FAMILIES" --json "$RUN/eval.json" | tee "$RUN/eval.txt"
