@@ -385,8 +385,8 @@ def bilinear_cells(points: torch.Tensor, h: int, w: int) -> torch.Tensor:
     v = ((points[:, 1] + 1) / 2 * (h - 1)).clamp(0, h - 1)
     c0, r0 = u.floor().long().clamp(max=max(w - 2, 0)), v.floor().long().clamp(max=max(h - 2, 0))
     fu, fv = u - c0, v - r0
-    out = torch.zeros(len(points), h * w, dtype=points.dtype)
-    rows = torch.arange(len(points))
+    out = torch.zeros(len(points), h * w, dtype=points.dtype, device=points.device)
+    rows = torch.arange(len(points), device=points.device)
     for dr, dc, weight in ((0, 0, (1 - fv) * (1 - fu)), (0, 1, (1 - fv) * fu), (1, 0, fv * (1 - fu)), (1, 1, fv * fu)):
         r, c = (r0 + dr).clamp(max=h - 1), (c0 + dc).clamp(max=w - 1)
         out.index_put_((rows, r * w + c), weight, accumulate=True)
