@@ -16,14 +16,27 @@ def run_station(tmp_path, threshold):
 def test_every_observation_gets_d_and_the_reward_of_the_step_into_it(tmp_path):
     d, bridge, reward, scores, sha = run_station(tmp_path, -1.0)  # never a success
     try:
-        assert d.spin_until(lambda: scores, timeout=90), reward.stdout.read() if reward.poll() is not None else ""
-        for _ in range(3):
-            n = len(scores)
+        # The reward node may miss the first observation (published before its subscriptions matched), and
+        # its score of it can go out before this test's subscription matched. So once the reward node is wired
+        # to the station, drive a few steps and require a score for each of them.
+        ns = d.node.get_namespace()
+        wired = lambda: (d.observations() and d.node.count_publishers(f"{ns}/steps_to_go") > 0  # noqa: E731
+                         and d.node.count_subscribers(f"{ns}/camera/image_raw") >= 2
+                         and d.node.count_subscribers(f"{ns}/joint_states") >= 2)
+        assert d.spin_until(wired, timeout=90), reward.stdout.read() if reward.poll() is not None else "not wired"
+        d.spin_for(1.0)  # discovery done; let the matching finish
+        scored = lambda: {(s.observation_stamp.sec, s.observation_stamp.nanosec) for s in scores}  # noqa: E731
+        for _ in range(4):
+            seen = len(d.observations())
             d.send([0.02, 0.0], d.observations()[-1].header.stamp)
-            assert d.spin_until(lambda: len(scores) == n + 1, timeout=30)
-        episode = [s for s in scores if s.episode_id == scores[0].episode_id]
-        assert [s.step for s in episode] == list(range(len(episode)))
-        assert not episode[0].has_reward and all(s.has_reward for s in episode[1:])
+            assert d.spin_until(lambda: len(d.observations()) > seen, timeout=30)
+            new = d.observations()[-1].header.stamp
+            assert d.spin_until(lambda: (new.sec, new.nanosec) in scored(), timeout=30), [s.step for s in scores]
+        episode = sorted(scores, key=lambda s: s.step)
+        assert len({s.episode_id for s in episode}) == 1
+        first = episode[0].step
+        assert [s.step for s in episode] == list(range(first, first + len(episode)))  # each scored once, in order
+        assert all(s.has_reward == (s.step > 0) for s in episode)
         for before, after in zip(episode, episode[1:]):
             assert after.reward == before.expected_steps_to_go - after.expected_steps_to_go  # r = d_t - d_t+1
         stamps = {(o.header.stamp.sec, o.header.stamp.nanosec) for o in d.observations()}
