@@ -366,7 +366,8 @@ def pointer_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
     flat = logits.flatten(2)[known]
     if subcell:
         target = bilinear_cells(labels[known], h, w)
-        col, row = target.argmax(-1) % w, target.argmax(-1) // w
+        nearest = target.argmax(-1)   # the label's cell: the grid point with the most weight
+        col, row = nearest % w, nearest // w
     else:
         col = ((labels[known][:, 0] + 1) / 2 * w).long().clamp(0, w - 1)
         row = ((labels[known][:, 1] + 1) / 2 * h).long().clamp(0, h - 1)
