@@ -1,6 +1,8 @@
 """One offscreen camera of a MuJoCo model, or none: a clear error instead of a blank frame."""
 from __future__ import annotations
 
+import weakref
+
 import mujoco
 import numpy as np
 
@@ -13,6 +15,10 @@ class Camera:
         self.size = (width, height)
         self.enabled = enabled
         self._renderer = mujoco.Renderer(model, height, width) if enabled else None
+        # Frees the renderer once: on close(), when this Camera is collected, or at exit. A finalizer
+        # rather than __del__: it holds the renderer, so the GL context is still alive when it runs,
+        # even when the env dies in a reference cycle.
+        self._free = weakref.finalize(self, _free_renderer, self._renderer) if enabled else None
 
     def render(self) -> np.ndarray:
         """The current frame, (height, width, 3) uint8 RGB, a copy the caller may keep."""
@@ -34,5 +40,25 @@ class Camera:
 
     def close(self) -> None:
         if self._renderer is not None:
-            self._renderer.close()
+            self._free()
             self._renderer = None
+
+
+def _free_renderer(renderer: mujoco.Renderer) -> None:
+    """Free MuJoCo's render context inside the renderer's own GL context, then the GL context.
+
+    mujoco.Renderer.close (also run by its __del__) frees the GL context first. Under OSMesa that leaves
+    the current context current, often another renderer's, and mjr_freeContext then deletes the
+    framebuffer, renderbuffers and textures by name in *that* context. Names are counted per context
+    (every renderer's offscreen framebuffer is 1), so the other renderer loses its own and renders
+    wrong or black frames for good. (EGL's free releases the current context first, so there the
+    deletes hit nothing.)
+    """
+    gl, mjr = renderer._gl_context, renderer._mjr_context
+    renderer._gl_context = renderer._mjr_context = None  # so the renderer's own close() does nothing
+    if gl is not None:
+        gl.make_current()
+    if mjr is not None:
+        mjr.free()
+    if gl is not None:
+        gl.free()  # also unbinds it, as it is current
