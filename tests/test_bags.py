@@ -16,6 +16,7 @@ from sefm_bags.types import typestore
 from sefm_bags.writer import SegmentedBagWriter
 from sefm_bringup.collect import collect_language_table
 from sefm_bringup.teleop import command_for, parse_keys
+from sefm_core import seeds
 from sefm_core.data import EpisodeDataset
 
 SEFM = os.path.join(os.path.dirname(sys.executable), "sefm")
@@ -30,7 +31,7 @@ def sefm(*args, timeout=180, **kwargs):
 def truth(tmp_path_factory):
     """Ground truth: the oracle's episodes written directly (no ROS) for the seeds the stations use."""
     out = {}
-    for seed in (0, 100000):
+    for seed in seeds.station_seeds("train_demos", 2, 4):
         path = tmp_path_factory.mktemp("direct") / "ds"
         out[seed] = collect_language_table(
             str(path), 4, ["block2block"], "BLOCK_4", seed, 0.0, SIZE, keep_failures=True, log=lambda *_: None)
@@ -76,7 +77,7 @@ def test_demos_through_the_graph_import_to_the_ground_truth(tmp_path, truth, sto
     stations_seen = by_station(EpisodeDataset(out))
     assert sorted(stations_seen) == [f"station_{i}" for i in range(stations)]
     for i, (name, episodes) in enumerate(sorted(stations_seen.items())):
-        want = [e for e in truth[100000 * i] if e.success][:2]
+        want = [e for e in truth[seeds.first_seed("train_demos", i)] if e.success][:2]
         assert len(episodes) == 2
         for got, expected in zip(episodes, want):
             assert_same_training_data(got, expected, labels=True)

@@ -10,7 +10,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 
-from sefm_interfaces.msg import EpisodeEvent, EStop, StationStatus, Task
+from sefm_interfaces.msg import EpisodeEvent, EpisodeStep, EStop, StationStatus, Task
 from sefm_interfaces.srv import PauseStation, ResumeStation
 
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
@@ -24,7 +24,8 @@ class Driver:
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node(f"driver_{uuid.uuid4().hex[:6]}", namespace=namespace, context=self.context)
-        self.images, self.states, self.tasks, self.events, self.status = [], [], [], [], []
+        self.images, self.states, self.tasks, self.events, self.status, self.steps = [], [], [], [], [], []
+        self.node.create_subscription(EpisodeStep, "episode_step", self.steps.append, RELIABLE)
         self.node.create_subscription(Image, "camera/image_raw", self.images.append, RELIABLE)
         self.node.create_subscription(JointState, "joint_states", self.states.append, RELIABLE)
         self.node.create_subscription(Task, "task", self.tasks.append, LATCHED)
@@ -123,9 +124,16 @@ def test_lockstep_observation_command_cycle_and_episode_boundaries(station):
     assert d.spin_until(lambda: len(d.tasks) >= 2 and any(e.event == EpisodeEvent.END for e in d.events))
     end = next(e for e in d.events if e.event == EpisodeEvent.END)
     assert end.outcome == EpisodeEvent.OUTCOME_TIMEOUT and end.num_steps == 4 and end.episode_id == first.episode_id
-    assert d.tasks[-1].episode_id == first.episode_id + 1 and d.tasks[-1].seed == 4
+    assert d.tasks[-1].episode_id > first.episode_id and d.tasks[-1].seed == 4
     stamps = [s.header.stamp.sec * 10**9 + s.header.stamp.nanosec for s in d.observations()]
     assert stamps == sorted(set(stamps))  # strictly increasing: the join key never names two observations
+    # Every observation names its episode and step; the one the capped action led to is published too
+    # (its score is that action's reward), and the episode id is its first observation's stamp.
+    assert d.spin_until(lambda: len({(m.header.stamp.sec, m.header.stamp.nanosec) for m in d.steps}) >= 6)
+    tags = {(m.header.stamp.sec, m.header.stamp.nanosec): (m.episode_id, m.step) for m in d.steps}
+    by_stamp = sorted(tags.items())
+    assert [v for _, v in by_stamp[:6]] == [(first.episode_id, k) for k in range(5)] + [(d.tasks[-1].episode_id, 0)]
+    assert first.episode_id == stamps[0] and end.last_observation_stamp == d.observations()[4].header.stamp
 
 
 def test_invalid_commands_are_rejected_and_the_robot_holds(station):

@@ -1,12 +1,42 @@
 """A miniature of `make demo`: every stage of the pipeline on a few episodes and a few training steps."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import yaml
 
+from sefm_core.data import EpisodeDataset
+
 SEFM = os.path.join(os.path.dirname(sys.executable), "sefm")
+
+
+def dataset_sizes(run) -> tuple:
+    """What the run produced: demo episodes imported, Stage-2 versions trained and practice records."""
+    versions = sorted(p.name for p in (run / "improve" / "checkpoints").glob("v*"))
+    return (len(EpisodeDataset(run / "dataset")), versions,
+            len((run / "improve" / "metrics.csv").read_text().splitlines()))
+
+
+def truncate_bag(bag):
+    """An interrupted recording: the bag's metadata is not written yet and a segment is cut short."""
+    (bag / "metadata.yaml").unlink()
+    segment = sorted(p for p in bag.iterdir() if p.is_file())[-1]
+    segment.write_bytes(segment.read_bytes()[: segment.stat().st_size // 2])
+
+
+def drop_index_lines(dataset):
+    """An interrupted import: the data set holds fewer episodes than the bag."""
+    index = dataset / "episodes.jsonl"
+    index.write_text("\n".join(index.read_text().splitlines()[:1]) + "\n")
+
+
+def drop_last_version(improve):
+    """Stage 2 interrupted before its last update: the checkpoint and its metrics row are not written yet."""
+    shutil.rmtree(improve / "checkpoints" / "v1")
+    metrics = improve / "metrics.csv"
+    metrics.write_text("\n".join(metrics.read_text().splitlines()[:-1]) + "\n")
 
 
 def test_pipeline_miniature_runs_every_stage_and_writes_the_report(tmp_path):
@@ -29,9 +59,35 @@ def test_pipeline_miniature_runs_every_stage_and_writes_the_report(tmp_path):
         assert (report / picture).stat().st_size > 1000
     results = json.loads((report / "results.json").read_text())
     assert set(results["results"]) == {"0", "1"} and results["practice_episodes"]["1"] >= 1
+    assert results["seeds"]["train_demos"]["used"] == [[0, 2]] and results["seeds"]["eval"]["range"][0] == 20_000_000
+    assert "## Seeds" in text and "practice" in results["seeds"]
+    assert sum(results["practice_outcomes"]["end_reason"].values()) == results["practice_outcomes"]["records"] >= 1
     # a second run finds every stage done and only rewrites the report
     again = subprocess.run([SEFM, "pipeline", "--config", str(path)], capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and again.stdout.count("done already") >= 5
+    sizes = dataset_sizes(tmp_path / "run")
+    # A stage interrupted before its marker: redone (demos, import) or resumed (Stage 1, Stage 2), the log says
+    # which, and the run ends with the same data as the uninterrupted one.
+    run_dir = tmp_path / "run"
+    for stage, partial, word in (("demos", lambda: truncate_bag(run_dir / "bags" / "demos"), "redoing"),
+                                 ("import", lambda: drop_index_lines(run_dir / "dataset"), "redoing"),
+                                 ("sft", lambda: shutil.rmtree(run_dir / "sft" / "checkpoints" / "final"), "resuming"),
+                                 ("improve", lambda: drop_last_version(run_dir / "improve"), "resuming")):
+        for later in ("demos", "import", "sft", "improve", "eval_v0", "eval_v1")[
+                ("demos", "import", "sft", "improve").index(stage):]:
+            (run_dir / "stages" / f"{later}.json").unlink()
+        partial()
+        resumed = subprocess.run([SEFM, "pipeline", "--config", str(path)], capture_output=True, text=True,
+                                 timeout=600)
+        assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+        assert f"[{stage}] an interrupted run left" in resumed.stdout and word in resumed.stdout, resumed.stdout
+        assert dataset_sizes(run_dir) == sizes, stage
+    # a finished stage with a changed configuration is refused, naming the stage and what changed
+    config["sft_overrides"] = ["--steps", "6", "--batch-size", "16"]
+    path.write_text(yaml.safe_dump(config))
+    changed = subprocess.run([SEFM, "pipeline", "--config", str(path)], capture_output=True, text=True, timeout=120)
+    assert changed.returncode == 1 and "stage sft finished earlier with another configuration" in changed.stderr
+    assert "'5' -> '6'" in changed.stderr
     # a bad config is a clear error
     bad = tmp_path / "bad.yaml"
     bad.write_text("demos: many\n")

@@ -98,6 +98,7 @@ def test_practice_loop_scores_every_observation_and_updates_the_policy():
 
 def test_practice_batch_scores_the_observation_after_every_action():
     from sefm_bringup.practice import run_batch
+    from sefm_core import episode_rules as rules
     from sefm_core.model import EFM, ModelConfig
     from sefm_sim_bridge.envs.language_table import LanguageTableEnv
 
@@ -107,13 +108,14 @@ def test_practice_batch_scores_the_observation_after_every_action():
     episodes = run_batch(model, model, envs, [1, 2, 3], ["point2block"] * 3, threshold=-1.0,
                          generator=torch.Generator().manual_seed(0))
     for ep in episodes:  # no detection at s = -1: the simulator ended each (success or the step cap)
-        assert ep.env_ended and not ep.detected and 1 <= len(ep.tokens) <= 4
+        assert ep.outcome in (rules.ENV_SUCCESS, rules.TIMEOUT) and not ep.detected and 1 <= len(ep.tokens) <= 4
         assert len(ep.d) == len(ep.tokens) + 1 and len(ep.rewards()) == len(ep.tokens)
         assert len(ep.tokens) == 4 or ep.goal_holds
     # s above every d: the second observation ends each episode as a detected success, after one action.
     episodes = run_batch(model, model, envs, [1, 2, 3], ["point2block"] * 3, threshold=1e9,
                          generator=torch.Generator().manual_seed(0))
     assert all(ep.detected and len(ep.tokens) == 1 and len(ep.d) == 2 for ep in episodes)
+    assert all(ep.detections == [False, True] for ep in episodes)   # the first observation is never judged
 
 
 def test_update_steps_through_minibatches_and_normalised_returns_push_both_ways():

@@ -15,13 +15,14 @@ from sefm_bringup.collect import language_table_proprio
 from sefm_core import checkpoint
 from sefm_core.sft import to_image
 from sefm_sim_bridge.envs.language_table import LanguageTableEnv
+from sefm_core import seeds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
     parser.add_argument("--episodes", type=int, default=24)
-    parser.add_argument("--seed", type=int, default=100000, help="first reset seed (held-out evaluation seeds)")
+    parser.add_argument("--seed", type=int, default=seeds.first_seed("eval"), help="first reset seed (default: the seed plan's eval range)")
     parser.add_argument("--max-steps", type=int, default=100)
     args = parser.parse_args()
     policy, _ = checkpoint.load(args.checkpoint)

@@ -13,6 +13,7 @@ from sefm_bringup.practice import run_batch
 from sefm_core import checkpoint
 from sefm_core.metrics import spearman
 from sefm_sim_bridge.envs.language_table import LanguageTableEnv
+from sefm_core import seeds
 
 
 def main() -> None:
@@ -21,7 +22,7 @@ def main() -> None:
     parser.add_argument("--reward-checkpoint")
     parser.add_argument("--threshold", type=float, required=True)
     parser.add_argument("--episodes", type=int, default=16)
-    parser.add_argument("--seed", type=int, default=300000, help="first reset seed")
+    parser.add_argument("--seed", type=int, default=seeds.first_seed("practice"), help="first reset seed (default: the seed plan's practice range)")
     args = parser.parse_args()
     policy, _ = checkpoint.load(args.checkpoint)
     reward_model, _ = checkpoint.load(args.reward_checkpoint or args.checkpoint)

@@ -27,14 +27,21 @@ SEFM="$PY -m sefm_bringup.cli"
 
 clock() { date +%s; }
 t0=$(clock)
-# `sefm collect` appends to an existing data set: collect only what is missing.
-[ -e "$DATA/meta.json" ] || $SEFM collect language_table "$DATA" --episodes "$EPISODES" --families "$FAMILIES" \
-    --hold-steps "$HOLD" --seed 0 --oracle-speed "$ORACLE_SPEED"
-# Held-out demos from a seed range the training demos never use.
-[ -e "$TEST/meta.json" ] || $SEFM collect language_table "$TEST" --episodes "$TEST_EPISODES" --families "$FAMILIES" \
-    --hold-steps "$HOLD" --seed 50000 --oracle-speed "$ORACLE_SPEED"
+# A data set is complete once it has been renamed from DIR.partial to DIR (after `sefm collect` succeeded):
+# an interrupted collection is removed and redone, never trained on.
+collect() {  # DIR EPISODES SEED_RANGE
+    if [ -e "$1" ]; then echo "[collect] $1 complete; reused"; return; fi
+    if [ -e "$1.partial" ]; then echo "[collect] $1.partial is an interrupted collection: removed, redoing"; rm -rf "$1.partial"; fi
+    $SEFM collect language_table "$1.partial" --episodes "$2" --families "$FAMILIES" --hold-steps "$HOLD" \
+        --seeds "$3" --oracle-speed "$ORACLE_SPEED"
+    mv "$1.partial" "$1"
+}
+collect "$DATA" "$EPISODES" train_demos
+collect "$TEST" "$TEST_EPISODES" test_demos   # held-out demos: the seed plan's test range
 t1=$(clock)
-$SEFM sft "$DATA" --config "$CONFIG" --run-dir "$RUN" --backbone "$BACKBONE" ${SEED:+--seed "$SEED"}
+# Stage 1 resumes an interrupted run from its latest checkpoint (a finished one is trained again).
+$SEFM sft "$DATA" --config "$CONFIG" --run-dir "$RUN" --backbone "$BACKBONE" ${SEED:+--seed "$SEED"} \
+    $([ -e "$RUN/checkpoints/latest" ] && [ ! -e "$RUN/checkpoints/final" ] && echo --resume)
 t2=$(clock)
 $SEFM eval "$RUN/checkpoints/final" --dataset "$DATA" --run-dir "$RUN" --test-dataset "$TEST" \
     --episodes "$EVAL" --families "$FAMILIES" --json "$RUN/eval.json" | tee "$RUN/eval.txt"

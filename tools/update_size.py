@@ -15,6 +15,7 @@ from sefm_bringup.practice import run_batch, true_steps_to_go, update_from
 from sefm_core import checkpoint
 from sefm_core.reinforce import ReinforceConfig, discounted_returns, make_optimizer
 from sefm_sim_bridge.envs.language_table import LanguageTableEnv
+from sefm_core import seeds
 
 
 def main() -> None:
@@ -34,7 +35,7 @@ def main() -> None:
     policy.eval()
     envs = [LanguageTableEnv(block_mode="BLOCK_4", image_size=(128, 72), max_steps=args.max_steps)
             for _ in range(args.episodes)]
-    batch = run_batch(policy, policy, envs, [200000 + k for k in range(args.episodes)],
+    batch = run_batch(policy, policy, envs, [seeds.first_seed("practice") + k for k in range(args.episodes)],
                       [args.families or None] * args.episodes, args.threshold,
                       torch.Generator().manual_seed(args.seed), true_steps_to_go if args.oracle_reward else None)
     returns = [discounted_returns(ep.rewards(), 0.9) for ep in batch]

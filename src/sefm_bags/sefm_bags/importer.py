@@ -24,14 +24,12 @@ import numpy as np
 
 from sefm_core.config import from_dict, load_yaml
 from sefm_core.data import DatasetError, Episode, EpisodeDataset
+from sefm_core.episode_rules import OUTCOMES, SUCCESS_OUTCOMES   # EpisodeEvent.OUTCOME_* by name
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 COMMAND_TYPES = ("sensor_msgs/msg/JointState", "std_msgs/msg/Float64MultiArray")
 # EpisodeEvent outcomes (sefm_interfaces/msg/EpisodeEvent)
 START, END = 0, 1
-OUTCOMES = {0: "none", 1: "success_detected", 2: "env_success", 3: "timeout", 4: "operator_abort", 5: "fault",
-            6: "estop", 7: "operator_success"}
-SUCCESS_OUTCOMES = {1, 2, 7}
 
 
 class BagImportError(RuntimeError):

@@ -52,8 +52,10 @@ def bare_loop(checkpoint_dir: str, stations: int, steps: int, warmup: int, image
     policy.eval()
     reward.eval().requires_grad_(False)
     generator = torch.Generator().manual_seed(0)
-    fleet = [Station(StationConfig(image_width=image_size[0], image_height=image_size[1], seed=1000 + 100000 * i))
-             for i in range(stations)]
+    # the stations' practice seeds, as the graph run of the same benchmark uses them
+    starts = ImproveConfig(stations=stations).station_seeds()
+    fleet = [Station(StationConfig(image_width=image_size[0], image_height=image_size[1], seed=seed))
+             for seed in starts]
     born = []
     for s in fleet:
         s.reset()

@@ -8,8 +8,10 @@
   4. BananaTable: the LanguageTable policy of the largest budget practises with the unseen banana.
 
 Every arm is a chain of `sefm` commands (collect -> sft -> eval -> practice -> eval), each a
-stage of its own whose output is kept: a rerun skips what exists, so an interrupted bench
-continues. Stage 2 here is `sefm practice` (the ROS-free loop: same env, reward, detector and
+stage of its own with a completion marker (`sefm_bringup.stages`): a rerun skips finished stages
+and resumes or redoes an interrupted one. Every arm draws its seeds from the seed plan
+(`sefm_core.seeds`): demos from train_demos (a smaller budget is a prefix of a larger one), held-out
+demos from test_demos, practice and evaluation from their own ranges; results.json states them. Stage 2 here is `sefm practice` (the ROS-free loop: same env, reward, detector and
 update as `sefm improve`), because the bench needs many Stage-2 runs. Results: <out>/results.json
 and <out>/results.md (tables with Wilson 95% intervals).
 """
@@ -22,7 +24,8 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 
-from sefm_bringup.pipeline import SEFM, PipelineError, stage
+from sefm_bringup.stages import SEFM, StageError, run_stage
+from sefm_core import seeds
 from sefm_core.config import ConfigError, from_dict, load_yaml
 
 
@@ -47,8 +50,7 @@ class PaperConfig:
     max_steps: int = 100                       # step cap of practice and evaluation episodes
     eval_episodes: int = 100
     eval_policy: str = "sampled"               # sampled | greedy, for every success rate (BC and after practice)
-    eval_seed: int = 100000
-    seed: int = 0
+    seed: int = 0                              # training and sampling seed (torch), not a reset seed
 
 
 class Bench:
@@ -57,21 +59,21 @@ class Bench:
         self.out = pathlib.Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
 
-    def demos(self, episodes: int, mode: str | None = None, seed: int | None = None) -> pathlib.Path:
-        """Oracle demos from seed 0 up: a smaller budget is a prefix of a larger one."""
-        mode, seed = mode or self.cfg.block_mode, self.cfg.seed if seed is None else seed
-        path = self.out / "data" / f"{mode}_{seed}_{episodes}"
-        stage(f"collect {path.name}", SEFM + ["collect", "language_table", str(path), "--episodes", str(episodes),
-                                              "--families", self.cfg.families, "--mode", mode, "--seed", str(seed),
-                                              "--hold-steps", str(self.cfg.hold_steps), "--image-size",
-                                              self.cfg.image_size], self.out, path / "meta.json", self.log)
+    def demos(self, episodes: int, mode: str | None = None, role: str = "train_demos") -> pathlib.Path:
+        """Oracle demos from the start of the seed range `role` up: a smaller budget is a prefix of a larger one."""
+        mode = mode or self.cfg.block_mode
+        path = self.out / "data" / f"{mode}_{role}_{episodes}"
+        run_stage(f"collect {path.name}", SEFM + [
+            "collect", "language_table", str(path), "--episodes", str(episodes), "--families", self.cfg.families,
+            "--mode", mode, "--seeds", role, "--hold-steps", str(self.cfg.hold_steps), "--image-size",
+            self.cfg.image_size], self.out, [path], path / "meta.json", self.log)
         return path
 
     def sft(self, name: str, data: pathlib.Path, backbone: str = "pretrained") -> pathlib.Path:
         run = self.out / name / "sft"
-        stage(f"{name} sft", SEFM + ["sft", str(data), "--config", self.cfg.sft_config, "--run-dir", str(run),
-                                     "--backbone", backbone, "--seed", str(self.cfg.seed), *self.cfg.sft_overrides],
-              self.out, run / "checkpoints" / "final" / "model.safetensors", self.log)
+        run_stage(f"{name} sft", SEFM + ["sft", str(data), "--config", self.cfg.sft_config, "--run-dir", str(run),
+                                         "--backbone", backbone, "--seed", str(self.cfg.seed), *self.cfg.sft_overrides],
+                  self.out, [run], run / "checkpoints" / "final" / "model.safetensors", self.log, resume=["--resume"])
         return run
 
     def evaluate(self, name: str, checkpoint: pathlib.Path, mode: str | None = None,
@@ -82,15 +84,15 @@ class Bench:
         extra = []
         if stg:
             extra = ["--dataset", str(stg[0]), "--run-dir", str(stg[1]), "--test-dataset", str(self.test_demos(mode))]
-        stage(f"{name} eval {out.stem}", SEFM + [
+        run_stage(f"{name} eval {out.stem}", SEFM + [
             "eval", str(checkpoint), "--episodes", str(self.cfg.eval_episodes if rollouts else 0), "--families",
-            self.cfg.families, "--mode", mode or self.cfg.block_mode, "--seed", str(self.cfg.eval_seed),
-            "--image-size", self.cfg.image_size, "--max-steps", str(self.cfg.max_steps), "--policy",
-            self.cfg.eval_policy, "--json", str(out), *extra], self.out, out, self.log)
+            self.cfg.families, "--mode", mode or self.cfg.block_mode, "--image-size", self.cfg.image_size,
+            "--max-steps", str(self.cfg.max_steps), "--policy", self.cfg.eval_policy, "--json", str(out), *extra],
+            self.out, [out], out, self.log)
         return json.loads(out.read_text())
 
     def test_demos(self, mode: str | None = None) -> pathlib.Path:
-        return self.demos(self.cfg.test_demos, mode, seed=50000)
+        return self.demos(self.cfg.test_demos, mode, role="test_demos")
 
     def practice(self, name: str, checkpoint: pathlib.Path, threshold: float, mode: str | None = None) -> dict:
         out = self.out / name / "practice.json"
@@ -99,13 +101,12 @@ class Bench:
             options += [f"--{key}"] if value is True else [] if value is False else [f"--{key}", str(value)]
         if self.cfg.success_threshold is not None:
             threshold = self.cfg.success_threshold
-        stage(f"{name} practice", SEFM + [
+        run_stage(f"{name} practice", SEFM + [
             "practice", str(checkpoint), "--threshold", f"{threshold:.3f}", "--families", self.cfg.families,
             "--mode", mode or self.cfg.block_mode, "--max-steps", str(self.cfg.max_steps), "--eval-episodes",
-            str(self.cfg.eval_episodes), "--eval-seed", str(self.cfg.eval_seed), "--eval-policy",
-            self.cfg.eval_policy, "--seed", str(self.cfg.seed),
+            str(self.cfg.eval_episodes), "--eval-policy", self.cfg.eval_policy, "--seed", str(self.cfg.seed),
             "--image-size", self.cfg.image_size, "--save", str(self.out / name / "practised"),
-            "--json", str(out), *options], self.out, out, self.log)
+            "--json", str(out), *options], self.out, [out, self.out / name / "practised"], out, self.log)
         return json.loads(out.read_text())
 
     def arm(self, name: str, demos: int, backbone: str = "pretrained", practise: bool = True) -> dict:
@@ -136,6 +137,8 @@ def run(cfg: PaperConfig, experiments: list[int], log=print) -> dict:
     results_path = bench.out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     results["config"] = asdict(cfg)
+    results["seed_ranges"] = {role: [r.start, r.end - 1] for role, r in seeds.PLAN.items()
+                              if role in ("train_demos", "test_demos", "eval", "practice")}
     start = time.monotonic()
     budgets = budget_demos(cfg)
 
@@ -236,7 +239,7 @@ def main(argv=None) -> int:
             raise ConfigError(f"--experiments: choose from 1,2,3,4 (got {args.experiments}); "
                               "ALOHA (5) is not in the bench yet")
         results = run(cfg, experiments)
-    except (ConfigError, PipelineError) as exc:
+    except (ConfigError, StageError, seeds.SeedPlanError) as exc:
         print(f"sefm bench paper: {exc}", file=sys.stderr)
         return 2
     print(tables(results))

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from sefm_core import seeds
 from sefm_core.data import Episode, EpisodeDataset
 
 HOLD_STEPS = 3  # zero actions recorded after success: states where the goal holds (steps-to-go 0)
@@ -84,7 +85,9 @@ def _block_xy(env, blocks) -> np.ndarray:
 def collect_language_table(out: str, episodes: int, families: list[str] | None, mode: str, seed0: int,
                            noise: float, image_size: tuple[int, int], keep_failures: bool = False,
                            log=print, hold_steps: int = HOLD_STEPS, dart_noise: float = 0.0,
-                           oracle_speed: float = 1.0) -> EpisodeDataset:
+                           oracle_speed: float = 1.0, role: str = "train_demos") -> EpisodeDataset:
+    """Oracle demos from seed `seed0` up; failed ones are skipped but use up their seed. Every seed tried must
+    lie in the seed plan's `role` range (train_demos or test_demos): leaving it is an error."""
     from sefm_sim_bridge.envs.language_table import LanguageTableEnv
     from sefm_sim_bridge.envs.lt_oracle import OrientedPushOracle
 
@@ -94,6 +97,7 @@ def collect_language_table(out: str, episodes: int, families: list[str] | None, 
     written = failed = seed = 0
     start = time.monotonic()
     while written < episodes:
+        seeds.check(role, seed0 + seed, 1)
         family = families[seed % len(families)] if families else None
         episode = collect_language_table_episode(env, oracle, seed0 + seed, family, hold_steps, dart_noise,
                                                  np.random.default_rng(seed0 + seed))
@@ -116,7 +120,9 @@ def main(argv=None) -> int:
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--families", default="", help="comma-separated instruction families (default: all)")
     parser.add_argument("--mode", default="BLOCK_4", help="block mode")
-    parser.add_argument("--seed", type=int, default=0, help="first reset seed")
+    parser.add_argument("--seeds", choices=["train_demos", "test_demos"], default="train_demos",
+                        help="the seed plan's range to draw from (sefm_core.seeds): training or held-out test demos")
+    parser.add_argument("--seed", type=int, default=None, help="first reset seed (default: the start of --seeds)")
     parser.add_argument("--noise", type=float, default=0.0, help="oracle action noise (std, m)")
     parser.add_argument("--image-size", default="128x72", help="WxH")
     parser.add_argument("--keep-failures", action="store_true")
@@ -128,9 +134,15 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.image_size.lower().split("x"))
     families = [f for f in args.families.split(",") if f] or None
-    dataset = collect_language_table(args.out, args.episodes, families, args.mode, args.seed, args.noise,
+    first = seeds.first_seed(args.seeds) if args.seed is None else args.seed
+    try:
+        seeds.check(args.seeds, first, args.episodes)
+    except seeds.SeedPlanError as exc:
+        parser.error(str(exc))
+    dataset = collect_language_table(args.out, args.episodes, families, args.mode, first, args.noise,
                                      (width, height), args.keep_failures,
-                                     hold_steps=args.hold_steps, dart_noise=args.dart, oracle_speed=args.oracle_speed)
+                                     hold_steps=args.hold_steps, dart_noise=args.dart, oracle_speed=args.oracle_speed,
+                                     role=args.seeds)
     steps = [entry["steps"] for entry in dataset.index]
     print(f"{args.out}: {len(dataset)} episodes, {np.mean(steps) if steps else 0:.1f} steps on average "
           f"({args.hold_steps} of them resting frames after success)")

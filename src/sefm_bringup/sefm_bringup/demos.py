@@ -19,6 +19,8 @@ import time
 
 import numpy as np
 
+from sefm_core import seeds
+
 SETTLE_STEPS = 3   # the same resting states as `sefm collect` (HOLD_STEPS)
 
 
@@ -83,9 +85,10 @@ def make_oracle_teleop(bridge, context, quota: int, noise: float, seed: int):
 
 
 def record_demos(out: str, episodes: int, stations: int = 1, storage: str = "mcap", families: str = "",
-                 block_mode: str = "BLOCK_4", seed: int = 0, noise: float = 0.0, image_size=(128, 72),
+                 block_mode: str = "BLOCK_4", seed: int | None = None, noise: float = 0.0, image_size=(128, 72),
                  settle_steps: int = SETTLE_STEPS, max_steps: int = 200, log=print) -> dict:
-    """Run the graph until `episodes` episodes have ended (split over the stations); returns their outcomes."""
+    """Run the graph until `episodes` episodes have ended (split over the stations); returns their outcomes.
+    Station i resets from its own block of the seed plan's train_demos range (`seed` moves station 0's start)."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
@@ -101,6 +104,7 @@ def record_demos(out: str, episodes: int, stations: int = 1, storage: str = "mca
     context = rclpy.Context()
     rclpy.init(context=context)
     quotas = [episodes // stations + (1 if i < episodes % stations else 0) for i in range(stations)]
+    starts = seeds.station_seeds("train_demos", stations, max(quotas), seed)
     bridges, teleops = [], []
     outcomes: dict[str, int] = {}
     executor = SingleThreadedExecutor(context=context)
@@ -108,11 +112,11 @@ def record_demos(out: str, episodes: int, stations: int = 1, storage: str = "mca
         for i, name in enumerate(names):
             bridge = BridgeNode(namespace=f"/{name}", context=context, env="language_table", block_mode=block_mode,
                                 families=families, image_width=image_size[0], image_height=image_size[1],
-                                max_steps=max_steps, seed=seed + 100000 * i, settle_steps=settle_steps,
+                                max_steps=max_steps, seed=starts[i], settle_steps=settle_steps,
                                 min_subscribers=1,   # the recorder (the teleoperator, in this process, exists already)
                                 min_ground_truth_subscribers=1)
             bridges.append(bridge)
-            teleops.append(make_oracle_teleop(bridge, context, quotas[i], noise, seed + i))
+            teleops.append(make_oracle_teleop(bridge, context, quotas[i], noise, starts[i]))
         watcher = rclpy.create_node("demos_progress", context=context)
         def on_event(msg):
             if msg.event == EpisodeEvent.END:
@@ -156,7 +160,9 @@ def main(argv=None) -> int:
     parser.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap")
     parser.add_argument("--families", default="", help="comma-separated instruction families (default: all)")
     parser.add_argument("--mode", default="BLOCK_4", help="block mode")
-    parser.add_argument("--seed", type=int, default=0, help="first reset seed (station i: seed + 100000 i)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="first reset seed of station 0 (default: the seed plan's train_demos start; station i "
+                             "starts one block later, sefm_core.seeds)")
     parser.add_argument("--noise", type=float, default=0.0, help="oracle action noise (std, m)")
     parser.add_argument("--image-size", default="128x72", help="WxH")
     parser.add_argument("--settle-steps", type=int, default=SETTLE_STEPS)
@@ -165,6 +171,11 @@ def main(argv=None) -> int:
     if args.episodes < 1 or args.stations < 1:
         parser.error("--episodes and --stations must be at least 1")
     width, height = (int(v) for v in args.image_size.lower().split("x"))
+    quota = -(-args.episodes // args.stations)
+    try:
+        seeds.station_seeds("train_demos", args.stations, quota, args.seed)
+    except seeds.SeedPlanError as exc:
+        parser.error(str(exc))
     record_demos(args.out, args.episodes, args.stations, args.storage, args.families, args.mode, args.seed,
                  args.noise, (width, height), args.settle_steps, args.max_steps)
     return 0

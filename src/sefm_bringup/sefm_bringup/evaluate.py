@@ -1,11 +1,11 @@
 """`sefm eval`: a checkpoint's success in the simulator and the quality of its steps-to-go.
 
-    sefm eval CHECKPOINT --episodes 100 [--families block2block] [--mode BLOCK_4] [--seed 100000]
+    sefm eval CHECKPOINT --episodes 100 [--families block2block] [--mode BLOCK_4] [--seed N]
                          [--dataset DEMOS --run-dir SFT_RUN]     # also steps-to-go on held-out demos
 
 Policy rollouts run in parallel envs with batched inference, acting greedily (or sampled: --policy);
-reset seeds start at --seed, far from the seeds demonstrations were collected
-with. Success rates come with Wilson 95% intervals, per family and overall.
+reset seeds come from the seed plan's eval range (sefm_core.seeds), which no demo or practice
+episode uses. Success rates come with Wilson 95% intervals, per family and overall.
 """
 from __future__ import annotations
 
@@ -19,20 +19,23 @@ import time
 import numpy as np
 import torch
 
-from sefm_core import checkpoint
+from sefm_core import checkpoint, seeds
 from sefm_core.data import EpisodeDataset
 from sefm_core.metrics import best_threshold, steps_to_go_quality
 from sefm_core.stats import wilson
 from sefm_core.steps_to_go import expected_steps, hindsight_labels
 
 
-def policy_success(model, episodes: int, families: list[str] | None, mode: str = "BLOCK_4", seed0: int = 100000,
+def policy_success(model, episodes: int, families: list[str] | None, mode: str = "BLOCK_4", seed0: int | None = None,
                    parallel: int = 8, image_size=(128, 72), greedy: bool = True, max_steps: int = 200,
                    log=print) -> dict:
-    """Run `episodes` seeded episodes (families round-robin); returns {family: Rate, "all": Rate}."""
+    """Run `episodes` seeded episodes (families round-robin) from the seed plan's eval range (seed0: its start
+    unless given; seeds outside it are an error); returns {family: Rate, "all": Rate}."""
     from sefm_bringup.collect import language_table_proprio
     from sefm_sim_bridge.envs.language_table import LanguageTableEnv
 
+    seed0 = seeds.first_seed("eval") if seed0 is None else seed0
+    seeds.check("eval", seed0, episodes)
     model.eval()
     envs = [LanguageTableEnv(block_mode=mode, image_size=image_size, max_steps=max_steps)
             for _ in range(min(parallel, episodes))]
@@ -151,7 +154,9 @@ def main(argv=None) -> int:
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--families", default="", help="comma-separated (default: all)")
     parser.add_argument("--mode", default="BLOCK_4")
-    parser.add_argument("--seed", type=int, default=100000)
+    parser.add_argument("--seed", type=int, default=None,
+                        help="first evaluation seed (default: the start of the seed plan's eval range; seeds "
+                             "outside it are refused)")
     parser.add_argument("--parallel", type=int, default=8)
     parser.add_argument("--image-size", default="128x72")
     parser.add_argument("--max-steps", type=int, default=200, help="step cap of an evaluation episode")
@@ -162,8 +167,15 @@ def main(argv=None) -> int:
     parser.add_argument("--test-dataset", help="held-out demos (another seed range) for the steps-to-go measures")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
+    first = seeds.first_seed("eval") if args.seed is None else args.seed
+    try:
+        seeds.check("eval", first, args.episodes)
+    except seeds.SeedPlanError as exc:
+        parser.error(str(exc))
+    args.seed = first
     model, _ = checkpoint.load(args.checkpoint)
-    out = {"checkpoint": args.checkpoint, "episodes": args.episodes, "seed": args.seed, "policy": args.policy,
+    out = {"checkpoint": args.checkpoint, "episodes": args.episodes, "seed": args.seed,
+           "seeds": seeds.describe({"eval": (first, args.episodes)}), "policy": args.policy,
            "max_steps": args.max_steps, "families": args.families, "mode": args.mode}
     if args.dataset and args.run_dir:
         split = json.loads((pathlib.Path(args.run_dir) / "split.json").read_text())

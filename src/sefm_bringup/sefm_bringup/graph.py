@@ -36,7 +36,8 @@ class ImproveConfig:
     image_width: int = 128
     image_height: int = 72
     max_steps: int = 200
-    seed: int = 1000                     # station i starts at seed + 100000 * i
+    seed: int | None = None              # station 0's first practice seed (default: the seed plan's practice
+                                         # range); station i starts one block later (sefm_core.seeds)
     mode: str = "lockstep"
     success_threshold: float = 1.0
     gamma: float = 0.9
@@ -67,6 +68,12 @@ class ImproveConfig:
     def station_names(self) -> list[str]:
         return [f"station_{i}" for i in range(self.stations)]
 
+    def station_seeds(self) -> list[int]:
+        """Each station's first reset seed: its own block of the practice range (sefm_core.seeds)."""
+        from sefm_core import seeds
+
+        return seeds.station_seeds("practice", self.stations, self.versions * self.episodes_per_batch, self.seed)
+
     def node_batch_wait(self) -> float:
         return self.batch_wait or (0.05 if self.mode == "lockstep" else 0.005)
 
@@ -89,55 +96,65 @@ def node_parameters(cfg: ImproveConfig) -> dict[str, dict]:
                    "episodes_per_version": cfg.episodes_per_batch if cfg.rounds else 0,
                    "command_names": "delta_x,delta_y" if cfg.env == "language_table" else ""},
     }
-    for i, name in enumerate(cfg.station_names()):
+    for name, seed in zip(cfg.station_names(), cfg.station_seeds()):
         params[name] = {"env": cfg.env, "block_mode": cfg.block_mode, "families": cfg.families, "task": cfg.task,
                         "image_width": cfg.image_width, "image_height": cfg.image_height,
-                        "max_steps": cfg.max_steps, "seed": cfg.seed + 100000 * i, "mode": cfg.mode,
+                        "max_steps": cfg.max_steps, "seed": seed, "mode": cfg.mode,
                         "wait_for_score": cfg.mode == "lockstep",  # every step scored before the next
                         "min_subscribers": 3}  # policy, reward and trainer: no node misses an episode start
     return params
 
 
 class Monitor:
-    """The operator's view: every station's state, episode, step, d, reward, successes and policy version."""
+    """The operator's view: every station's state, step, d, reward, and its episodes' outcomes: how many the
+    learned detector ended, and (simulated stations) how many the simulator judged a success: a
+    measurement beside the detector, not what ends practice episodes when the detector is on."""
 
     def __init__(self, node, stations: list[str]):
         from sefm_interfaces.msg import EpisodeEvent, PolicyVersion, StationStatus, StepsToGo
-        from sefm_ros.common import LATCHED, reliable
+        from sefm_ros.common import EPISODES, LATCHED, reliable
 
-        self.rows = {s: {"state": "-", "episode": 0, "step": 0, "d": float("nan"), "reward": 0.0, "detected": 0,
-                         "episodes": 0, "message": ""} for s in stations}
+        self.rows = {s: {"state": "-", "step": 0, "d": float("nan"), "reward": 0.0, "detected": 0, "oracle": 0,
+                         "judged": 0, "episodes": 0, "message": ""} for s in stations}
+        self.seen: set[tuple[str, int]] = set()
         self.version = 0
         self.EpisodeEvent = EpisodeEvent
         for s in stations:
             node.create_subscription(StationStatus, f"/{s}/status", lambda m, s=s: self.on_status(s, m), reliable(5))
             node.create_subscription(StepsToGo, f"/{s}/steps_to_go", lambda m, s=s: self.on_score(s, m), reliable(50))
             node.create_subscription(EpisodeEvent, f"/{s}/episode_event", lambda m, s=s: self.on_event(s, m),
-                                     reliable(50))
+                                     EPISODES)
         node.create_subscription(PolicyVersion, "/policy/version", self.on_version, LATCHED)
         self.state_names = {0: "idle", 1: "running", 2: "paused", 3: "E-STOP", 4: "fault"}
 
     def on_status(self, s, m):
-        self.rows[s].update(state=self.state_names.get(m.state, "?"), episode=m.episode_id, step=m.step,
-                            message=m.message)
+        self.rows[s].update(state=self.state_names.get(m.state, "?"), step=m.step, message=m.message)
 
     def on_score(self, s, m):
         self.rows[s].update(d=m.expected_steps_to_go, reward=m.reward if m.has_reward else 0.0)
 
     def on_event(self, s, m):
-        if m.event == self.EpisodeEvent.END:
-            self.rows[s]["episodes"] += 1
-            self.rows[s]["detected"] += int(m.outcome == self.EpisodeEvent.OUTCOME_SUCCESS_DETECTED)
+        if m.event != self.EpisodeEvent.END or (s, m.episode_id) in self.seen:
+            return   # (an END replayed from the topic's history is counted once)
+        self.seen.add((s, m.episode_id))
+        row = self.rows[s]
+        row["episodes"] += 1
+        row["detected"] += int(m.outcome == self.EpisodeEvent.OUTCOME_SUCCESS_DETECTED)
+        if m.env_success_known:
+            row["judged"] += 1
+            row["oracle"] += int(m.env_success)
 
     def on_version(self, m):
         self.version = m.version
 
     def table(self) -> str:
         lines = [f"policy version {self.version}",
-                 f"{'station':<12}{'state':<9}{'episode':>8}{'step':>6}{'d':>8}{'reward':>8}{'success':>9}  message"]
+                 f"{'station':<12}{'state':<9}{'episodes':>9}{'step':>6}{'d':>8}{'reward':>8}{'detected':>10}"
+                 f"{'sim success':>13}  message"]
         for s, r in self.rows.items():
-            lines.append(f"{s:<12}{r['state']:<9}{r['episode']:>8}{r['step']:>6}{r['d']:>8.2f}{r['reward']:>8.2f}"
-                         f"{r['detected']:>4}/{r['episodes']:<4}  {r['message'][:40]}")
+            oracle = f"{r['oracle']}/{r['judged']}" if r["judged"] else "-"
+            lines.append(f"{s:<12}{r['state']:<9}{r['episodes']:>9}{r['step']:>6}{r['d']:>8.2f}{r['reward']:>8.2f}"
+                         f"{r['detected']:>10}{oracle:>13}  {r['message'][:40]}")
         return "\n".join(lines)
 
 
@@ -148,6 +165,19 @@ def make_executor(kind: str, context):
         return EventsExecutor(context=context)
     from rclpy.executors import SingleThreadedExecutor
     return SingleThreadedExecutor(context=context)
+
+
+def write_seeds(cfg: ImproveConfig) -> None:
+    """<run_dir>/seeds.json: the practice seeds each station draws from (reports state them)."""
+    import json
+    import pathlib
+
+    from sefm_core import seeds
+
+    run = pathlib.Path(cfg.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    count = cfg.versions * cfg.episodes_per_batch
+    (run / "seeds.json").write_text(json.dumps(seeds.describe({"practice": [(s, count) for s in cfg.station_seeds()]})))
 
 
 def run_single_process(cfg: ImproveConfig, log=print) -> int:
@@ -282,6 +312,12 @@ def load_config(path: str | None, overrides: dict) -> ImproveConfig:
         raise ConfigError(f"optimizer={cfg.optimizer!r}; valid: adamw, sgd")
     if cfg.batch_wait < 0:
         raise ConfigError(f"batch_wait={cfg.batch_wait}: seconds, at least 0 (0: by mode)")
+    from sefm_core.seeds import SeedPlanError
+
+    try:
+        cfg.station_seeds()
+    except SeedPlanError as exc:
+        raise ConfigError(f"practice seeds: {exc}") from None
     if cfg.rounds and cfg.mode != "lockstep":
         raise ConfigError("rounds: true needs mode: lockstep (a real-time station cannot wait for a version)")
     return cfg
@@ -292,7 +328,8 @@ def main(argv=None) -> int:
     parser.add_argument("--config", help="YAML with ImproveConfig fields")
     for field in dataclasses.fields(ImproveConfig):
         parser.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name,
-                            type={"int": int, "float": float}.get(str(field.type), str), default=None)
+                            type={"int": int, "float": float}.get(str(field.type).removesuffix(" | None"), str),
+                            default=None)
     args = vars(parser.parse_args(argv))
     config_path = args.pop("config")
     try:
@@ -302,6 +339,7 @@ def main(argv=None) -> int:
     except ConfigError as exc:
         print(f"sefm improve: {exc}", file=sys.stderr)
         return 2
+    write_seeds(cfg)
     return run_single_process(cfg) if cfg.processes == "single" else run_per_node(cfg)
 
 

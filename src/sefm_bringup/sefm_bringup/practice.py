@@ -8,10 +8,10 @@ frozen towers run once per step for both heads (policy and reward model share
 them: only the heads are trained).
 
 Per step and station: d(o_t) from the frozen copy; r_{t-1} = d(o_t-1) - d(o_t);
-d(o_t) <= s ends the episode (detected success); otherwise the policy samples
-a_t. Like the bridge, the simulator's own success predicate and the step cap
-also end an episode. The ground-truth success is recorded for the report only;
-it never enters a reward.
+the detector may end the episode at o_t; otherwise the policy samples a_t. The
+rules (reward, detector, step cap, the simulator's success ending an episode)
+are `sefm_core.episode_rules`, the ones the graph's nodes use. The simulator's
+verdict is recorded for the report only; it never enters a reward.
 """
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from sefm_core import episode_rules as rules
+from sefm_core import seeds
 from sefm_core.reinforce import (TRAIN_SCOPES, ReinforceConfig, discounted_returns, make_optimizer,
                                  reinforce_update)
 from sefm_core.steps_to_go import expected_steps
@@ -34,9 +36,13 @@ class PracticeEpisode:
     tokens: list = field(default_factory=list)   # ... and the sampled action tokens
     d: list = field(default_factory=list)        # d(o_t) of every observation, the last one included
     entropy: list = field(default_factory=list)  # per action: the policy's entropy (nats, summed over dims)
-    goal_holds: bool = False                     # the simulator's predicate on the newest observation
-    env_ended: bool = False                      # the simulator ended it (success or step cap)
-    detected: bool = False                       # ended by d <= s
+    detections: list = field(default_factory=list)  # per observation scored: did the detector fire there
+    goal_holds: bool = False                     # the simulator's predicate on the newest observation (oracle)
+    outcome: int | None = None                   # how it ended (episode_rules.OUTCOMES); None while running
+
+    @property
+    def detected(self) -> bool:                  # ended by the learned detector
+        return self.outcome == rules.SUCCESS_DETECTED
 
     def rewards(self, oracle: bool = False) -> np.ndarray:
         if oracle:  # diagnostic only: the simulator's success as a sparse reward (not the method)
@@ -45,16 +51,18 @@ class PracticeEpisode:
         return d[:-1] - d[1:]  # r_t = d(o_t) - d(o_t+1), one per action
 
 
-def run_batch(policy, reward_model, envs, seeds: list[int], families: list[str | None], threshold: float,
-              generator: torch.Generator, potential=None) -> list[PracticeEpisode]:
+def run_batch(policy, reward_model, envs, reset_seeds: list[int], families: list[str | None], threshold: float,
+              generator: torch.Generator, potential=None, greedy: bool = False,
+              oracle_ends: bool = True) -> list[PracticeEpisode]:
     """One on-policy episode per env, stepped together; returns them when all have ended.
-    potential(env) -> d, DIAGNOSTIC only: replaces the reward model's d (e.g. the true distance in steps)."""
+    potential(env) -> d, DIAGNOSTIC only: replaces the reward model's d (e.g. the true distance in steps).
+    oracle_ends: the simulator's success ends an episode (as a simulated station's does)."""
     from sefm_bringup.collect import language_table_proprio
 
     shared_towers = (policy.config.backbone_key() == reward_model.config.backbone_key()
                      and not policy.config.trainable_backbone and not reward_model.config.trainable_backbone)
     observations, episodes = [], []
-    for env, seed, family in zip(envs, seeds, families):
+    for env, seed, family in zip(envs, reset_seeds, families):
         obs, _ = env.reset(seed=seed, options={"family": family} if family else None)
         observations.append(obs)
         episodes.append(PracticeEpisode())
@@ -70,25 +78,28 @@ def run_batch(policy, reward_model, envs, seeds: list[int], families: list[str |
             else:  # the same frozen towers: run them once for both heads
                 d = expected_steps(reward_model.heads(fmap, text, proprio)[1])
             logp = torch.log_softmax(policy.heads(fmap, text, proprio)[0], dim=-1)
-            tokens = torch.multinomial(logp.exp().flatten(0, 1), 1, generator=generator).view(logp.shape[:2])
+            tokens = (logp.argmax(-1) if greedy else
+                      torch.multinomial(logp.exp().flatten(0, 1), 1, generator=generator).view(logp.shape[:2]))
             entropy = -(logp.exp() * logp).sum(-1).sum(-1)
         actions = policy.tokenizer.decode(tokens.numpy())
         still = []
         for row, i in enumerate(active):
             ep = episodes[i]
             ep.d.append(float(d[row]) if potential is None else potential(envs[i]))
-            if ep.env_ended:
+            ep.detections.append(rules.detector_fires(ep.d[-1], threshold, len(ep.tokens)))
+            if ep.outcome is not None:
                 continue  # its last observation is scored now: that was the last reward
-            if ep.tokens and ep.d[-1] <= threshold:  # the first observation is never judged
-                ep.detected = True
+            if ep.detections[-1]:
+                ep.outcome = rules.SUCCESS_DETECTED
                 continue
             ep.fmap.append(fmap[row])
             ep.text.append(text[row])
             ep.proprio.append(proprio[row])
             ep.tokens.append(tokens[row])
             ep.entropy.append(float(entropy[row]))
-            observations[i], _, terminated, truncated, info = envs[i].step(actions[row])
-            ep.goal_holds, ep.env_ended = bool(info.get("success", terminated)), bool(terminated or truncated)
+            observations[i], _, terminated, _, info = envs[i].step(actions[row])
+            ep.goal_holds = bool(info.get("success", terminated))
+            ep.outcome = rules.end_after_action(len(ep.tokens), envs[i].config.max_steps, ep.goal_holds, oracle_ends)
             still.append(i)
         active = still
     return episodes
@@ -129,7 +140,7 @@ class PracticeResult:
 
 def practice(policy, reward_model, cfg: ReinforceConfig, versions: int, threshold: float,
              families: list[str] | None, mode: str = "BLOCK_4", image_size=(128, 72), max_steps: int = 100,
-             seed0: int = 200000, torch_seed: int = 0, on_version=None, oracle_reward: str | None = None,
+             seed0: int | None = None, torch_seed: int = 0, on_version=None, oracle_reward: str | None = None,
              log=print) -> PracticeResult:
     """`versions` rounds of: a batch of `cfg.episodes_per_batch` practice episodes, then an update.
     on_version(version, policy) runs after each update (e.g. a held-out evaluation).
@@ -137,6 +148,8 @@ def practice(policy, reward_model, cfg: ReinforceConfig, versions: int, threshol
     the simulator's success; "distance" replaces d by the true distance to the named block in oracle steps."""
     from sefm_sim_bridge.envs.language_table import LanguageTableEnv
 
+    seed0 = seeds.first_seed("practice") if seed0 is None else seed0
+    seeds.check("practice", seed0, versions * cfg.episodes_per_batch)
     envs = [LanguageTableEnv(block_mode=mode, image_size=image_size, max_steps=max_steps)
             for _ in range(cfg.episodes_per_batch)]
     optimizer = make_optimizer(policy.heads, cfg)
@@ -146,9 +159,9 @@ def practice(policy, reward_model, cfg: ReinforceConfig, versions: int, threshol
     rows, used, start = [], 0, time.monotonic()
     for version in range(1, versions + 1):
         n = cfg.episodes_per_batch
-        seeds = [seed0 + used + k for k in range(n)]
+        batch_seeds = [seed0 + used + k for k in range(n)]
         fams = [families[(used + k) % len(families)] if families else None for k in range(n)]
-        batch = run_batch(policy, reward_model, envs, seeds, fams, threshold, generator,
+        batch = run_batch(policy, reward_model, envs, batch_seeds, fams, threshold, generator,
                           true_steps_to_go if oracle_reward == "distance" else None)
         used += n
         returns = [discounted_returns(ep.rewards(oracle_reward == "sparse"), cfg.gamma) for ep in batch]
@@ -209,7 +222,10 @@ def main(argv=None) -> int:
     parser.add_argument("--eval-episodes", type=int, default=100, help="held-out rollouts before and after practice")
     parser.add_argument("--eval-policy", choices=["sampled", "greedy"], default="sampled",
                         help="evaluate the policy REINFORCE trains (sampled, the default) or its argmax")
-    parser.add_argument("--eval-seed", type=int, default=100000, help="first seed of the held-out evaluation")
+    parser.add_argument("--eval-seed", type=int, default=None,
+                        help="first seed of the held-out evaluation (default: the seed plan's eval range)")
+    parser.add_argument("--practice-seed", type=int, default=None,
+                        help="first reset seed of practice (default: the seed plan's practice range)")
     parser.add_argument("--save", help="write the practised policy here (a checkpoint directory)")
     parser.add_argument("--eval-every", type=int, default=0, help="also evaluate every N versions (0: only the ends)")
     parser.add_argument("--seed", type=int, default=0, help="torch seed of the sampled actions")
@@ -220,6 +236,15 @@ def main(argv=None) -> int:
                              "use with --threshold -1")
     parser.add_argument("--json", help="write the versions and evaluations here")
     args = parser.parse_args(argv)
+    args.eval_seed = seeds.first_seed("eval") if args.eval_seed is None else args.eval_seed
+    args.practice_seed = seeds.first_seed("practice") if args.practice_seed is None else args.practice_seed
+    try:
+        used = {"eval": (args.eval_seed, args.eval_episodes),
+                "practice": (args.practice_seed, args.versions * args.episodes_per_batch)}
+        for role, (first, count) in used.items():
+            seeds.check(role, first, count)
+    except seeds.SeedPlanError as exc:
+        parser.error(str(exc))
     torch.manual_seed(args.seed)
     image_size = tuple(int(v) for v in args.image_size.lower().split("x"))
     policy, _ = checkpoint.load(args.checkpoint)
@@ -242,7 +267,7 @@ def main(argv=None) -> int:
 
     evaluate(0, policy)
     result = practice(policy, reward_model, cfg, args.versions, args.threshold, families, args.mode, image_size,
-                      max_steps=args.max_steps, torch_seed=args.seed, oracle_reward=args.oracle_reward,
+                      max_steps=args.max_steps, seed0=args.practice_seed, torch_seed=args.seed, oracle_reward=args.oracle_reward,
                       on_version=lambda v, m: evaluate(v, m) if args.eval_every and v % args.eval_every == 0
                       and v != args.versions else None)
     evaluate(args.versions, policy)
@@ -252,5 +277,5 @@ def main(argv=None) -> int:
         pathlib.Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         pathlib.Path(args.json).write_text(json.dumps({"versions": result.versions, "evaluations": evals,
                                                       "episodes": result.episodes, "seconds": result.seconds,
-                                                      "args": vars(args)}, indent=2))
+                                                      "seeds": seeds.describe(used), "args": vars(args)}, indent=2))
     return 0

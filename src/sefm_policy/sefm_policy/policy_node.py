@@ -1,7 +1,7 @@
 """The policy node: acts for one or many stations with the current policy version.
 
 For each station namespace in `stations`:
-  subscribes camera/image_raw, joint_states (joined by header stamp), task (latched)
+  subscribes camera/image_raw, joint_states, episode_step (joined by header stamp), task
   publishes  joint_command (sensor_msgs/JointState, header.stamp = the observation answered)
              action        (PolicyAction: tokens, log-prob, policy version, observation stamp)
 Globally:
@@ -52,8 +52,8 @@ PARAMETERS = {
 class StationView(StationObservations):
     def __init__(self, name: str):
         super().__init__(name)
-        self.version: int | None = None       # the policy version of the current episode
-        self.step = 0                          # observations answered in the current episode
+        self.episode: int | None = None        # the episode the station is acting in (by its episode_step)
+        self.version: int | None = None       # the policy version of that episode
         self.waiting_since: float | None = None  # rounds: its version's quota was full when this episode began
 
     def ready(self):
@@ -98,9 +98,16 @@ class PolicyNode(SefmNode):
     # --- inputs -----------------------------------------------------------------------------
 
     def on_task(self, view: StationView, msg: Task) -> None:
-        view.task, view.step = msg, 0
-        view.version, view.waiting_since = None, None
-        self._start_episode(view)
+        pass   # an episode starts for the policy at its first observation (episode_step), not at its task
+
+    def _enter_episodes(self) -> None:
+        """A station whose newest observation belongs to a new episode starts that episode here."""
+        for view in self.views.values():
+            stamps = view.pending()
+            episode = view.steps[stamps[-1]][0] if stamps else None
+            if episode is not None and episode != view.episode:
+                view.episode, view.version, view.waiting_since = episode, None, None
+                self._start_episode(view)
 
     def _start_episode(self, view: StationView, force: bool = False) -> None:
         with self.lock:  # a new episode starts on the newest complete policy version
@@ -108,7 +115,7 @@ class PolicyNode(SefmNode):
             if self.round[0] != self.latest:   # a new version opens a new round (older ones are never joined)
                 self.round = (self.latest, set())
             started = self.round[1]
-            episode = (view.name, view.task.episode_id)   # a task sent twice is still one episode
+            episode = (view.name, view.episode)
             if self.quota and episode not in started and len(started) >= self.quota and not force:
                 view.waiting_since = view.waiting_since or time.monotonic()
                 return   # its version's round is full: no action until the next version
@@ -173,11 +180,14 @@ class PolicyNode(SefmNode):
     # --- acting ---------------------------------------------------------------------------------
 
     def maybe_act(self) -> None:
+        self._enter_episodes()
         if self.quota:
             self._release_waiting()
-        active = [v for v in self.views.values() if v.waiting_since is None]
+        active = [v for v in self.views.values() if v.waiting_since is None and v.version is not None]
         ready = {v.name: v.ready() for v in active}
-        ready = {name: key for name, key in ready.items() if key is not None}
+        # an older episode's leftover observation is never answered under the current episode's version
+        ready = {name: key for name, key in ready.items()
+                 if key is not None and self.views[name].steps[key][0] == self.views[name].episode}
         if not ready:
             return
         if hold_for_batch(active, self.batch_wait):
@@ -193,10 +203,12 @@ class PolicyNode(SefmNode):
         views = [self.views[n] for n, _ in items]
         images = torch.from_numpy(np.stack([v.images[k] for v, (_, k) in zip(views, items)]))
         proprio = torch.from_numpy(np.stack([v.states[k] for v, (_, k) in zip(views, items)]))
-        texts = [v.task.instruction for v in views]
+        episodes = [v.episode_of(k) for v, (_, k) in zip(views, items)]
+        texts = [task.instruction for task, _ in episodes]
         tokens, actions, logp, _ = model.act(images, texts, proprio, greedy=self.greedy, generator=self.generator)
         low, high = model.tokenizer.low, model.tokenizer.high
-        for view, (name, key), tok, action, lp in zip(views, items, tokens.numpy(), actions, logp.numpy()):
+        for view, (name, key), (task, step), tok, action, lp in zip(views, items, episodes, tokens.numpy(), actions,
+                                                                  logp.numpy()):
             view.mark_done(key)   # and any older unanswered one: too late to act on
             if not np.all(np.isfinite(action)):
                 self.get_logger().error(f"{name}: non-finite action {action}; not sent")
@@ -206,10 +218,9 @@ class PolicyNode(SefmNode):
             command = JointState(name=self.command_names, position=action.astype(float).tolist())
             command.header.stamp = stamp
             self.cmd_pubs[name].publish(command)
-            msg = PolicyAction(observation_stamp=stamp, episode_id=view.task.episode_id, step=view.step,
+            msg = PolicyAction(observation_stamp=stamp, episode_id=task.episode_id, step=step,
                                values=action.astype(np.float32).tolist(), tokens=tok.astype(np.int32).tolist(),
                                log_prob=float(lp), policy_version=version, greedy=self.greedy)
-            view.step += 1
             self.last_action = time.monotonic()
             msg.header.stamp = self.get_clock().now().to_msg()
             self.action_pubs[name].publish(msg)

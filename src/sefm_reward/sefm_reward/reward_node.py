@@ -1,9 +1,10 @@
 """The reward node: a frozen Stage-1 model scores every observation of every station.
 
 For each station namespace in `stations`:
-  subscribes camera/image_raw, joint_states (joined by header stamp), task (latched)
+  subscribes camera/image_raw, joint_states, episode_step (joined by header stamp), task
   publishes  steps_to_go (StepsToGo) for every observation, in order:
-             d(o_t, g), reward d(o_{t-1}, g) - d(o_t, g) (none at step 0), success = d <= s
+             d(o_t, g), reward d(o_{t-1}, g) - d(o_t, g) (none at step 0), success: the detector's
+             decision (sefm_core.episode_rules: d <= s, never at step 0; off for s < 0)
 
 The bridge ends the episode on a detected success. The model is loaded once
 and never updated: the reward cannot drift while the policy trains.
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from sefm_core import checkpoint
-from sefm_core.steps_to_go import detect_success, reward
+from sefm_core.episode_rules import detector_fires, transition_reward
 from sefm_interfaces.msg import StepsToGo, Task
 from sefm_ros.common import (SefmNode, StationObservations, hold_for_batch, reliable, spin_main, station_list,
                               time_of)
@@ -32,8 +33,7 @@ PARAMETERS = {
 class Scored(StationObservations):
     def __init__(self, name: str):
         super().__init__(name)
-        self.previous_d: float | None = None   # d of the episode's previous observation
-        self.step = 0
+        self.previous: tuple[int, int, float] | None = None   # (episode, step, d) of the last observation scored
 
 
 class RewardNode(SefmNode):
@@ -59,7 +59,7 @@ class RewardNode(SefmNode):
                                f"(sha256 {self.sha256[:12]}), success at d <= {self.threshold}")
 
     def on_task(self, view: Scored, msg: Task) -> None:
-        view.task, view.previous_d, view.step = msg, None, 0
+        pass   # observations name their episode (episode_step); the task only gives the instruction
 
     def score(self) -> None:
         batch = [(v, k) for v in self.stations.values() for k in v.pending()]
@@ -69,17 +69,19 @@ class RewardNode(SefmNode):
             return  # give the other stations a moment to join the batch
         images = torch.from_numpy(np.stack([v.images[k] for v, k in batch]))
         proprio = torch.from_numpy(np.stack([v.states[k] for v, k in batch]))
-        d = self.model.steps_to_go(images, [v.task.instruction for v, _ in batch], proprio).numpy()
-        for (view, key), d_t in zip(batch, d):  # oldest first: rewards follow the episode's order
+        episodes = [v.episode_of(k) for v, k in batch]
+        d = self.model.steps_to_go(images, [task.instruction for task, _ in episodes], proprio).numpy()
+        for (view, key), (task, step), d_t in zip(batch, episodes, d):  # oldest first: the episode's order
             view.mark_done(key)
-            msg = StepsToGo(observation_stamp=time_of(key), episode_id=view.task.episode_id, step=view.step,
-                            expected_steps_to_go=float(d_t), success=bool(detect_success(d_t, self.threshold)),
+            msg = StepsToGo(observation_stamp=time_of(key), episode_id=task.episode_id, step=step,
+                            expected_steps_to_go=float(d_t), success=detector_fires(float(d_t), self.threshold, step),
                             success_threshold=self.threshold, reward_model_sha256=self.sha256)
-            if view.previous_d is not None:
-                msg.reward, msg.has_reward = float(reward(view.previous_d, d_t)), True
+            # the reward of the step into this observation needs the same episode's previous one
+            if view.previous is not None and view.previous[:2] == (task.episode_id, step - 1):
+                msg.reward, msg.has_reward = transition_reward(view.previous[2], float(d_t)), True
             msg.header.stamp = self.get_clock().now().to_msg()
             self.pubs[view.name].publish(msg)
-            view.previous_d, view.step = float(d_t), view.step + 1
+            view.previous = (task.episode_id, step, float(d_t))
 
 
 def main(argv=None) -> int:

@@ -14,10 +14,13 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from sefm_interfaces.msg import Task
+from sefm_interfaces.msg import EpisodeStep, Task
 
 # Deliberate QoS (ARCHITECTURE.md): everything reliable; latched topics keep their last message for late joiners.
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# `task` and `episode_event` keep their recent history for late joiners: a node that was busy or restarted
+# still learns which episodes ran, so every episode leaves a record.
+EPISODES = QoSProfile(depth=32, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 ENCODINGS = ("rgb8", "bgr8")
 
 
@@ -43,6 +46,8 @@ def image_to_array(msg: Image) -> np.ndarray:
     """sensor_msgs/Image -> (H, W, 3) uint8 RGB; a clear error for anything else."""
     if msg.encoding not in ENCODINGS:
         raise ValueError(f"unsupported image encoding {msg.encoding!r}; the nodes take {', '.join(ENCODINGS)}")
+    if msg.width == 0 or msg.height == 0:
+        raise ValueError(f"empty {msg.width}x{msg.height} image")
     if len(msg.data) != msg.height * msg.step or msg.step < msg.width * 3:
         raise ValueError(f"image data of {len(msg.data)} bytes does not match {msg.height} rows x step {msg.step}")
     rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
@@ -51,13 +56,20 @@ def image_to_array(msg: Image) -> np.ndarray:
 
 
 class StationObservations:
-    """One station's recent camera frames and joint states, joined exactly by header stamp, and its task."""
+    """One station's recent observations, joined exactly by header stamp: a camera frame, a joint state and the
+    station's `episode_step` (which episode and step the observation belongs to), plus the tasks of its episodes.
+
+    An observation is handed out only once all three parts and its episode's task have arrived, and always
+    under the episode its `episode_step` names: no node acts on, or scores, an observation under the previous
+    episode's task because the new task came late.
+    """
 
     def __init__(self, name: str, keep: int = 8):
         self.name, self.keep = name, keep
         self.images: dict[tuple[int, int], np.ndarray] = {}
         self.states: dict[tuple[int, int], np.ndarray] = {}
-        self.task: Task | None = None
+        self.steps: dict[tuple[int, int], tuple[int, int]] = {}   # stamp -> (episode id, step)
+        self.tasks: dict[int, Task] = {}                          # episode id -> its task
         self.done: set[tuple[int, int]] = set()
         self.first_seen = 0.0   # when the oldest observation not handled yet arrived (0: none waiting)
 
@@ -67,27 +79,36 @@ class StationObservations:
         self.first_seen = self.first_seen or time.monotonic()
 
     def add_state(self, msg) -> None:
-        self.states[stamp_key(msg.header.stamp)] = np.asarray(msg.position, dtype=np.float32)
+        position = np.asarray(msg.position, dtype=np.float32)
+        if not np.all(np.isfinite(position)):
+            raise ValueError(f"joint_states with non-finite positions {position.tolist()}")
+        self.states[stamp_key(msg.header.stamp)] = position
         _trim(self.states, self.keep)
 
+    def add_step(self, msg: EpisodeStep) -> None:
+        self.steps[stamp_key(msg.header.stamp)] = (msg.episode_id, msg.step)
+        _trim(self.steps, self.keep)
+
+    def add_task(self, msg: Task) -> None:
+        self.tasks[msg.episode_id] = msg
+        for old in sorted(self.tasks)[:-self.keep]:
+            del self.tasks[old]
+
     def pending(self) -> list[tuple[int, int]]:
-        """Stamps of the current episode with both frame and state, not handled yet, oldest first.
+        """Stamps of complete observations (frame, state, episode step and that episode's task) not handled
+        yet, oldest first."""
+        keys = set(self.images) & set(self.states) & set(self.steps) - self.done
+        return sorted(k for k in keys if self.steps[k][0] in self.tasks)
 
-        An episode's observations are stamped at or after its task; older ones
-        (a late message of the previous episode) are never handed out.
-        """
-        if self.task is None:
-            return []
-        start = stamp_key(self.task.header.stamp)
-        return sorted(k for k in set(self.images) & set(self.states) - self.done if k >= start)
+    def episode_of(self, key: tuple[int, int]) -> tuple[Task, int]:
+        """(the task of the episode the observation belongs to, its step in that episode)."""
+        episode_id, step = self.steps[key]
+        return self.tasks[episode_id], step
 
-    def new_episode(self, task: Task) -> None:
-        """A new task. Its first observation may have arrived (other topic) before it and been handled as
-        the previous episode's: such observations are handed out again, now under the right episode
-        (a lockstep station waiting for their score would otherwise wait forever)."""
-        start = stamp_key(task.header.stamp)
-        self.done = {k for k in self.done if k < start}
-        self.task = task
+    @property
+    def task(self) -> Task | None:
+        """The newest episode's task (None before the first)."""
+        return self.tasks[max(self.tasks)] if self.tasks else None
 
     def mark_done(self, key: tuple[int, int]) -> None:
         """`key` is handled; older observations not handled by now are stale and never handed out."""
@@ -129,12 +150,12 @@ class SefmNode(Node):
         self.params = {key: self.get_parameter(key).value for key in self.PARAMETERS}
 
     def observe_station(self, view: StationObservations, on_task, on_observation=None) -> None:
-        """Feed a station's camera frames, joint states and task (latched) into `view`.
+        """Feed a station's camera frames, joint states, episode steps and tasks into `view`.
 
-        A frame that cannot be decoded is logged (throttled) and skipped; `on_observation()`
-        runs after each good frame or joint state (an
-        observation may just have become complete: act at once instead of on a polling timer),
-        `on_task(view, msg)` on each new episode.
+        A frame or joint state that cannot be used (encoding, size, NaN) is logged (throttled) and
+        skipped; `on_observation()` runs after each part that arrives (an observation may just have
+        become complete: act at once instead of on a polling timer), `on_task(view, msg)` on each
+        new episode's task.
         """
         from sensor_msgs.msg import JointState
 
@@ -148,17 +169,31 @@ class SefmNode(Node):
                 on_observation()
 
         def state(msg: JointState) -> None:
-            view.add_state(msg)
+            try:
+                view.add_state(msg)
+            except ValueError as exc:
+                self.get_logger().error(f"{view.name}: {exc}", throttle_duration_sec=5.0)
+                return
+            if on_observation is not None:
+                on_observation()
+
+        def step(msg: EpisodeStep) -> None:
+            view.add_step(msg)
+            if on_observation is not None:
+                on_observation()
+
+        def task(msg: Task) -> None:
+            if msg.episode_id in view.tasks:
+                return   # the same episode's task again (history replayed to a late joiner)
+            view.add_task(msg)
+            on_task(view, msg)
             if on_observation is not None:
                 on_observation()
 
         self.create_subscription(Image, f"/{view.name}/camera/image_raw", image, reliable(5))
         self.create_subscription(JointState, f"/{view.name}/joint_states", state, reliable(10))
-        def task(msg: Task) -> None:
-            view.new_episode(msg)
-            on_task(view, msg)
-
-        self.create_subscription(Task, f"/{view.name}/task", task, LATCHED)
+        self.create_subscription(EpisodeStep, f"/{view.name}/episode_step", step, reliable(10))
+        self.create_subscription(Task, f"/{view.name}/task", task, EPISODES)
 
 
 def station_list(text: str) -> list[str]:

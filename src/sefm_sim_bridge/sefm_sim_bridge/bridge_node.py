@@ -3,8 +3,9 @@
 Per station namespace (pushed from outside, e.g. /station_0):
   publishes  camera/image_raw (sensor_msgs/Image rgb8, reliable, depth 2)
              joint_states     (sensor_msgs/JointState, reliable, depth 10)
-             task             (Task, transient local, depth 1: one per episode)
-             episode_event    (EpisodeEvent, reliable, depth 50)
+             episode_step     (EpisodeStep, reliable, depth 10: which episode and step each observation is)
+             task             (Task, transient local, keep-last 32: one per episode)
+             episode_event    (EpisodeEvent, transient local, keep-last 32)
              status           (StationStatus, 2 Hz)
              sim/ground_truth (SimGroundTruth, reliable, depth 10: the simulator's block positions, goal
                                predicate and camera per observation, for recorded demos' training labels)
@@ -27,9 +28,10 @@ import sys
 import numpy as np
 from sensor_msgs.msg import Image, JointState
 
-from sefm_interfaces.msg import EpisodeEvent, EStop, SimGroundTruth, StationStatus, StepsToGo, Task
+from sefm_core import episode_rules as rules
+from sefm_interfaces.msg import EpisodeEvent, EpisodeStep, EStop, SimGroundTruth, StationStatus, StepsToGo, Task
 from sefm_interfaces.srv import AbortEpisode, PauseStation, ResetStation, ResumeStation
-from sefm_ros.common import LATCHED, SefmNode, ns_of, reliable, spin_main, time_of
+from sefm_ros.common import EPISODES, LATCHED, SefmNode, ns_of, reliable, spin_main, time_of
 from sefm_sim_bridge.envs.validation import InvalidActionError
 from sefm_sim_bridge.station import Station, StationConfig
 
@@ -75,8 +77,9 @@ class BridgeNode(SefmNode):
 
         self.image_pub = self.create_publisher(Image, "camera/image_raw", reliable(2))
         self.state_pub = self.create_publisher(JointState, "joint_states", reliable(10))
-        self.task_pub = self.create_publisher(Task, "task", LATCHED)
-        self.event_pub = self.create_publisher(EpisodeEvent, "episode_event", reliable(50))
+        self.step_pub = self.create_publisher(EpisodeStep, "episode_step", reliable(10))
+        self.task_pub = self.create_publisher(Task, "task", EPISODES)
+        self.event_pub = self.create_publisher(EpisodeEvent, "episode_event", EPISODES)
         self.status_pub = self.create_publisher(StationStatus, "status", reliable(1))
         # Only a station with privileged state advertises it: a recorder waits for every part it sees.
         self.truth_pub = (self.create_publisher(SimGroundTruth, "sim/ground_truth", reliable(10))
@@ -91,7 +94,8 @@ class BridgeNode(SefmNode):
 
         self.state = StationStatus.STATE_RUNNING
         self.estopped = False
-        self.episodes_done = self.env_successes = self.rejected = 0
+        self.episodes_done = self.env_successes = self.detected_successes = self.rejected = 0
+        self.episode_id = 0   # the first observation's stamp (ns): unique across restarts and reruns
         self.last_command: tuple[np.ndarray, float] | None = None   # (values, receive time)
         self.obs_stamp_ns = 0
         self.steps = 0
@@ -127,7 +131,8 @@ class BridgeNode(SefmNode):
         self.pending_command = None
         self.last_command = None
         stamp = self.next_stamp()
-        task = Task(station=self.station_name, episode_id=self.station.episode, env_id=self.station.env_id,
+        self.episode_id = self.obs_stamp_ns
+        task = Task(station=self.station_name, episode_id=self.episode_id, env_id=self.station.env_id,
                     family=self.station.family, instruction=self.station.instruction,
                     goal_json=self.station.goal_json, seed=self.station.seed,
                     max_steps=self.station.config.max_steps)
@@ -143,9 +148,9 @@ class BridgeNode(SefmNode):
             self.start_episode(seed)
 
     def publish_event(self, kind: int, outcome: int, detail: str) -> None:
-        event = EpisodeEvent(station=self.station_name, episode_id=self.station.episode, event=kind,
+        event = EpisodeEvent(station=self.station_name, episode_id=self.episode_id, event=kind,
                              outcome=outcome, num_steps=self.steps, env_success=bool(self.station.info.get("success")),
-                             detail=detail)
+                             env_success_known=True, detail=detail)
         event.header.stamp = self.get_clock().now().to_msg()
         event.last_observation_stamp = time_of(self.obs_stamp_ns)
         self.event_pub.publish(event)
@@ -164,6 +169,9 @@ class BridgeNode(SefmNode):
             self.publish_observation(time_of(self.obs_stamp_ns))
 
     def publish_observation(self, stamp) -> None:
+        step = EpisodeStep(station=self.station_name, episode_id=self.episode_id, step=self.steps)
+        step.header.stamp = stamp
+        self.step_pub.publish(step)
         rgb = self.station.obs.get("rgb")
         if rgb is not None:
             image = Image(height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8", is_bigendian=0,
@@ -216,7 +224,7 @@ class BridgeNode(SefmNode):
         if not self.started or self.estopped or self.state != StationStatus.STATE_RUNNING:
             return  # halted: nothing reaches the robot
         try:
-            _, terminated, truncated, info = self.station.step(command)
+            _, terminated, _, info = self.station.step(command)
         except InvalidActionError as exc:
             self.rejected += 1
             self.message = f"rejected command: {exc}"
@@ -235,19 +243,24 @@ class BridgeNode(SefmNode):
             self.env_successes += 1
             self.settle_left = self.params["settle_steps"]
             self.publish_observation(self.next_stamp())
-        elif terminated:
-            self.env_successes += 1
-            self.end_episode(EpisodeEvent.OUTCOME_ENV_SUCCESS, "the simulator's success predicate held")
-        elif truncated:
-            self.end_episode(EpisodeEvent.OUTCOME_TIMEOUT, f"step cap {self.station.config.max_steps}")
         else:
+            # the observation the action led to goes out even when it ends the episode: it is scored, and
+            # its score is that last action's reward (as in `sefm practice`)
             self.publish_observation(self.next_stamp())
+            outcome = rules.end_after_action(self.steps, self.station.config.max_steps, bool(info.get("success")),
+                                             oracle_ends=True)
+            if outcome == EpisodeEvent.OUTCOME_ENV_SUCCESS:
+                self.env_successes += 1
+                self.end_episode(outcome, "the simulator's success predicate held")
+            elif outcome is not None:
+                self.end_episode(outcome, f"step cap {self.station.config.max_steps}")
 
     def on_steps_to_go(self, msg: StepsToGo) -> None:
-        if msg.episode_id != self.station.episode or ns_of(msg.observation_stamp) != self.obs_stamp_ns:
+        if msg.episode_id != self.episode_id or ns_of(msg.observation_stamp) != self.obs_stamp_ns:
             return
         self.scored_stamp_ns = self.obs_stamp_ns
-        if msg.success:
+        if msg.success:   # the reward node applied the detector rule (episode_rules.detector_fires)
+            self.detected_successes += 1
             if self.station.info.get("success"):
                 self.env_successes += 1
             self.end_episode(EpisodeEvent.OUTCOME_SUCCESS_DETECTED,
@@ -275,7 +288,7 @@ class BridgeNode(SefmNode):
             response.success, response.message = False, "station not started yet (waiting for subscribers)"
             return response
         self.end_episode(EpisodeEvent.OUTCOME_OPERATOR_ABORT, f"reset: {request.reason}", seed=request.seed)
-        response.success, response.message, response.episode_id = True, "new episode started", self.station.episode
+        response.success, response.message, response.episode_id = True, "new episode started", self.episode_id
         return response
 
     def on_pause(self, request, response):
@@ -303,7 +316,7 @@ class BridgeNode(SefmNode):
         if not self.started:
             response.success, response.message = False, "station not started yet (waiting for subscribers)"
             return response
-        aborted = self.station.episode
+        aborted = self.episode_id
         if request.success:
             self.end_episode(EpisodeEvent.OUTCOME_OPERATOR_SUCCESS, f"operator: success {request.reason}".strip(),
                              restart=request.reset)
@@ -315,9 +328,10 @@ class BridgeNode(SefmNode):
     def publish_status(self) -> None:
         if not self.started:
             return
-        status = StationStatus(station=self.station_name, state=self.state, episode_id=self.station.episode,
+        status = StationStatus(station=self.station_name, state=self.state, episode_id=self.episode_id,
                                step=self.steps, instruction=self.station.instruction,
                                episodes_done=self.episodes_done, env_successes=self.env_successes,
+                               detected_successes=self.detected_successes,
                                message=self.message)
         status.header.stamp = self.get_clock().now().to_msg()
         self.status_pub.publish(status)

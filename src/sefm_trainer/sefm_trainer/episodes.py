@@ -1,10 +1,12 @@
 """Episode assembly for the trainer, without ROS: join observations, actions and rewards exactly.
 
 Keys are (station, observation stamp). An observation is a camera frame and a
-joint state carrying the same stamp; the action answering it carries that
-stamp as `observation_stamp`; the reward of that action arrives with the NEXT
+joint state carrying the same stamp, and the station's `episode_step` with that
+stamp names its episode and step; the action answering it carries that stamp as
+`observation_stamp`; the reward of that action arrives with the NEXT
 observation (`StepsToGo.reward` at step t+1 is d(o_t) - d(o_t+1)). Nothing is
-matched by arrival time or order.
+matched by arrival time or order, and an observation joins only the episode its
+`episode_step` names.
 
 An assembled episode keeps the transitions t = 0..T-1 that have all three:
 observation, action and the reward of the step out of it, up to the first one
@@ -45,6 +47,9 @@ class AssembledEpisode:
     outcome: int
     dropped: dict = field(default_factory=dict)   # reason -> count
     features: tuple | None = None                 # the trainer's frozen-tower features of the transitions
+    final: Key | None = None                      # the observation the last transition led to
+    detections: list = field(default_factory=list)   # the detector's decision at each stored observation
+    oracle_success: bool | None = None            # the simulator's verdict (measurement only; None: no simulator)
 
     @property
     def rewards(self) -> np.ndarray:
@@ -54,21 +59,39 @@ class AssembledEpisode:
 @dataclass
 class EpisodeBuffer:
     """Everything one station has published for one episode, keyed by observation stamp."""
-    instruction: str = ""
-    start: Key = (0, 0)
+    task: object | None = None                    # the episode's Task, once it arrived
+    steps: dict = field(default_factory=dict)     # stamp -> step index (the station's episode_step)
     images: dict = field(default_factory=dict)
     states: dict = field(default_factory=dict)
     actions: dict = field(default_factory=dict)   # stamp -> (tokens, values, log_prob, version)
-    scores: dict = field(default_factory=dict)    # stamp -> (d, reward or None)
+    scores: dict = field(default_factory=dict)    # stamp -> (d, reward or None, detected)
+
+    @property
+    def instruction(self) -> str:
+        return self.task.instruction if self.task is not None else ""
+
+
+def observed_steps(buffer: EpisodeBuffer) -> tuple[list[Key], int]:
+    """The episode's observations from step 0 on, in step order, up to the first one not fully received;
+    and how many of its announced observations come after that gap."""
+    order = sorted(buffer.steps, key=buffer.steps.get)
+    stamps = []
+    for key in order:
+        if buffer.steps[key] != len(stamps) or key not in buffer.images or key not in buffer.states:
+            break
+        stamps.append(key)
+    return stamps, len(order) - len(stamps)
 
 
 def assemble(station: str, episode_id: int, buffer: EpisodeBuffer, outcome: int, version: int) -> AssembledEpisode:
-    stamps = sorted(k for k in set(buffer.images) & set(buffer.states) if k >= buffer.start)
+    stamps, missing = observed_steps(buffer)
     transitions: list[Transition] = []
     dropped: dict[str, int] = {}
-    if not stamps or stamps[0] != buffer.start:  # the first observation (stamped like the task) is missing
+    if not stamps:
         return AssembledEpisode(station, episode_id, buffer.instruction, [], outcome,
-                                {"missed the episode's first observation": len(stamps)})
+                                {"missed the episode's first observation": len(buffer.steps)})
+    if missing:
+        dropped["missing observation"] = missing
     for i, (here, after) in enumerate(zip(stamps, stamps[1:] + [None])):
         action = buffer.actions.get(here)
         score_after = buffer.scores.get(after) if after is not None else None
@@ -86,6 +109,10 @@ def assemble(station: str, episode_id: int, buffer: EpisodeBuffer, outcome: int,
             continue
         last_observation = after is None and reason in ("no action", "no reward")
         if not last_observation:  # the final observation has nothing after it: not a loss
-            dropped[reason] = len(stamps) - i
+            dropped[reason] = dropped.get(reason, 0) + len(stamps) - i
         break
-    return AssembledEpisode(station, episode_id, buffer.instruction, transitions, outcome, dropped)
+    final = stamps[len(transitions)] if transitions else None
+    kept = [t.stamp for t in transitions] + ([final] if final else [])
+    detections = [bool(buffer.scores.get(k, (0, None, False))[2]) for k in kept]
+    return AssembledEpisode(station, episode_id, buffer.instruction, transitions, outcome, dropped, None, final,
+                            detections)

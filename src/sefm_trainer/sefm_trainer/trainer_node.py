@@ -1,14 +1,20 @@
 """The trainer node: assembles on-policy episodes from every station and improves the policy by REINFORCE.
 
 For each station namespace in `stations`:
-  subscribes camera/image_raw, joint_states, task, action, steps_to_go, episode_event
+  subscribes camera/image_raw, joint_states, episode_step, task, action, steps_to_go, episode_event
 Globally:
   publishes  /policy/version (latched) after every batch: version, file:// URI, sha256
 
 An episode is assembled when its END event arrives (`episodes.assemble`: an
-exact join by observation stamp; stale policy versions dropped and counted).
-Every episode is persisted to <run_dir>/episodes (the episode data set format)
-with its log-probs, tokens, rewards and d. After `episodes_per_batch` episodes
+exact join by observation stamp, each observation under the episode its
+`episode_step` names; stale policy versions dropped and counted). Every episode
+a station ran leaves a record: stored in <run_dir>/episodes (the episode data
+set format, with its log-probs, tokens, rewards, d, the detector's decisions,
+how it ended and the simulator's verdict where there is one, for measurement
+only), or, with no usable transition, a line with its reasons in
+<run_dir>/unused_episodes.jsonl. `task` and `episode_event` keep their recent
+history, so a restarted trainer records the episodes that ended while it was
+down, and never records one twice. After `episodes_per_batch` episodes
 of the current version: `updates_per_batch` REINFORCE updates, the buffer is
 cleared, checkpoint <run_dir>/checkpoints/v<N> is written and announced. On a
 restart the trainer resumes from its newest checkpoint.
@@ -26,10 +32,12 @@ import torch
 from sensor_msgs.msg import Image, JointState
 
 from sefm_core import checkpoint
+from sefm_core import episode_rules as rules
 from sefm_core.data import Episode, EpisodeDataset
 from sefm_core.reinforce import ReinforceConfig, discounted_returns, make_optimizer, reinforce_update
-from sefm_interfaces.msg import EpisodeEvent, PolicyAction, PolicyVersion, StepsToGo, Task
-from sefm_ros.common import LATCHED, SefmNode, image_to_array, reliable, spin_main, stamp_key, station_list
+from sefm_interfaces.msg import EpisodeEvent, EpisodeStep, PolicyAction, PolicyVersion, StepsToGo, Task
+from sefm_ros.common import (EPISODES, LATCHED, SefmNode, image_to_array, reliable, spin_main, stamp_key,
+                             station_list)
 from sefm_trainer.episodes import STALE, AssembledEpisode, EpisodeBuffer, assemble
 
 MAX_WAIT_SECONDS = 10.0  # how long an ended episode may wait for its last actions and scores
@@ -77,6 +85,7 @@ class TrainerNode(SefmNode):
         if self.version > 0:
             checkpoint.load_optimizer(self.optimizer, path)
         self.dataset = EpisodeDataset(self.run / "episodes", create=True)
+        self.recorded = self._recorded_episodes()   # (station, episode id) with a record: never stored twice
         self.metrics = self.run / "metrics.csv"
         self.batch: list[AssembledEpisode] = []
         self.batch_places = 0   # episodes run on the version being trained (usable or not)
@@ -92,10 +101,12 @@ class TrainerNode(SefmNode):
             self.images[name], self.states[name] = {}, {}
             sub(JointState, "joint_states", lambda m, n=name: self.states[n].__setitem__(
                 stamp_key(m.header.stamp), np.asarray(m.position, np.float32)), reliable(20))
-            sub(Task, "task", lambda m, n=name: self.on_task(n, m), LATCHED)
+            sub(EpisodeStep, "episode_step", lambda m, n=name: self.episode(n, m.episode_id).steps.__setitem__(
+                stamp_key(m.header.stamp), m.step), reliable(20))
+            sub(Task, "task", lambda m, n=name: self.on_task(n, m), EPISODES)
             sub(PolicyAction, "action", lambda m, n=name: self.on_action(n, m), reliable(50))
             sub(StepsToGo, "steps_to_go", lambda m, n=name: self.on_score(n, m), reliable(50))
-            sub(EpisodeEvent, "episode_event", lambda m, n=name: self.on_event(n, m), reliable(50))
+            sub(EpisodeEvent, "episode_event", lambda m, n=name: self.on_event(n, m), EPISODES)
         self.ended: list[tuple[float, str, EpisodeEvent]] = []
         self.create_timer(0.05, self.assemble_due)
         self.publish_version()
@@ -112,12 +123,21 @@ class TrainerNode(SefmNode):
             raise ValueError("parameter checkpoint is required (the Stage-1 checkpoint, policy version 0)")
         return 0, pathlib.Path(initial)
 
+    def _recorded_episodes(self) -> set[tuple[str, int]]:
+        keys = {(e["metadata"]["station"], e["metadata"]["episode_id"]) for e in self.dataset.index}
+        unused = self.run / "unused_episodes.jsonl"
+        if unused.exists():
+            for line in unused.read_text().splitlines():
+                record = json.loads(line)
+                keys.add((record["station"], record["episode_id"]))
+        return keys
+
     def episode(self, station: str, episode_id: int) -> EpisodeBuffer:
         return self.episodes.setdefault((station, episode_id), EpisodeBuffer())
 
     def on_task(self, station: str, msg: Task) -> None:
-        buf = self.episode(station, msg.episode_id)
-        buf.instruction, buf.start = msg.instruction, stamp_key(msg.header.stamp)
+        if (station, msg.episode_id) not in self.recorded:
+            self.episode(station, msg.episode_id).task = msg
 
     def on_image(self, station: str, msg: Image) -> None:
         try:
@@ -131,7 +151,7 @@ class TrainerNode(SefmNode):
 
     def on_score(self, station: str, msg: StepsToGo) -> None:
         self.episode(station, msg.episode_id).scores[stamp_key(msg.observation_stamp)] = (
-            msg.expected_steps_to_go, msg.reward if msg.has_reward else None)
+            msg.expected_steps_to_go, msg.reward if msg.has_reward else None, msg.success)
 
     # --- episodes and updates ------------------------------------------------------------------
 
@@ -139,16 +159,19 @@ class TrainerNode(SefmNode):
         # The END event can overtake the last actions and scores of its episode (other nodes,
         # other topics): assemble once every observation has its score and action, or after
         # MAX_WAIT_SECONDS with whatever arrived (and what did not counted as dropped).
-        if msg.event == EpisodeEvent.END:
+        key = (station, msg.episode_id)
+        waiting = {(name, m.episode_id) for _, name, m in self.ended}
+        if msg.event == EpisodeEvent.END and key not in self.recorded and key not in waiting:
             self.ended.append((time.monotonic() + MAX_WAIT_SECONDS, station, msg))
 
     def complete(self, station: str, msg: EpisodeEvent) -> bool:
         buf = self.episodes.get((station, msg.episode_id))
-        if buf is None or not buf.instruction:
-            return True
-        last = stamp_key(msg.last_observation_stamp)
-        stamps = [k for k in self.images[station] if buf.start <= k <= last]
-        return bool(stamps) and all(k in buf.scores for k in stamps) and all(k in buf.actions for k in stamps[:-1])
+        if buf is None or buf.task is None:
+            return False   # wait for its task (the history may still be arriving) up to the deadline
+        stamps = sorted(buf.steps, key=buf.steps.get)
+        have = lambda k: k in self.images[station] and k in self.states[station]  # noqa: E731
+        return bool(stamps) and all(have(k) and k in buf.scores for k in stamps) and \
+            all(k in buf.actions for k in stamps[:-1])
 
     def assemble_due(self) -> None:
         now = time.monotonic()
@@ -158,17 +181,21 @@ class TrainerNode(SefmNode):
             self.finish(station, msg)
 
     def finish(self, station: str, msg: EpisodeEvent) -> None:
-        buf = self.episodes.pop((station, msg.episode_id), None)
-        if buf is None or not buf.instruction:
-            return
+        buf = self.episodes.pop((station, msg.episode_id), None) or EpisodeBuffer()
         last = stamp_key(msg.last_observation_stamp)
         for table, store in ((buf.images, self.images[station]), (buf.states, self.states[station])):
-            for key in [k for k in store if k <= last]:  # hand the episode its observations, and forget them
+            for key in [k for k in store if k <= last]:  # hand the episode its observations, forget older ones
                 value = store.pop(key)
-                if key >= buf.start:
+                if key in buf.steps:
                     table[key] = value
-        episode = assemble(station, msg.episode_id, buf, msg.outcome, self.version)
-        self.persist(episode, buf)
+        if buf.task is None or not buf.instruction:
+            reason = "no task received" if buf.task is None else "the task has an empty instruction"
+            episode = AssembledEpisode(station, msg.episode_id, buf.instruction, [], msg.outcome,
+                                       {reason: len(buf.steps)})
+        else:
+            episode = assemble(station, msg.episode_id, buf, msg.outcome, self.version)
+        episode.oracle_success = bool(msg.env_success) if msg.env_success_known else None
+        self.persist(episode, buf, msg)
         if episode.dropped:
             self.get_logger().warn(f"{station} episode {msg.episode_id}: dropped {episode.dropped}")
         if episode.transitions:
@@ -189,30 +216,33 @@ class TrainerNode(SefmNode):
     def done(self) -> bool:
         return bool(self.max_versions) and self.version >= self.max_versions
 
-    def persist(self, episode: AssembledEpisode, buf: EpisodeBuffer) -> None:
-        """Every episode is kept on disk, used for training or not (with why not, in its metadata).
-        One with no usable transition at all (stale from its first step, its start missed) has no
-        arrays to store; its record goes to <run_dir>/unused_episodes.jsonl with the reasons."""
+    def persist(self, episode: AssembledEpisode, buf: EpisodeBuffer, end: EpisodeEvent) -> None:
+        """Every episode leaves one record: stored with its arrays (used for training or not, with why not
+        in its metadata), or, with no usable transition at all (stale from its first step, its start
+        missed, no task), a line in <run_dir>/unused_episodes.jsonl with the reasons. Both carry how it
+        ended and the simulator's verdict (`oracle_success`, measurement only: no learning input reads it)."""
+        self.recorded.add((episode.station, episode.episode_id))
+        outcome = {"station": episode.station, "episode_id": episode.episode_id, "outcome": int(episode.outcome),
+                   "end_reason": rules.OUTCOMES.get(int(episode.outcome), str(episode.outcome)),
+                   "detector_success": int(episode.outcome) == rules.SUCCESS_DETECTED,
+                   "oracle_success": episode.oracle_success,
+                   "steps": int(end.num_steps), "dropped": episode.dropped}
         if not episode.transitions:
-            record = {"station": episode.station, "episode_id": episode.episode_id, "outcome": int(episode.outcome),
-                      "trainer_version": self.version, "dropped": episode.dropped}
+            record = {**outcome, "trainer_version": self.version}
             with open(self.run / "unused_episodes.jsonl", "a") as f:
                 f.write(json.dumps(record, sort_keys=True) + "\n")
             return
-        tr = episode.transitions
-        stamps = sorted(k for k in set(buf.images) & set(buf.states) if k > tr[-1].stamp)
-        last = stamps[0] if stamps else tr[-1].stamp  # the observation the last action led to
-        rgb = np.stack([t.image for t in tr] + [buf.images[last]])
-        proprio = np.stack([t.proprio for t in tr] + [buf.states[last]])
+        tr, final = episode.transitions, episode.final
+        rgb = np.stack([t.image for t in tr] + [buf.images[final]])
+        proprio = np.stack([t.proprio for t in tr] + [buf.states[final]])
         extras = {"log_probs": np.array([t.log_prob for t in tr], np.float32),
                   "tokens": np.stack([t.tokens for t in tr]).astype(np.int32),
-                  "steps_to_go": np.array([t.d for t in tr], np.float32),
-                  "stamps": np.array([[*t.stamp] for t in tr] + [[*last]], np.int64)}
+                  "steps_to_go": np.array([t.d for t in tr] + [buf.scores[final][0]], np.float32),
+                  "detected": np.array(episode.detections, np.uint8),
+                  "stamps": np.array([[*t.stamp] for t in tr] + [[*final]], np.int64)}
         self.dataset.append(Episode(rgb, proprio, np.stack([t.action for t in tr]), episode.rewards, episode.instruction,
-                                    episode.outcome == EpisodeEvent.OUTCOME_SUCCESS_DETECTED,
-                                    {"station": episode.station, "episode_id": episode.episode_id,
-                                     "policy_version": self.version, "outcome": int(episode.outcome),
-                                     "dropped": episode.dropped, "source": "stage2"}, extras))
+                                    int(episode.outcome) in rules.SUCCESS_OUTCOMES,
+                                    {**outcome, "policy_version": self.version, "source": "stage2"}, extras))
 
     def update(self) -> None:
         start = time.monotonic()
@@ -224,10 +254,13 @@ class TrainerNode(SefmNode):
         fmap = torch.cat([ep.features[0] for ep in self.batch])
         text = torch.cat([ep.features[1] for ep in self.batch])
         loss, moved = reinforce_update(self.model, self.optimizer, fmap, text, proprio, tokens, returns_t, self.cfg)
-        successes = sum(ep.outcome == EpisodeEvent.OUTCOME_SUCCESS_DETECTED for ep in self.batch)
+        detected = sum(ep.outcome == rules.SUCCESS_DETECTED for ep in self.batch)
+        judged = [ep.oracle_success for ep in self.batch if ep.oracle_success is not None]
         row = {"version": self.version + 1, "episodes": len(self.batch), "transitions": len(transitions),
                "mean_return": float(np.mean([r[0] for r in returns])),
-               "detected_success_rate": successes / len(self.batch), "loss": loss,
+               "detected_success_rate": detected / len(self.batch),
+               # the simulator's verdict, for measurement only (empty for a real station)
+               "oracle_success_rate": sum(judged) / len(judged) if judged else "", "loss": loss,
                "update_kl": moved,  # KL(before || after) per state: how far this update moved the policy
                # -log p of the sampled actions estimates the acting policy's entropy; near 0 it has
                # collapsed onto one action (e.g. one that fools the success detector)
