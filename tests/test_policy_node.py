@@ -124,11 +124,13 @@ def test_unsupported_image_encodings_are_clear_errors():
         image_to_array(Image(height=2, width=2, encoding="rgb8", step=6, data=bytes(5)))
 
 
-def test_an_observation_handled_before_its_task_arrived_is_handed_out_again():
+def test_an_observation_is_handed_out_only_under_the_episode_it_names():
+    """The new episode's first observation arrives before its task: it waits for that task and is never handed
+    out under the previous episode's (a policy would act on it with the old instruction)."""
     from builtin_interfaces.msg import Time
     from sensor_msgs.msg import Image, JointState
 
-    from sefm_interfaces.msg import Task
+    from sefm_interfaces.msg import EpisodeStep, Task
     from sefm_ros.common import StationObservations
 
     def stamped(msg, sec):
@@ -136,12 +138,22 @@ def test_an_observation_handled_before_its_task_arrived_is_handed_out_again():
         return msg
 
     view = StationObservations("s")
-    view.new_episode(stamped(Task(episode_id=0), 1))
-    for sec in (1, 2, 3):   # episode 0 has observations 1, 2; observation 3 starts episode 1
+    view.add_task(stamped(Task(episode_id=10, instruction="old"), 1))
+    for sec, episode, step in ((1, 10, 0), (2, 10, 1), (3, 30, 0)):   # observation 3 starts episode 30
         view.add_image(stamped(Image(height=1, width=1, step=3, encoding="rgb8", data=[0, 0, 0]), sec))
         view.add_state(stamped(JointState(position=[0.0]), sec))
+        view.add_step(stamped(EpisodeStep(episode_id=episode, step=step), sec))
+    assert view.pending() == [(1, 0), (2, 0)]       # episode 30's task has not come: its observation waits
     for key in view.pending():
-        view.mark_done(key)   # all three handled as episode 0: the new task was late
-    assert view.pending() == []
-    view.new_episode(stamped(Task(episode_id=1), 3))
-    assert view.pending() == [(3, 0)] and view.task.episode_id == 1
+        view.mark_done(key)
+    view.add_task(stamped(Task(episode_id=30, instruction="new"), 3))
+    assert view.pending() == [(3, 0)]
+    task, step = view.episode_of((3, 0))
+    assert task.instruction == "new" and step == 0
+    # an observation without its episode_step is never handed out, nor one with NaN joint states
+    view.add_image(stamped(Image(height=1, width=1, step=3, encoding="rgb8", data=[0, 0, 0]), 4))
+    view.add_state(stamped(JointState(position=[0.0]), 4))
+    assert view.pending() == [(3, 0)]
+    import pytest
+    with pytest.raises(ValueError, match="non-finite"):
+        view.add_state(stamped(JointState(position=[float("nan")]), 5))

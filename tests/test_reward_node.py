@@ -49,15 +49,20 @@ def test_every_observation_gets_d_and_the_reward_of_the_step_into_it(tmp_path):
 
 
 def test_a_detected_success_ends_the_episode(tmp_path):
-    d, bridge, reward, scores, _ = run_station(tmp_path, 1000.0)  # every observation reads as success
+    d, bridge, reward, scores, _ = run_station(tmp_path, 1000.0)  # every observation reads as success ...
     try:
-        assert d.spin_until(lambda: any(e.outcome == EpisodeEvent.OUTCOME_SUCCESS_DETECTED for e in d.events),
-                            timeout=90)
+        # ... but the first observation is never judged (episode_rules): one action, then the detector ends it
+        def act():
+            obs = d.observations()
+            if obs and not any(e.event == EpisodeEvent.END for e in d.events):
+                d.send([0.01, 0.0], obs[-1].header.stamp)
+            return any(e.outcome == EpisodeEvent.OUTCOME_SUCCESS_DETECTED for e in d.events)
+        assert d.spin_until(act, timeout=90)
         end = next(e for e in d.events if e.outcome == EpisodeEvent.OUTCOME_SUCCESS_DETECTED)
-        assert end.event == EpisodeEvent.END and end.num_steps == 0
+        assert end.event == EpisodeEvent.END and end.num_steps == 1
         assert d.spin_until(lambda: len(d.tasks) >= 2)  # the station reset
-        # the first score may go out before this test's subscription is matched: wait for one of the next
-        assert d.spin_until(lambda: scores, timeout=30) and all(s.success for s in scores)
+        assert d.spin_until(lambda: any(s.step == 1 for s in scores), timeout=30)
+        assert all(s.success == (s.step > 0) for s in scores)
     finally:
         stop(d, bridge)
         reward.terminate()

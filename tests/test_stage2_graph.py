@@ -53,7 +53,8 @@ def test_trainer_joins_episodes_exactly_updates_and_the_policy_adopts_the_new_ve
         observed = sorted({(o.header.stamp.sec, o.header.stamp.nanosec) for o in d.observations()})
         for episode in list(data)[:2]:
             stamps = [tuple(s) for s in episode.extras["stamps"]]
-            assert episode.metadata["policy_version"] == 0 and episode.steps == 5 and not episode.metadata["dropped"]
+            # 6 actions (max_steps): the observation the last one led to is scored, so every action is a transition
+            assert episode.metadata["policy_version"] == 0 and episode.steps == 6 and not episode.metadata["dropped"]
             i = observed.index(stamps[0])
             assert stamps == observed[i:i + len(stamps)]  # consecutive observations, none missing or repeated
             for t, stamp in enumerate(stamps[:-1]):
@@ -105,16 +106,12 @@ def test_stale_policy_versions_are_dropped_on_the_graph(tmp_path):
         key = (score.observation_stamp.sec, score.observation_stamp.nanosec)
         if key in answered:
             return
-        # Every episode is exactly 4 observations (max_steps, no success at threshold -1), so the episode of an
-        # observation follows from its rank; a score's own episode id can be the previous one when the new
-        # task reached the reward node after the episode's first frame (it is then scored again).
-        rank = len(answered)
-        first = score.episode_id if rank == 0 else min(answered.values())   # nothing before the first episode
-        answered[key] = episode = first + rank // 4
-        acting_version = 5 if episode == first else 0   # the first episode: stale
+        # every score names the episode its observation belongs to (the station's episode_step)
+        answered[key] = episode = score.episode_id
+        acting_version = 5 if episode == min(answered.values()) else 0   # the first episode: stale
         d.send([0.01, 0.0], score.observation_stamp)
         action_pub.publish(PolicyAction(observation_stamp=score.observation_stamp, episode_id=episode,
-                                        step=rank % 4, values=[0.01, 0.0], tokens=[40, 32], log_prob=-1.0,
+                                        step=score.step, values=[0.01, 0.0], tokens=[40, 32], log_prob=-1.0,
                                         policy_version=acting_version, greedy=False))
 
     d.node.create_subscription(StepsToGo, "steps_to_go", act, RELIABLE)
@@ -136,7 +133,7 @@ def test_stale_policy_versions_are_dropped_on_the_graph(tmp_path):
         stale = [r for r in records if r["episode_id"] == first]
         assert stale and stale[0]["dropped"] == {"stale policy version": 4}, records   # 4 steps (max_steps), none used
         data = EpisodeDataset(tmp_path / "run" / "episodes")
-        assert [e.metadata["episode_id"] for e in data][:1] == [first + 1]   # the first trained one: current
+        assert [e.metadata["episode_id"] for e in data][:1] == [min(k for k in answered.values() if k > first)]
         assert data[0].metadata["policy_version"] == 0 and not data[0].metadata["dropped"]
         time.sleep(0.1)
     finally:

@@ -109,7 +109,8 @@ def assemble(station: str, episode_id: int, buffer: EpisodeBuffer, outcome: int,
             continue
         last_observation = after is None and reason in ("no action", "no reward")
         if not last_observation:  # the final observation has nothing after it: not a loss
-            dropped[reason] = dropped.get(reason, 0) + len(stamps) - i
+            # the transitions lost from here on (the final observation starts none)
+            dropped[reason] = dropped.get(reason, 0) + max(len(stamps) - 1 - i, 1)
         break
     final = stamps[len(transitions)] if transitions else None
     kept = [t.stamp for t in transitions] + ([final] if final else [])

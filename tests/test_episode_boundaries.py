@@ -1,0 +1,270 @@
+"""Episode boundaries on a real graph: every observation is acted on, scored and stored under its own episode,
+and every episode leaves exactly one record, also across bridge and trainer restarts."""
+import contextlib
+import json
+import signal
+import time
+import uuid
+from collections import Counter
+
+import numpy as np
+from sensor_msgs.msg import Image, JointState
+
+from sefm_bringup.graph import terminate
+from sefm_core.data import EpisodeDataset
+from sefm_interfaces.msg import EpisodeEvent, EpisodeStep, Task
+from sefm_interfaces.srv import PauseStation
+from sefm_ros.common import EPISODES
+from test_bridge_node import RELIABLE, Driver
+from test_policy_node import tiny_checkpoint
+from test_stage2_graph import spawn
+
+
+def key_of(stamp):
+    return (stamp.sec, stamp.nanosec)
+
+
+def ns_of(key):
+    return key[0] * 1_000_000_000 + key[1]
+
+
+def bridge_args(ns, estop, max_steps, driven=True):
+    """min_subscribers: policy, reward, trainer and the test's go signal, and the Driver's own camera
+    subscription on the station it drives: the station starts only once the test hears everything."""
+    return ("sefm_sim_bridge.bridge_node", "-r", f"__ns:=/{ns}", "-r", f"/estop:={estop}", "-p", "image_width:=64",
+            "-p", "image_height:=36", "-p", f"max_steps:={max_steps}", "-p", "families:=block2block",
+            "-p", f"min_subscribers:={5 if driven else 4}")
+
+
+def node_args(tmp_path, stations):
+    """policy, reward (no detected success: only the step cap or the simulator end episodes) and trainer
+    (no update before the test ends: every stored episode is acted by version 0)."""
+    ckpt, run = tmp_path / "stage1", tmp_path / "run"
+    remap = ("-r", f"/policy/version:=/policy_version_{uuid.uuid4().hex[:6]}")
+    policy = ("sefm_policy.policy_node", *remap, "-p", f"checkpoint:={ckpt}", "-p", f"stations:={stations}")
+    reward = ("sefm_reward.reward_node", "-p", f"checkpoint:={ckpt}", "-p", f"stations:={stations}",
+              "-p", "success_threshold:=-1.0")
+    trainer = ("sefm_trainer.trainer_node", *remap, "-p", f"checkpoint:={ckpt}", "-p", f"stations:={stations}",
+               "-p", f"run_dir:={run}", "-p", "episodes_per_batch:=1000", "-p", "updates_per_batch:=1")
+    return policy, reward, trainer
+
+
+class Recorder:
+    """What the test hears of each station: tasks (all of them, by episode id), END events, episode steps and
+    the policy's joint commands (by the observation stamp they answer)."""
+
+    def __init__(self, node, stations):
+        self.node = node
+        self.tasks = {s: {} for s in stations}        # station -> episode id -> [Task, ...]
+        self.ends = {s: {} for s in stations}         # station -> episode id -> [EpisodeEvent, ...]
+        self.steps = {s: {} for s in stations}        # station -> stamp -> {(episode id, step)}
+        self.commands = {s: {} for s in stations}     # station -> stamp -> [position, ...]
+        for s in stations:
+            node.create_subscription(Task, f"/{s}/task", lambda m, s=s: self.tasks[s].setdefault(
+                m.episode_id, []).append(m), EPISODES)
+            node.create_subscription(EpisodeEvent, f"/{s}/episode_event", lambda m, s=s: self.on_event(s, m), EPISODES)
+            node.create_subscription(EpisodeStep, f"/{s}/episode_step", lambda m, s=s: self.steps[s].setdefault(
+                key_of(m.header.stamp), set()).add((m.episode_id, m.step)), RELIABLE)
+            node.create_subscription(JointState, f"/{s}/joint_command", lambda m, s=s: self.commands[s].setdefault(
+                key_of(m.header.stamp), []).append(list(m.position)), RELIABLE)
+
+    def on_event(self, station, msg):
+        if msg.event == EpisodeEvent.END:
+            events = self.ends[station].setdefault(msg.episode_id, [])
+            # transient local: a re-matched reader may get the history again; the same event is not a new END
+            if all(key_of(e.header.stamp) != key_of(msg.header.stamp) for e in events):
+                events.append(msg)
+
+    def end_keys(self):
+        return {(s, e) for s, ends in self.ends.items() for e in ends}
+
+    def wired(self, stations):
+        """The policy's joint_command and the bridge's episode_step are matched for every station."""
+        def has(topic, node_name):
+            return any(i.node_name == node_name for i in self.node.get_publishers_info_by_topic(topic))
+        return all(has(f"/{s}/joint_command", "policy") and has(f"/{s}/episode_step", "sim_bridge")
+                   for s in stations)
+
+    def go(self, stations):
+        """Let the stations start (the last camera subscriber they wait for)."""
+        for s in stations:
+            self.node.create_subscription(Image, f"/{s}/camera/image_raw", lambda _: None, RELIABLE)
+
+
+def records(run):
+    """[(where, station, episode id, record)] of every record the trainer wrote, in order."""
+    out = []
+    for where, path in (("dataset", run / "episodes" / "episodes.jsonl"), ("unused", run / "unused_episodes.jsonl")):
+        if not path.exists():
+            continue
+        text = path.read_text()
+        for line in text.splitlines(keepends=True):
+            if not line.endswith("\n"):
+                break   # being written
+            r = json.loads(line)
+            meta = r["metadata"] if where == "dataset" else r
+            out.append((where, meta["station"], meta["episode_id"], r))
+    return out
+
+
+def summary(recs):
+    return [(w, s, e, r.get("metadata", r).get("end_reason"), r.get("metadata", r).get("dropped")) for w, s, e, r in recs]
+
+
+@contextlib.contextmanager
+def graph(procs, driver):
+    """Stop every process at the end; on a failure, add each process's last output to the message."""
+    try:
+        yield
+    except AssertionError as exc:
+        terminate(procs)
+        logs = "\n".join(f"--- {p.args[2]} (rc {p.returncode}):\n{(p.stdout.read() or '')[-2500:]}" for p in procs)
+        raise AssertionError(f"{exc}\n{logs}") from None
+    finally:
+        driver.close()
+        terminate(procs)
+
+
+def test_short_episodes_on_two_stations_are_acted_and_stored_under_their_own_episode(tmp_path):
+    tiny_checkpoint(tmp_path / "stage1", 0)
+    tag = uuid.uuid4().hex[:6]
+    stations, estop, max_steps = [f"station_{tag}_a", f"station_{tag}_b"], f"/estop_{tag}", 2
+    policy, reward, trainer = node_args(tmp_path, ",".join(stations))
+    procs = [spawn(*bridge_args(s, estop, max_steps, driven=s == stations[0])) for s in stations] + [spawn(*a) for a in (policy, reward, trainer)]
+    d = Driver(f"/{stations[0]}", estop)
+    rec = Recorder(d.node, stations)
+    run = tmp_path / "run"
+    with graph(procs, d):
+        assert d.spin_until(lambda: rec.wired(stations), timeout=60), "the policy or a bridge never came up"
+        rec.go(stations)
+        t0 = time.monotonic()
+        ok = d.spin_until(lambda: sum(w == "dataset" for w, *_ in records(run)) >= 24, timeout=120)
+        recs = records(run)
+        assert ok, f"only {summary(recs)} after {time.monotonic() - t0:.0f} s; ends {rec.end_keys()}"
+        print(f"{len(recs)} records in {time.monotonic() - t0:.0f} s")
+        keys = [(s, e) for _, s, e, _ in recs]
+        assert len(keys) == len(set(keys)), [k for k, n in Counter(keys).items() if n > 1]
+        assert all(k in rec.end_keys() for k in keys), set(keys) - rec.end_keys()  # a record only for an ended episode
+        # no observation is answered twice, and only observations are answered
+        for s in stations:
+            twice = {k: v for k, v in rec.commands[s].items() if len(v) != 1}
+            assert not twice, f"{s}: stamps answered more than once: {twice}"
+            assert set(rec.commands[s]) <= set(rec.steps[s]), set(rec.commands[s]) - set(rec.steps[s])
+            assert all(len(v) == 1 for v in rec.steps[s].values()), "an observation named two episodes"
+        data = EpisodeDataset(run / "episodes")
+        per_station = Counter(e.metadata["station"] for e in data)
+        assert set(per_station) == set(stations), per_station   # one policy, reward and trainer serve both
+        for i, episode in enumerate(data):
+            m = episode.metadata
+            s, eid = m["station"], m["episode_id"]
+            stamps = [tuple(int(x) for x in st) for st in episode.extras["stamps"]]
+            where = f"episode {i} {s}/{eid} {m}, stamps {stamps}"
+            assert m["policy_version"] == 0 and not m["dropped"] and m["steps"] == episode.steps, where
+            assert m["end_reason"] in ("timeout", "env_success"), where
+            assert len(stamps) == episode.steps + 1 and (m["end_reason"] != "timeout" or episode.steps == max_steps), \
+                where
+            assert ns_of(stamps[0]) == eid, where      # the episode id is its first observation's stamp
+            assert [rec.steps[s].get(k) for k in stamps] == [{(eid, t)} for t in range(len(stamps))], \
+                (where, [rec.steps[s].get(k) for k in stamps])    # every stored observation is this episode's
+            ends = rec.ends[s][eid]
+            assert len(ends) == 1 and key_of(ends[0].last_observation_stamp) == stamps[-1], (where, ends)
+            for t, k in enumerate(stamps[:-1]):   # the action stored is the command the policy sent for that stamp
+                sent = rec.commands[s].get(k)
+                assert sent and len(sent) == 1, (where, t, sent)
+                assert np.array_equal(np.float32(sent[0]), episode.actions[t]), (where, t, sent, episode.actions)
+            tasks = rec.tasks[s].get(eid, [])
+            assert tasks and {t.instruction for t in tasks} == {episode.instruction} and tasks[0].station == s, \
+                (where, episode.instruction, [(t.episode_id, t.instruction) for t in tasks])
+        # consecutive episodes of a station may share an instruction; the join must still pick each one's own task
+        instructions = {s: [rec.tasks[s][e][0].instruction for e in sorted(rec.tasks[s])] for s in stations}
+        print({s: sum(a != b for a, b in zip(v, v[1:])) for s, v in instructions.items()}, "instruction changes")
+
+
+def test_a_bridge_restart_replays_its_seeds_without_storing_an_episode_twice(tmp_path):
+    tiny_checkpoint(tmp_path / "stage1", 0)
+    tag = uuid.uuid4().hex[:6]
+    station, estop = f"station_{tag}", f"/estop_{tag}"
+    procs = [spawn(*bridge_args(station, estop, 3))] + [spawn(*a) for a in node_args(tmp_path, station)]
+    d = Driver(f"/{station}", estop)
+    rec = Recorder(d.node, [station])
+    run = tmp_path / "run"
+    stored = lambda ids: [e for w, _, e, _ in records(run) if w == "dataset" and e in ids]  # noqa: E731
+    with graph(procs, d):
+        assert d.spin_until(lambda: rec.wired([station]), timeout=60), "the policy or the bridge never came up"
+        rec.go([station])
+        assert d.spin_until(lambda: len(stored(rec.tasks[station])) >= 4, timeout=90), summary(records(run))
+        # kill it mid-episode: its newest observation is not an episode's first
+        newest_step = lambda: min(rec.steps[station][max(rec.steps[station])])[1]  # noqa: E731
+        assert d.spin_until(lambda: 1 <= newest_step() < 3, timeout=30)
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait()
+        before = dict(rec.tasks[station])
+        interrupted = max(before)
+        n_before = len(records(run))
+        d.spin_for(1.0)
+        procs.append(spawn(*bridge_args(station, estop, 3)))   # the same parameters: episode k has seed k again
+        t0 = time.monotonic()
+        after = lambda: {e: t for e, t in rec.tasks[station].items() if e not in before}  # noqa: E731
+        ok = d.spin_until(lambda: len(stored(after())) >= 4, timeout=90)
+        recs = records(run)
+        assert ok, f"nothing stored after the restart: {summary(recs)}; tasks after {sorted(after())}"
+        print(f"{len(stored(after()))} stored {time.monotonic() - t0:.0f} s after the restart; {n_before} before")
+        keys = [(s, e) for _, s, e, _ in recs]
+        assert len(keys) == len(set(keys)), [k for k, n in Counter(keys).items() if n > 1]
+        first_old, first_new = before[min(before)][0], after()[min(after())][0]
+        assert (first_new.seed, first_new.instruction) == (first_old.seed, first_old.instruction)   # replayed
+        assert min(after()) > max(before)              # and yet a new episode id
+        assert interrupted not in rec.ends[station] and (station, interrupted) not in keys   # it never ended
+        # every record is one ended episode of one of the two bridges, stored under its own task
+        assert set(keys) <= rec.end_keys(), set(keys) - rec.end_keys()
+        for episode in EpisodeDataset(run / "episodes"):
+            eid = episode.metadata["episode_id"]
+            stamps = [tuple(int(x) for x in st) for st in episode.extras["stamps"]]
+            assert ns_of(stamps[0]) == eid and episode.instruction == rec.tasks[station][eid][0].instruction, \
+                (episode.metadata, stamps)
+            assert [rec.steps[station].get(k) for k in stamps] == [{(eid, t)} for t in range(len(stamps))]
+
+
+def test_a_trainer_restart_records_every_ended_episode_exactly_once(tmp_path):
+    tiny_checkpoint(tmp_path / "stage1", 0)
+    tag = uuid.uuid4().hex[:6]
+    station, estop = f"station_{tag}", f"/estop_{tag}"
+    policy, reward, trainer = node_args(tmp_path, station)
+    procs = [spawn(*bridge_args(station, estop, 3)), spawn(*policy), spawn(*reward), spawn(*trainer)]
+    d = Driver(f"/{station}", estop)
+    rec = Recorder(d.node, [station])
+    run = tmp_path / "run"
+    ends = lambda: sorted(e for e in rec.ends[station])  # noqa: E731
+
+    def per_key():
+        return Counter((s, e) for _, s, e, _ in records(run))
+
+    with graph(procs, d):
+        assert d.spin_until(lambda: rec.wired([station]), timeout=60), "the policy or the bridge never came up"
+        rec.go([station])
+        assert d.spin_until(lambda: sum(w == "dataset" for w, *_ in records(run)) >= 3, timeout=90), \
+            summary(records(run))
+        procs[3].send_signal(signal.SIGKILL)
+        procs[3].wait()
+        t_kill, recorded_before, ended_before = time.monotonic(), per_key(), set(ends())
+        # the station runs on without a trainer: a few episodes end that no trainer saw
+        assert d.spin_until(lambda: len(set(ends()) - ended_before) >= 4, timeout=60), ends()
+        assert per_key() == recorded_before, "a record was written while the trainer was down"
+        procs.append(spawn(*trainer))   # the same run directory: it reloads what it recorded
+        down = set(ends()) - ended_before
+        # it is back when it stores an episode it saw from the start
+        assert d.spin_until(lambda: any(w == "dataset" and (s, e) not in recorded_before
+                                        for w, s, e, _ in records(run)), timeout=90), summary(records(run))
+        print(f"trainer down {time.monotonic() - t_kill:.0f} s; {len(down)} episodes ended meanwhile")
+        # hold the station (no more episodes end), then give the trainer its 10 s wait for the ended episodes' parts
+        assert d.call(PauseStation, "pause", reason="count the records").success
+        seen = {(station, e) for e in ends()}
+        ok = d.spin_until(lambda: seen <= set(per_key()), timeout=40)
+        d.spin_for(2.0)   # nothing more comes: no second record of anything
+        counts = per_key()
+        assert ok, f"no record of {sorted(seen - set(counts))}; ended while down {sorted(down)}; {summary(records(run))}"
+        assert all(n == 1 for n in counts.values()), {k: n for k, n in counts.items() if n > 1}
+        assert set(counts) == seen, set(counts) - seen   # and no record of an episode that did not end
+        missed = [r for w, s, e, r in records(run) if e in down]
+        assert all(w == "unused" for w, s, e, _ in records(run) if e in down), missed
+        print({r["episode_id"]: r["dropped"] for r in missed})
