@@ -52,9 +52,14 @@ def test_a_detected_success_ends_the_episode(tmp_path):
     d, bridge, reward, scores, _ = run_station(tmp_path, 1000.0)  # every observation reads as success ...
     try:
         # ... but the first observation is never judged (episode_rules): one action, then the detector ends it
-        def act():
+        sent = []
+
+        def act():   # one command per episode, for its first observation; then the station waits at step 1
             obs = d.observations()
-            if obs and not any(e.event == EpisodeEvent.END for e in d.events):
+            if obs and d.tasks and d.tasks[-1].episode_id not in sent and \
+                    (obs[-1].header.stamp.sec, obs[-1].header.stamp.nanosec) == \
+                    (d.tasks[-1].header.stamp.sec, d.tasks[-1].header.stamp.nanosec):
+                sent.append(d.tasks[-1].episode_id)
                 d.send([0.01, 0.0], obs[-1].header.stamp)
             return any(e.outcome == EpisodeEvent.OUTCOME_SUCCESS_DETECTED for e in d.events)
         assert d.spin_until(act, timeout=90)
