@@ -170,7 +170,7 @@ def write_bag(path, episodes, encoding="rgb8", topics=None, events=True, command
         if events:
             msgs.append((t["episode_event"], "sefm_interfaces/msg/EpisodeEvent",
                          event(header=header(store, stamps[0]), station="station_0", episode_id=k, event=0, outcome=0,
-                               num_steps=0, last_observation_stamp=stamp(store, stamps[0]), env_success=False,
+                               num_steps=0, last_observation_stamp=stamp(store, stamps[0]), env_success=False, env_success_known=True,
                                detail=""), stamps[0]))
         for i, s in enumerate(stamps):
             msgtype, image = image_message(store, episode.rgb[i], s, encoding)
@@ -195,7 +195,7 @@ def write_bag(path, episodes, encoding="rgb8", topics=None, events=True, command
             msgs.append((t["episode_event"], "sefm_interfaces/msg/EpisodeEvent",
                          event(header=header(store, stamps[-1]), station="station_0", episode_id=k, event=1,
                                outcome=2 if episode.success else 3, num_steps=episode.steps,
-                               last_observation_stamp=stamp(store, stamps[-1]), env_success=episode.success,
+                               last_observation_stamp=stamp(store, stamps[-1]), env_success=episode.success, env_success_known=True,
                                detail=""), stamps[-1] + 5))
         for topic, msgtype, msg, when in msgs:
             if topic not in types:

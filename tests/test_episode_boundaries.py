@@ -29,11 +29,12 @@ def ns_of(key):
 
 
 def bridge_args(ns, estop, max_steps, driven=True):
-    """min_subscribers: policy, reward, trainer and the test's go signal, and the Driver's own camera
+    """A lockstep station as Stage 2 runs it (wait_for_score: every observation scored before the next step).
+    min_subscribers: policy, reward, trainer and the test's go signal, and the Driver's own camera
     subscription on the station it drives: the station starts only once the test hears everything."""
     return ("sefm_sim_bridge.bridge_node", "-r", f"__ns:=/{ns}", "-r", f"/estop:={estop}", "-p", "image_width:=64",
             "-p", "image_height:=36", "-p", f"max_steps:={max_steps}", "-p", "families:=block2block",
-            "-p", f"min_subscribers:={5 if driven else 4}")
+            "-p", "wait_for_score:=true", "-p", f"min_subscribers:={5 if driven else 4}")
 
 
 def node_args(tmp_path, stations):
@@ -78,12 +79,22 @@ class Recorder:
     def end_keys(self):
         return {(s, e) for s, ends in self.ends.items() for e in ends}
 
-    def wired(self, stations):
-        """The policy's joint_command and the bridge's episode_step are matched for every station."""
-        def has(topic, node_name):
-            return any(i.node_name == node_name for i in self.node.get_publishers_info_by_topic(topic))
-        return all(has(f"/{s}/joint_command", "policy") and has(f"/{s}/episode_step", "sim_bridge")
-                   for s in stations)
+    def wired(self, stations, nodes=("policy", "reward", "trainer")):
+        """Every node is on the graph with the endpoints it uses for every station (so that the first episode,
+        which starts once the test's go signal is there, reaches everyone), and the test hears the policy's
+        commands and the bridge's episode steps."""
+        def pubs(topic):
+            return {i.node_name for i in self.node.get_publishers_info_by_topic(topic)}
+
+        def subs(topic):
+            return {i.node_name for i in self.node.get_subscriptions_info_by_topic(topic)}
+
+        observation = ("camera/image_raw", "joint_states", "episode_step", "task")
+        need = {"policy": observation, "reward": observation,
+                "trainer": observation + ("action", "steps_to_go", "episode_event")}
+        return all("policy" in pubs(f"/{s}/joint_command") and "sim_bridge" in pubs(f"/{s}/episode_step") and "reward" in pubs(f"/{s}/steps_to_go") and
+                   "policy" in pubs(f"/{s}/action") and
+                   all(n in subs(f"/{s}/{t}") for n in nodes for t in need[n]) for s in stations)
 
     def go(self, stations):
         """Let the stations start (the last camera subscriber they wait for)."""
@@ -135,39 +146,49 @@ def test_short_episodes_on_two_stations_are_acted_and_stored_under_their_own_epi
     rec = Recorder(d.node, stations)
     run = tmp_path / "run"
     with graph(procs, d):
-        assert d.spin_until(lambda: rec.wired(stations), timeout=60), "the policy or a bridge never came up"
+        assert d.spin_until(lambda: rec.wired(stations), timeout=60), "the graph never came up"
         rec.go(stations)
         t0 = time.monotonic()
         ok = d.spin_until(lambda: sum(w == "dataset" for w, *_ in records(run)) >= 24, timeout=120)
+        assert ok, f"only {summary(records(run))} after {time.monotonic() - t0:.0f} s; ends {rec.end_keys()}"
+        print(f"{len(records(run))} records in {time.monotonic() - t0:.0f} s")
+        for s in stations:   # hold the stations, so that everything published so far has arrived when checked
+            assert d.call(PauseStation, f"/{s}/pause", reason="check").success
+        d.spin_for(1.5)
         recs = records(run)
-        assert ok, f"only {summary(recs)} after {time.monotonic() - t0:.0f} s; ends {rec.end_keys()}"
-        print(f"{len(recs)} records in {time.monotonic() - t0:.0f} s")
         keys = [(s, e) for _, s, e, _ in recs]
         assert len(keys) == len(set(keys)), [k for k, n in Counter(keys).items() if n > 1]
         assert all(k in rec.end_keys() for k in keys), set(keys) - rec.end_keys()  # a record only for an ended episode
-        # no observation is answered twice, and only observations are answered
+        # exactly one command per observation the station stepped from, at most one for an episode's final
+        # observation (the policy cannot tell it is final), and none for anything that is not an observation
+        answered_final = 0
         for s in stations:
+            assert all(len(v) == 1 for v in rec.steps[s].values()), "an observation named two episodes"
             twice = {k: v for k, v in rec.commands[s].items() if len(v) != 1}
             assert not twice, f"{s}: stamps answered more than once: {twice}"
             assert set(rec.commands[s]) <= set(rec.steps[s]), set(rec.commands[s]) - set(rec.steps[s])
-            assert all(len(v) == 1 for v in rec.steps[s].values()), "an observation named two episodes"
+            for eid, ends in rec.ends[s].items():
+                assert len(ends) == 1, (s, eid, ends)
+                end = ends[0]
+                obs = {step: k for k, ((e, step),) in rec.steps[s].items() if e == eid}
+                assert sorted(obs) == list(range(end.num_steps + 1)), (s, eid, end.num_steps, obs)
+                unanswered = [step for step in range(end.num_steps) if obs[step] not in rec.commands[s]]
+                assert not unanswered, f"{s}/{eid}: steps {unanswered} stepped without a command the test heard"
+                answered_final += obs[end.num_steps] in rec.commands[s]
         data = EpisodeDataset(run / "episodes")
         per_station = Counter(e.metadata["station"] for e in data)
         assert set(per_station) == set(stations), per_station   # one policy, reward and trainer serve both
+        not_whole = []
         for i, episode in enumerate(data):
             m = episode.metadata
             s, eid = m["station"], m["episode_id"]
             stamps = [tuple(int(x) for x in st) for st in episode.extras["stamps"]]
             where = f"episode {i} {s}/{eid} {m}, stamps {stamps}"
-            assert m["policy_version"] == 0 and not m["dropped"] and m["steps"] == episode.steps, where
-            assert m["end_reason"] in ("timeout", "env_success"), where
-            assert len(stamps) == episode.steps + 1 and (m["end_reason"] != "timeout" or episode.steps == max_steps), \
-                where
+            assert m["policy_version"] == 0 and m["end_reason"] in ("timeout", "env_success"), where
+            assert len(stamps) == episode.steps + 1 and episode.steps <= m["steps"], where
             assert ns_of(stamps[0]) == eid, where      # the episode id is its first observation's stamp
             assert [rec.steps[s].get(k) for k in stamps] == [{(eid, t)} for t in range(len(stamps))], \
                 (where, [rec.steps[s].get(k) for k in stamps])    # every stored observation is this episode's
-            ends = rec.ends[s][eid]
-            assert len(ends) == 1 and key_of(ends[0].last_observation_stamp) == stamps[-1], (where, ends)
             for t, k in enumerate(stamps[:-1]):   # the action stored is the command the policy sent for that stamp
                 sent = rec.commands[s].get(k)
                 assert sent and len(sent) == 1, (where, t, sent)
@@ -175,9 +196,17 @@ def test_short_episodes_on_two_stations_are_acted_and_stored_under_their_own_epi
             tasks = rec.tasks[s].get(eid, [])
             assert tasks and {t.instruction for t in tasks} == {episode.instruction} and tasks[0].station == s, \
                 (where, episode.instruction, [(t.episode_id, t.instruction) for t in tasks])
+            end = rec.ends[s][eid][0]
+            if m["dropped"] or episode.steps != end.num_steps or key_of(end.last_observation_stamp) != stamps[-1]:
+                not_whole.append((where, end.num_steps, key_of(end.last_observation_stamp)))
         # consecutive episodes of a station may share an instruction; the join must still pick each one's own task
         instructions = {s: [rec.tasks[s][e][0].instruction for e in sorted(rec.tasks[s])] for s in stations}
-        print({s: sum(a != b for a, b in zip(v, v[1:])) for s, v in instructions.items()}, "instruction changes")
+        print({s: sum(a != b for a, b in zip(v, v[1:])) for s, v in instructions.items()}, "instruction changes;",
+              f"{answered_final} final observations answered")
+        # Lockstep with wait_for_score loses nothing on the way: every episode is stored whole, up to the final
+        # observation its END names (an END handled before that observation's parts arrived must wait for them).
+        unused = [r for w, _, _, r in recs if w == "unused"]
+        assert not not_whole and not unused, f"not stored whole: {not_whole}; unused: {unused}"
 
 
 def test_a_bridge_restart_replays_its_seeds_without_storing_an_episode_twice(tmp_path):
@@ -190,7 +219,7 @@ def test_a_bridge_restart_replays_its_seeds_without_storing_an_episode_twice(tmp
     run = tmp_path / "run"
     stored = lambda ids: [e for w, _, e, _ in records(run) if w == "dataset" and e in ids]  # noqa: E731
     with graph(procs, d):
-        assert d.spin_until(lambda: rec.wired([station]), timeout=60), "the policy or the bridge never came up"
+        assert d.spin_until(lambda: rec.wired([station]), timeout=60), "the graph never came up"
         rec.go([station])
         assert d.spin_until(lambda: len(stored(rec.tasks[station])) >= 4, timeout=90), summary(records(run))
         # kill it mid-episode: its newest observation is not an episode's first
@@ -240,7 +269,7 @@ def test_a_trainer_restart_records_every_ended_episode_exactly_once(tmp_path):
         return Counter((s, e) for _, s, e, _ in records(run))
 
     with graph(procs, d):
-        assert d.spin_until(lambda: rec.wired([station]), timeout=60), "the policy or the bridge never came up"
+        assert d.spin_until(lambda: rec.wired([station]), timeout=60), "the graph never came up"
         rec.go([station])
         assert d.spin_until(lambda: sum(w == "dataset" for w, *_ in records(run)) >= 3, timeout=90), \
             summary(records(run))

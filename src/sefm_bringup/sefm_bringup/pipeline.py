@@ -209,8 +209,8 @@ def write_report(run: pathlib.Path, cfg: PipelineConfig, results: dict, stg: dic
     last_version = max(m["policy_version"] for m in meta)
     late = [i for i, m in enumerate(meta) if m["policy_version"] == last_version]
     pick = {"early (v0)": 0}
-    for label, verdict in (("success", True), ("failure", False)):
-        chosen = [i for i in late if meta[i].get("oracle_success") is verdict]
+    for label, judged_success in (("success", True), ("failure", False)):
+        chosen = [i for i in late if meta[i].get("oracle_success") is judged_success]
         if chosen:
             pick[f"late {label} (v{last_version})"] = chosen[0]
     chosen = {label: episodes[i] for label, i in pick.items()}

@@ -33,7 +33,7 @@ import torch
 from sensor_msgs.msg import JointState
 
 from sefm_core import checkpoint
-from sefm_interfaces.msg import PolicyAction, PolicyVersion, Task
+from sefm_interfaces.msg import PolicyAction, PolicyVersion
 from sefm_ros.common import (LATCHED, SefmNode, StationObservations, hold_for_batch, reliable, spin_main,
                               station_list, time_of)
 
@@ -88,7 +88,7 @@ class PolicyNode(SefmNode):
         self.cmd_pubs, self.action_pubs = {}, {}
         for name in station_list(p["stations"]):
             view = self.views[name] = StationView(name)
-            self.observe_station(view, self.on_task, on_observation=self.maybe_act)
+            self.observe_station(view, on_observation=self.maybe_act)   # an episode starts at its first observation
             self.cmd_pubs[name] = self.create_publisher(JointState, f"/{name}/joint_command", reliable(10))
             self.action_pubs[name] = self.create_publisher(PolicyAction, f"/{name}/action", reliable(50))
         self.create_subscription(PolicyVersion, "/policy/version", self.on_version, LATCHED)
@@ -96,9 +96,6 @@ class PolicyNode(SefmNode):
         self.get_logger().info(f"acting for {', '.join(self.views)} with {p['checkpoint']} (version 0)")
 
     # --- inputs -----------------------------------------------------------------------------
-
-    def on_task(self, view: StationView, msg: Task) -> None:
-        pass   # an episode starts for the policy at its first observation (episode_step), not at its task
 
     def _enter_episodes(self) -> None:
         """A station whose newest observation belongs to a new episode starts that episode here."""

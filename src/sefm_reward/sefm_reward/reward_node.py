@@ -18,7 +18,7 @@ import torch
 
 from sefm_core import checkpoint
 from sefm_core.episode_rules import detector_fires, transition_reward
-from sefm_interfaces.msg import StepsToGo, Task
+from sefm_interfaces.msg import StepsToGo
 from sefm_ros.common import (SefmNode, StationObservations, hold_for_batch, reliable, spin_main, station_list,
                               time_of)
 
@@ -51,15 +51,12 @@ class RewardNode(SefmNode):
         self.pubs = {}
         for name in station_list(p["stations"]):
             view = self.stations[name] = Scored(name)
-            self.observe_station(view, self.on_task, on_observation=self.score)
+            self.observe_station(view, on_observation=self.score)
             self.pubs[name] = self.create_publisher(StepsToGo, f"/{name}/steps_to_go", reliable(50))
         self.batch_wait = float(p["batch_wait"])
         self.create_timer(0.005, self.score)   # scores on arrival; the timer ends a batch wait
         self.get_logger().info(f"scoring {', '.join(self.stations)} with frozen {p['checkpoint']} "
                                f"(sha256 {self.sha256[:12]}), success at d <= {self.threshold}")
-
-    def on_task(self, view: Scored, msg: Task) -> None:
-        pass   # observations name their episode (episode_step); the task only gives the instruction
 
     def score(self) -> None:
         batch = [(v, k) for v in self.stations.values() for k in v.pending()]

@@ -149,51 +149,34 @@ class SefmNode(Node):
             self.declare_parameter(key, default, ParameterDescriptor(description=description))
         self.params = {key: self.get_parameter(key).value for key in self.PARAMETERS}
 
-    def observe_station(self, view: StationObservations, on_task, on_observation=None) -> None:
+    def observe_station(self, view: StationObservations, on_observation=None) -> None:
         """Feed a station's camera frames, joint states, episode steps and tasks into `view`.
 
         A frame or joint state that cannot be used (encoding, size, NaN) is logged (throttled) and
         skipped; `on_observation()` runs after each part that arrives (an observation may just have
-        become complete: act at once instead of on a polling timer), `on_task(view, msg)` on each
-        new episode's task.
+        become complete: act at once instead of on a polling timer).
         """
         from sensor_msgs.msg import JointState
 
-        def image(msg: Image) -> None:
-            try:
-                view.add_image(msg)
-            except ValueError as exc:
-                self.get_logger().error(f"{view.name}: {exc}", throttle_duration_sec=5.0)
-                return
-            if on_observation is not None:
-                on_observation()
+        def feed(add):
+            def callback(msg) -> None:
+                try:
+                    add(msg)
+                except ValueError as exc:
+                    self.get_logger().error(f"{view.name}: {exc}", throttle_duration_sec=5.0)
+                    return
+                if on_observation is not None:
+                    on_observation()
+            return callback
 
-        def state(msg: JointState) -> None:
-            try:
-                view.add_state(msg)
-            except ValueError as exc:
-                self.get_logger().error(f"{view.name}: {exc}", throttle_duration_sec=5.0)
-                return
-            if on_observation is not None:
-                on_observation()
+        def add_task(msg: Task) -> None:
+            if msg.episode_id not in view.tasks:   # (the same task again: history replayed to a late joiner)
+                view.add_task(msg)
 
-        def step(msg: EpisodeStep) -> None:
-            view.add_step(msg)
-            if on_observation is not None:
-                on_observation()
-
-        def task(msg: Task) -> None:
-            if msg.episode_id in view.tasks:
-                return   # the same episode's task again (history replayed to a late joiner)
-            view.add_task(msg)
-            on_task(view, msg)
-            if on_observation is not None:
-                on_observation()
-
-        self.create_subscription(Image, f"/{view.name}/camera/image_raw", image, reliable(5))
-        self.create_subscription(JointState, f"/{view.name}/joint_states", state, reliable(10))
-        self.create_subscription(EpisodeStep, f"/{view.name}/episode_step", step, reliable(10))
-        self.create_subscription(Task, f"/{view.name}/task", task, EPISODES)
+        self.create_subscription(Image, f"/{view.name}/camera/image_raw", feed(view.add_image), reliable(5))
+        self.create_subscription(JointState, f"/{view.name}/joint_states", feed(view.add_state), reliable(10))
+        self.create_subscription(EpisodeStep, f"/{view.name}/episode_step", feed(view.add_step), reliable(10))
+        self.create_subscription(Task, f"/{view.name}/task", feed(add_task), EPISODES)
 
 
 def station_list(text: str) -> list[str]:
