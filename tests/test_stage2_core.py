@@ -27,14 +27,16 @@ def test_reinforce_raises_the_log_prob_of_actions_with_positive_return():
 
 
 def make_buffer(n=4, version=3, shuffle=True):
-    """n observations; actions for all; scores for all (the first has no reward)."""
-    buf = EpisodeBuffer(instruction="push the red moon", start=(10, 0))
+    """n observations with their episode steps; actions for all; scores for all (the first has no reward)."""
+    from sefm_interfaces.msg import Task
+
+    buf = EpisodeBuffer(task=Task(episode_id=7, instruction="push the red moon"))
     items = []
     for t in range(n):
         k = (10 + t, 0)
         items += [("images", k, np.full((2, 2, 3), t, np.uint8)), ("states", k, np.full(4, t, np.float32)),
-                  ("actions", k, ([t, t], [0.01 * t, 0.0], -1.0 - t, version)),
-                  ("scores", k, (float(10 - t), None if t == 0 else 1.0 + t))]
+                  ("steps", k, t), ("actions", k, ([t, t], [0.01 * t, 0.0], -1.0 - t, version)),
+                  ("scores", k, (float(10 - t), None if t == 0 else 1.0 + t, False))]
     if shuffle:
         random.Random(0).shuffle(items)  # arrival order must not matter
     for table, k, value in items:
@@ -57,22 +59,26 @@ def test_stale_versions_and_gaps_are_dropped_and_counted():
     tokens, values, lp, _ = buf.actions[k]
     buf.actions[k] = (tokens, values, lp, 2)  # acted by an older policy
     ep = assemble("s", 0, buf, 1, version=3)
-    assert len(ep.transitions) == 2 and ep.dropped == {"stale policy version": 2}
+    assert len(ep.transitions) == 2 and ep.dropped == {"stale policy version": 1}   # transitions lost
     buf = make_buffer()
     del buf.scores[(12, 0)]  # a lost reward message mid-episode
     ep = assemble("s", 0, buf, 1, version=3)
-    assert len(ep.transitions) == 1 and ep.dropped == {"no reward": 3}
+    assert len(ep.transitions) == 1 and ep.dropped == {"no reward": 2}
     buf = make_buffer()
-    buf.images[(9, 0)] = np.zeros((2, 2, 3), np.uint8)  # a late frame of the previous episode
+    buf.images[(9, 0)] = np.zeros((2, 2, 3), np.uint8)  # a late frame of the previous episode: no step of this one
     buf.states[(9, 0)] = np.zeros(4, np.float32)
     assert [t.stamp for t in assemble("s", 0, buf, 1, version=3).transitions][0] == (10, 0)
+    buf = make_buffer()
+    del buf.states[(12, 0)]   # an observation lost mid-episode: the episode is cut there, never joined across
+    ep = assemble("s", 0, buf, 1, version=3)
+    assert [t.stamp for t in ep.transitions] == [(10, 0)] and ep.dropped == {"missing observation": 2}
 
 
 def test_an_episode_whose_first_observation_was_missed_is_not_used():
     buf = make_buffer()
     del buf.images[(10, 0)]  # e.g. the trainer subscribed after the station started
     ep = assemble("s", 0, buf, 1, version=3)
-    assert ep.transitions == [] and ep.dropped == {"missed the episode's first observation": 3}
+    assert ep.transitions == [] and ep.dropped == {"missed the episode's first observation": 4}
 
 
 def test_practice_loop_scores_every_observation_and_updates_the_policy():
