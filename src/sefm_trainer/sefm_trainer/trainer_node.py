@@ -133,11 +133,14 @@ class TrainerNode(SefmNode):
         return keys
 
     def episode(self, station: str, episode_id: int) -> EpisodeBuffer:
+        """The episode's buffer; a throwaway one for an episode already recorded (a late message of it must
+        not open it again)."""
+        if (station, episode_id) in self.recorded:
+            return EpisodeBuffer()
         return self.episodes.setdefault((station, episode_id), EpisodeBuffer())
 
     def on_task(self, station: str, msg: Task) -> None:
-        if (station, msg.episode_id) not in self.recorded:
-            self.episode(station, msg.episode_id).task = msg
+        self.episode(station, msg.episode_id).task = msg
 
     def on_image(self, station: str, msg: Image) -> None:
         try:
@@ -183,8 +186,11 @@ class TrainerNode(SefmNode):
     def finish(self, station: str, msg: EpisodeEvent) -> None:
         buf = self.episodes.pop((station, msg.episode_id), None) or EpisodeBuffer()
         last = stamp_key(msg.last_observation_stamp)
+        # hand the episode its own observations; forget older ones that no episode still open has announced
+        # (an earlier episode still waiting for its last score keeps its observations)
+        claimed = {k for (name, _), other in self.episodes.items() if name == station for k in other.steps}
         for table, store in ((buf.images, self.images[station]), (buf.states, self.states[station])):
-            for key in [k for k in store if k <= last]:  # hand the episode its observations, forget older ones
+            for key in [k for k in store if k in buf.steps or (k <= last and k not in claimed)]:
                 value = store.pop(key)
                 if key in buf.steps:
                     table[key] = value
