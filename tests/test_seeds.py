@@ -59,3 +59,4 @@ def test_a_pipeline_config_whose_seeds_overlap_is_refused(tmp_path):
     assert run.returncode == 2 and "practice seeds" in run.stderr, run.stderr
     assert json.dumps(seeds.describe({"eval": (20_000_000, 5)})) == \
         '{"eval": {"range": [20000000, 20999999], "used": [[20000000, 20000004]]}}'
+

@@ -13,57 +13,55 @@ The run stops after `versions` new policy versions (the practice budget).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from typing import Literal
 
-from sefm_core.config import ConfigError, from_dict, load_yaml
+from sefm_core.config import ConfigError, add_flags, from_dict, load_yaml, setting
 
 
 @dataclass(frozen=True)
 class ImproveConfig:
-    checkpoint: str = ""                 # Stage-1 checkpoint: policy version 0
-    reward_checkpoint: str = ""          # frozen reward model (default: the same Stage-1 checkpoint)
-    run_dir: str = "runs/improve"
-    stations: int = 2
-    env: str = "language_table"
-    block_mode: str = "BLOCK_4"
-    families: str = ""
-    task: str = "transfer_cube"
-    image_width: int = 128
-    image_height: int = 72
-    max_steps: int = 200
-    seed: int | None = None              # station 0's first practice seed (default: the seed plan's practice
-                                         # range); station i starts one block later (sefm_core.seeds)
-    mode: str = "lockstep"
-    success_threshold: float = 1.0
-    gamma: float = 0.9
-    loss_weight: float = 0.05
-    lr: float = 1e-5                     # about 0.02 nats of KL per update; 1e-4 moved it about 2 (docs/results.md)
-    episodes_per_batch: int = 8
-    updates_per_batch: int = 0           # gradient steps per batch; 0: one pass over it
-    minibatch: int = 64                  # transitions per gradient step
-    normalize_returns: bool = False      # subtract the batch mean return, divide by its std (not in the paper)
-    center_returns: bool = False         # subtract the batch mean return (not in the paper)
-    train_scope: str = "heads"           # what REINFORCE moves: heads (all), trunk (trunk + action head), action
-    optimizer: str = "adamw"             # adamw | sgd
-    versions: int = 10                   # budget: stop after this many new policy versions
-    # Lockstep only. true: each version's batch is collected in one round: a station that would start an
-    # episode beyond the batch waits for the next version, so no episode is dropped as stale (with many
-    # stations most were: every episode in flight when a version changed). false: stations never wait.
-    rounds: bool = False
-    processes: str = "single"            # single | per_node
-    executor: str = "single"             # single process: "single" (SingleThreadedExecutor) or "events"
-                                         # (rclpy's experimental EventsExecutor: less overhead per callback)
-    # Policy and reward nodes: seconds to wait for the other stations' frames before a forward pass.
-    # 0 picks by mode: in lockstep every station waits for its command anyway, so waiting until all
-    # have stepped costs nothing and gives one batch per round (0.05 s bound); in real time the
-    # stations keep their own clocks and a wait is added latency (0.005 s).
-    batch_wait: float = 0.0
-    greedy: bool = False
+    checkpoint: str = setting("", "Stage-1 checkpoint directory: policy version 0")
+    reward_checkpoint: str = setting("", "frozen reward model (empty: the Stage-1 checkpoint)")
+    run_dir: str = setting("runs/improve", "checkpoints, episodes and metrics of this run")
+    stations: int = setting(2, "simulated stations in the fleet")
+    env: Literal["language_table", "aloha"] = setting("language_table", "simulated robot")
+    block_mode: Literal["BLOCK_4", "BLOCK_8", "N_CHOOSE_K", "BANANA"] = setting("BLOCK_4", "LanguageTable blocks")
+    families: str = setting("", "comma-separated LanguageTable instruction families (empty: all)")
+    task: Literal["transfer_cube", "insertion"] = setting("transfer_cube", "ALOHA task")
+    image_width: int = setting(128, "camera image width (px)")
+    image_height: int = setting(72, "camera image height (px)")
+    max_steps: int = setting(200, "step cap of a practice episode")
+    seed: int | None = setting(None, "station 0's first practice seed (default: the seed plan's practice range; "
+                                     "station i starts one block later, sefm_core.seeds)")
+    mode: Literal["lockstep", "realtime"] = setting("lockstep", "lockstep: a station steps when its command "
+                                                    "arrives; realtime: fixed rate, zero-order hold")
+    success_threshold: float = setting(1.0, "s of the detector d <= s (negative: detector off)")
+    gamma: float = setting(0.9, "discount of the Monte-Carlo returns")
+    loss_weight: float = setting(0.05, "c in loss = -c * R_t * log p(a_t)")
+    lr: float = setting(1e-5, "learning rate (about 0.02 nats of KL per update; 1e-4 moved it about 2)")
+    episodes_per_batch: int = setting(8, "on-policy episodes per update")
+    updates_per_batch: int = setting(0, "gradient steps per batch (0: one pass, each transition once)")
+    minibatch: int = setting(64, "transitions per gradient step")
+    normalize_returns: bool = setting(False, "subtract the batch mean return, divide by its std (not in the paper)")
+    center_returns: bool = setting(False, "subtract the batch mean return (not in the paper)")
+    train_scope: Literal["heads", "trunk", "action"] = setting("heads", "what REINFORCE moves: heads (all), trunk "
+                                                               "(trunk + action head), action (the action head)")
+    optimizer: Literal["adamw", "sgd"] = setting("adamw", "optimizer of the policy heads")
+    versions: int = setting(10, "budget: stop after this many new policy versions")
+    rounds: bool = setting(False, "lockstep only: each version's batch runs as one round of the fleet (a station "
+                                  "that would start an episode beyond it waits for the next version), so no "
+                                  "episode is stale")
+    processes: Literal["single", "per_node"] = setting("single", "all nodes in this process, or one per node")
+    executor: Literal["single", "events"] = setting("single", "single process: SingleThreadedExecutor, or "
+                                                    "rclpy's experimental EventsExecutor (less overhead)")
+    batch_wait: float = setting(0.0, "seconds the policy and reward nodes wait for other stations' frames "
+                                     "before a forward pass (0: by mode, 50 ms lockstep, 5 ms real time)")
+    greedy: bool = setting(False, "act by the argmax (evaluation) instead of sampling (practice)")
 
     def station_names(self) -> list[str]:
         return [f"station_{i}" for i in range(self.stations)]
@@ -298,18 +296,13 @@ def load_config(path: str | None, overrides: dict) -> ImproveConfig:
     cfg = from_dict(ImproveConfig, values, path or "improve")
     if not cfg.checkpoint:
         raise ConfigError("a Stage-1 checkpoint is required (checkpoint: in the config, or --checkpoint)")
-    if cfg.processes not in ("single", "per_node"):
-        raise ConfigError(f"processes={cfg.processes!r}; valid: single, per_node")
-    if cfg.executor not in ("single", "events"):
-        raise ConfigError(f"executor={cfg.executor!r}; valid: single, events")
-    if cfg.stations < 1 or cfg.versions < 1 or cfg.minibatch < 1 or cfg.updates_per_batch < 0:
-        raise ConfigError("stations, versions and minibatch must be at least 1, updates_per_batch at least 0")
-    from sefm_core.reinforce import TRAIN_SCOPES  # torch: only once a config is checked
-
-    if cfg.train_scope not in TRAIN_SCOPES:
-        raise ConfigError(f"train_scope={cfg.train_scope!r}; valid: {', '.join(TRAIN_SCOPES)}")
-    if cfg.optimizer not in ("adamw", "sgd"):
-        raise ConfigError(f"optimizer={cfg.optimizer!r}; valid: adamw, sgd")
+    if min(cfg.stations, cfg.versions, cfg.minibatch, cfg.episodes_per_batch, cfg.max_steps, cfg.image_width,
+           cfg.image_height) < 1 or cfg.updates_per_batch < 0:
+        raise ConfigError("stations, versions, minibatch, episodes_per_batch, max_steps and the image size must be "
+                          "at least 1, updates_per_batch at least 0")
+    if cfg.lr <= 0 or cfg.loss_weight <= 0 or not 0 <= cfg.gamma <= 1:
+        raise ConfigError(f"lr ({cfg.lr}) and loss_weight ({cfg.loss_weight}) must be > 0 and gamma "
+                          f"({cfg.gamma}) in [0, 1]")
     if cfg.batch_wait < 0:
         raise ConfigError(f"batch_wait={cfg.batch_wait}: seconds, at least 0 (0: by mode)")
     from sefm_core.seeds import SeedPlanError
@@ -325,17 +318,12 @@ def load_config(path: str | None, overrides: dict) -> ImproveConfig:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="sefm improve", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", help="YAML with ImproveConfig fields")
-    for field in dataclasses.fields(ImproveConfig):
-        parser.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name,
-                            type={"int": int, "float": float}.get(str(field.type).removesuffix(" | None"), str),
-                            default=None)
+    parser.add_argument("--config", help="YAML with ImproveConfig fields (flags override it)")
+    add_flags(parser, ImproveConfig)
     args = vars(parser.parse_args(argv))
     config_path = args.pop("config")
     try:
-        flags = {f.name for f in dataclasses.fields(ImproveConfig) if str(f.type) == "bool"}
-        cfg = load_config(config_path, {k: (v.lower() == "true" if k in flags and isinstance(v, str) else v)
-                                        for k, v in args.items()})
+        cfg = load_config(config_path, args)
     except ConfigError as exc:
         print(f"sefm improve: {exc}", file=sys.stderr)
         return 2

@@ -1,7 +1,14 @@
-"""Typed configs from YAML: dataclasses shared by the command line and the launch files."""
+"""Typed configs from YAML: dataclasses shared by the command line and the launch files.
+
+A config is a frozen dataclass whose fields carry their type (choices as `Literal`) and their help text
+(`setting(default, "help")`). `from_dict` builds one from YAML and checks every value once; `add_flags`
+derives the command-line flags from the same fields, so no default or choice is written twice.
+"""
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import math
 import pathlib
 import typing
 
@@ -27,12 +34,23 @@ def from_dict(cls, values: dict, where: str = "config"):
     return cls(**out)
 
 
+def setting(default, help: str):  # noqa: A002 (argparse's word)
+    """A config field with its help text (shown by `--help` of every command that derives flags from it)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 def _coerce(hint, value, where: str):
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if type(None) in args and len(args) == 2:  # `X | None`: null in YAML, or an X
         return None if value is None else _coerce(next(a for a in args if a is not type(None)), value, where)
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, args))}")
+        return value
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if hint in (int, str, bool) and isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
         return value
@@ -54,3 +72,47 @@ def load_yaml(path: str | pathlib.Path) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
     return data
+
+
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def parse_text(hint, text: str):
+    """A command-line word as a value of type `hint` (bools strictly: true/false, yes/no, on/off, 1/0)."""
+    args = typing.get_args(hint)
+    if type(None) in args and len(args) == 2:
+        return None if text.lower() in ("none", "null", "") else parse_text(
+            next(a for a in args if a is not type(None)), text)
+    if hint is bool:
+        if text.lower() in _TRUE + _FALSE:
+            return text.lower() in _TRUE
+        raise ValueError(f"expected true or false, got {text!r}")
+    if hint is int:
+        return int(text)
+    if hint is float:
+        return float(text)
+    return text
+
+
+def add_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
+    """One `--field-name` flag per field of dataclass `cls` (default None: "not given", so a config file's
+    value stands), with the field's help text, its choices and its default."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        hint = hints[f.name]
+        inner = next((a for a in typing.get_args(hint) if a is not type(None)), hint) \
+            if type(None) in typing.get_args(hint) else hint
+        choices = typing.get_args(inner) if typing.get_origin(inner) is typing.Literal else None
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+
+        def convert(text, hint=hint):
+            try:
+                return parse_text(hint, text)
+            except ValueError as exc:
+                raise argparse.ArgumentTypeError(str(exc)) from None
+
+        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None, choices=choices,
+                            type=None if choices else convert, metavar=None if choices else f.name.upper(),
+                            help=f"{f.metadata.get('help', '')} (default: {default!r})".strip())
