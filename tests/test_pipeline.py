@@ -2,8 +2,10 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import yaml
 
@@ -19,11 +21,17 @@ def dataset_sizes(run) -> tuple:
             len((run / "improve" / "metrics.csv").read_text().splitlines()))
 
 
-def truncate_bag(bag):
-    """An interrupted recording: the bag's metadata is not written yet and a segment is cut short."""
-    (bag / "metadata.yaml").unlink()
-    segment = sorted(p for p in bag.iterdir() if p.is_file())[-1]
-    segment.write_bytes(segment.read_bytes()[: segment.stat().st_size // 2])
+def kill_while_recording(config_path, bag):
+    """A real interruption: `sefm pipeline` and its children are SIGKILLed once the recording has begun."""
+    shutil.rmtree(bag)
+    proc = subprocess.Popen([SEFM, "pipeline", "--config", str(config_path)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (bag.exists() and any(bag.iterdir())) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert bag.exists() and not (bag / "metadata.yaml").exists(), "the recording must be cut off mid-way"
 
 
 def drop_index_lines(dataset):
@@ -69,7 +77,7 @@ def test_pipeline_miniature_runs_every_stage_and_writes_the_report(tmp_path):
     # A stage interrupted before its marker: redone (demos, import) or resumed (Stage 1, Stage 2), the log says
     # which, and the run ends with the same data as the uninterrupted one.
     run_dir = tmp_path / "run"
-    for stage, partial, word in (("demos", lambda: truncate_bag(run_dir / "bags" / "demos"), "redoing"),
+    for stage, partial, word in (("demos", lambda: kill_while_recording(path, run_dir / "bags" / "demos"), "redoing"),
                                  ("import", lambda: drop_index_lines(run_dir / "dataset"), "redoing"),
                                  ("sft", lambda: shutil.rmtree(run_dir / "sft" / "checkpoints" / "final"), "resuming"),
                                  ("improve", lambda: drop_last_version(run_dir / "improve"), "resuming")):

@@ -248,3 +248,16 @@ def test_train_scope_moves_only_its_parameters(scope):
     assert isinstance(make_optimizer(model.heads, ReinforceConfig(optimizer="sgd")), torch.optim.SGD)
     with pytest.raises(ValueError, match="optimizer"):
         make_optimizer(model.heads, ReinforceConfig(optimizer="lion"))
+
+
+def test_a_reissued_observation_replaces_the_one_it_repeats():
+    """A station re-issues its current observation under a new stamp (after a resume): the newer one, the one
+    acted on, is the episode's step; the older one and the action nobody executed are left out."""
+    buf = make_buffer()
+    buf.steps[(15, 0)] = 2   # step 2 again, later: the same state as a new observation
+    buf.images[(15, 0)], buf.states[(15, 0)] = buf.images[(12, 0)], buf.states[(12, 0)]
+    buf.actions[(15, 0)] = buf.actions[(12, 0)]
+    buf.scores[(15, 0)] = buf.scores[(12, 0)]
+    buf.steps[(13, 0)] = 3
+    ep = assemble("s", 7, buf, outcome=1, version=3)
+    assert [t.stamp for t in ep.transitions] == [(10, 0), (11, 0), (15, 0)] and ep.dropped == {}

@@ -68,3 +68,28 @@ def test_an_episode_waiting_for_its_last_score_keeps_its_observations_and_every_
     finally:
         trainer.destroy_node()
         rclpy.shutdown(context=context)
+
+
+def test_an_end_that_overtakes_its_final_observation_waits_for_it(tmp_path):
+    from sefm_core.data import EpisodeDataset
+    from sefm_trainer.trainer_node import TrainerNode
+
+    tiny_checkpoint(tmp_path / "stage1", 0)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    trainer = TrainerNode(context=context, checkpoint=str(tmp_path / "stage1"), stations="s",
+                          run_dir=str(tmp_path / "run"), episodes_per_batch=100)
+    try:
+        episode = 10**18
+        feed(trainer, episode, 2)
+        final = (episode + 2) // 10**9, (episode + 2) % 10**9
+        step = trainer.episodes[("s", episode)].steps.pop(final)   # its episode_step has not come yet
+        trainer.assemble_due()
+        assert ("s", episode) in trainer.episodes and not (tmp_path / "run" / "episodes" / "episodes.jsonl").exists()
+        trainer.episodes[("s", episode)].steps[final] = step
+        trainer.assemble_due()
+        stored = list(EpisodeDataset(tmp_path / "run" / "episodes"))
+        assert len(stored) == 1 and stored[0].steps == 2 and stored[0].metadata["dropped"] == {}
+    finally:
+        trainer.destroy_node()
+        rclpy.shutdown(context=context)

@@ -45,8 +45,7 @@ class PaperConfig:
     # the detector d <= s of practice: unset, the s chosen by F1 on each arm's val demos; negative, off
     # (the simulator's success ends an episode, standing in for the operator)
     success_threshold: float | None = None
-    practice: dict = field(default_factory=lambda: {"versions": 10, "episodes-per-batch": 16,
-                                                    "updates-per-batch": 0, "lr": 1e-5})
+    practice: dict = field(default_factory=lambda: {"versions": 10, "episodes-per-batch": 16})  # `sefm practice` flags
     max_steps: int = 100                       # step cap of practice and evaluation episodes
     eval_episodes: int = 100
     eval_policy: str = "sampled"               # sampled | greedy, for every success rate (BC and after practice)
@@ -97,8 +96,8 @@ class Bench:
     def practice(self, name: str, checkpoint: pathlib.Path, threshold: float, mode: str | None = None) -> dict:
         out = self.out / name / "practice.json"
         options = []
-        for key, value in self.cfg.practice.items():   # a flag (center-returns: true) has no value
-            options += [f"--{key}"] if value is True else [] if value is False else [f"--{key}", str(value)]
+        for key, value in self.cfg.practice.items():
+            options += [f"--{key}", str(value).lower() if isinstance(value, bool) else str(value)]
         if self.cfg.success_threshold is not None:
             threshold = self.cfg.success_threshold
         run_stage(f"{name} practice", SEFM + [

@@ -17,10 +17,11 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-from sefm_core.config import ConfigError, add_flags, from_dict, load_yaml, setting
+from sefm_core.config import ConfigError, add_flags, apply_flags, from_dict, load_yaml, setting
+from sefm_core.stage2_config import ReinforceConfig
 
 
 @dataclass(frozen=True)
@@ -41,17 +42,7 @@ class ImproveConfig:
     mode: Literal["lockstep", "realtime"] = setting("lockstep", "lockstep: a station steps when its command "
                                                     "arrives; realtime: fixed rate, zero-order hold")
     success_threshold: float = setting(1.0, "s of the detector d <= s (negative: detector off)")
-    gamma: float = setting(0.9, "discount of the Monte-Carlo returns")
-    loss_weight: float = setting(0.05, "c in loss = -c * R_t * log p(a_t)")
-    lr: float = setting(1e-5, "learning rate (about 0.02 nats of KL per update; 1e-4 moved it about 2)")
-    episodes_per_batch: int = setting(8, "on-policy episodes per update")
-    updates_per_batch: int = setting(0, "gradient steps per batch (0: one pass, each transition once)")
-    minibatch: int = setting(64, "transitions per gradient step")
-    normalize_returns: bool = setting(False, "subtract the batch mean return, divide by its std (not in the paper)")
-    center_returns: bool = setting(False, "subtract the batch mean return (not in the paper)")
-    train_scope: Literal["heads", "trunk", "action"] = setting("heads", "what REINFORCE moves: heads (all), trunk "
-                                                               "(trunk + action head), action (the action head)")
-    optimizer: Literal["adamw", "sgd"] = setting("adamw", "optimizer of the policy heads")
+    reinforce: ReinforceConfig = field(default_factory=ReinforceConfig)   # the update (sefm_core.stage2_config)
     versions: int = setting(10, "budget: stop after this many new policy versions")
     rounds: bool = setting(False, "lockstep only: each version's batch runs as one round of the fleet (a station "
                                   "that would start an episode beyond it waits for the next version), so no "
@@ -70,7 +61,8 @@ class ImproveConfig:
         """Each station's first reset seed: its own block of the practice range (sefm_core.seeds)."""
         from sefm_core import seeds
 
-        return seeds.station_seeds("practice", self.stations, self.versions * self.episodes_per_batch, self.seed)
+        return seeds.station_seeds("practice", self.stations, self.versions * self.reinforce.episodes_per_batch,
+                                   self.seed)
 
     def node_batch_wait(self) -> float:
         return self.batch_wait or (0.05 if self.mode == "lockstep" else 0.005)
@@ -81,17 +73,13 @@ def node_parameters(cfg: ImproveConfig) -> dict[str, dict]:
     stations = ",".join(cfg.station_names())
     reward_ckpt = cfg.reward_checkpoint or cfg.checkpoint
     params = {
-        "trainer": {"checkpoint": cfg.checkpoint, "stations": stations, "run_dir": cfg.run_dir, "gamma": cfg.gamma,
-                    "loss_weight": cfg.loss_weight, "lr": cfg.lr, "episodes_per_batch": cfg.episodes_per_batch,
-                    "updates_per_batch": cfg.updates_per_batch, "minibatch": cfg.minibatch,
-                    "normalize_returns": cfg.normalize_returns, "center_returns": cfg.center_returns,
-                    "train_scope": cfg.train_scope, "optimizer": cfg.optimizer, "max_versions": cfg.versions,
-                    "rounds": cfg.rounds},
+        "trainer": {"checkpoint": cfg.checkpoint, "stations": stations, "run_dir": cfg.run_dir,
+                    "max_versions": cfg.versions, "rounds": cfg.rounds, **asdict(cfg.reinforce)},
         "reward": {"checkpoint": reward_ckpt, "stations": stations, "success_threshold": cfg.success_threshold,
                    "batch_wait": cfg.node_batch_wait()},
         "policy": {"checkpoint": cfg.checkpoint, "stations": stations, "greedy": cfg.greedy,
                    "batch_wait": cfg.node_batch_wait(),
-                   "episodes_per_version": cfg.episodes_per_batch if cfg.rounds else 0,
+                   "episodes_per_version": cfg.reinforce.episodes_per_batch if cfg.rounds else 0,
                    "command_names": "delta_x,delta_y" if cfg.env == "language_table" else ""},
     }
     for name, seed in zip(cfg.station_names(), cfg.station_seeds()):
@@ -110,7 +98,7 @@ class Monitor:
 
     def __init__(self, node, stations: list[str]):
         from sefm_interfaces.msg import EpisodeEvent, PolicyVersion, StationStatus, StepsToGo
-        from sefm_ros.common import EPISODES, LATCHED, reliable
+        from sefm_ros.common import EPISODE_EVENTS, LATCHED, reliable
 
         self.rows = {s: {"state": "-", "step": 0, "d": float("nan"), "reward": 0.0, "detected": 0, "oracle": 0,
                          "judged": 0, "episodes": 0, "message": ""} for s in stations}
@@ -121,7 +109,7 @@ class Monitor:
             node.create_subscription(StationStatus, f"/{s}/status", lambda m, s=s: self.on_status(s, m), reliable(5))
             node.create_subscription(StepsToGo, f"/{s}/steps_to_go", lambda m, s=s: self.on_score(s, m), reliable(50))
             node.create_subscription(EpisodeEvent, f"/{s}/episode_event", lambda m, s=s: self.on_event(s, m),
-                                     EPISODES)
+                                     EPISODE_EVENTS)
         node.create_subscription(PolicyVersion, "/policy/version", self.on_version, LATCHED)
         self.state_names = {0: "idle", 1: "running", 2: "paused", 3: "E-STOP", 4: "fault"}
 
@@ -174,7 +162,7 @@ def write_seeds(cfg: ImproveConfig) -> None:
 
     run = pathlib.Path(cfg.run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    count = cfg.versions * cfg.episodes_per_batch
+    count = cfg.versions * cfg.reinforce.episodes_per_batch
     (run / "seeds.json").write_text(json.dumps(seeds.describe({"practice": [(s, count) for s in cfg.station_seeds()]})))
 
 
@@ -291,18 +279,16 @@ def terminate(procs: list[subprocess.Popen], grace: float = 10.0) -> None:
 
 
 def load_config(path: str | None, overrides: dict) -> ImproveConfig:
-    values = load_yaml(path) if path else {}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    cfg = from_dict(ImproveConfig, values, path or "improve")
+    """The config file (if any) with the given flags on top, checked as a whole."""
+    cfg = from_dict(ImproveConfig, apply_flags(load_yaml(path) if path else {}, overrides), path or "improve")
     if not cfg.checkpoint:
         raise ConfigError("a Stage-1 checkpoint is required (checkpoint: in the config, or --checkpoint)")
-    if min(cfg.stations, cfg.versions, cfg.minibatch, cfg.episodes_per_batch, cfg.max_steps, cfg.image_width,
-           cfg.image_height) < 1 or cfg.updates_per_batch < 0:
-        raise ConfigError("stations, versions, minibatch, episodes_per_batch, max_steps and the image size must be "
-                          "at least 1, updates_per_batch at least 0")
-    if cfg.lr <= 0 or cfg.loss_weight <= 0 or not 0 <= cfg.gamma <= 1:
-        raise ConfigError(f"lr ({cfg.lr}) and loss_weight ({cfg.loss_weight}) must be > 0 and gamma "
-                          f"({cfg.gamma}) in [0, 1]")
+    if min(cfg.stations, cfg.versions, cfg.max_steps, cfg.image_width, cfg.image_height) < 1:
+        raise ConfigError("stations, versions, max_steps and the image size must be at least 1")
+    try:
+        cfg.reinforce.check()
+    except ValueError as exc:
+        raise ConfigError(f"reinforce: {exc}") from None
     if cfg.batch_wait < 0:
         raise ConfigError(f"batch_wait={cfg.batch_wait}: seconds, at least 0 (0: by mode)")
     from sefm_core.seeds import SeedPlanError

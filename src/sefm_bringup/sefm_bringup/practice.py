@@ -23,7 +23,7 @@ import torch
 
 from sefm_core import episode_rules as rules
 from sefm_core import seeds
-from sefm_core.reinforce import (TRAIN_SCOPES, ReinforceConfig, discounted_returns, make_optimizer,
+from sefm_core.reinforce import (ReinforceConfig, discounted_returns, make_optimizer,
                                  reinforce_update)
 from sefm_core.steps_to_go import expected_steps
 
@@ -187,33 +187,19 @@ def practice(policy, reward_model, cfg: ReinforceConfig, versions: int, threshol
 
 def main(argv=None) -> int:
     import argparse
+    import dataclasses
     import json
     import pathlib
 
     from sefm_core import checkpoint
+    from sefm_core.config import ConfigError, add_flags, apply_flags, from_dict
     from sefm_bringup.evaluate import policy_success
 
     parser = argparse.ArgumentParser(prog="sefm practice", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="the Stage-1 checkpoint: policy version 0 and the frozen reward model")
     parser.add_argument("--reward-checkpoint", help="a different frozen reward model (as `sefm improve` allows)")
     parser.add_argument("--versions", type=int, default=10, help="updates (one batch of episodes each)")
-    parser.add_argument("--episodes-per-batch", type=int, default=8)
-    parser.add_argument("--updates-per-batch", type=int, default=0,
-                        help="gradient steps per batch; 0 (the default): one pass, each transition used once")
-    parser.add_argument("--lr", type=float, default=1e-5,
-                        help="1e-5 moves the policy by about 0.02 nats per state and update (tools/update_size.py)")
-    parser.add_argument("--loss-weight", type=float, default=0.05)
-    parser.add_argument("--gamma", type=float, default=0.9)
-    parser.add_argument("--minibatch", type=int, default=64, help="transitions per gradient step")
-    parser.add_argument("--normalize-returns", action="store_true",
-                        help="subtract the batch mean return and divide by its std (not in the paper)")
-    parser.add_argument("--center-returns", action="store_true",
-                        help="subtract the batch mean return: a constant baseline (not in the paper)")
-    parser.add_argument("--kl-weight", type=float, default=0.0,
-                        help="> 0: add this times KL(policy || the Stage-1 policy) per state (not in the paper)")
-    parser.add_argument("--train-scope", choices=TRAIN_SCOPES, default="heads",
-                        help="parameters REINFORCE moves: heads (all), trunk (trunk + action head), action")
-    parser.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
+    add_flags(parser, ReinforceConfig)   # the update's settings, as the trainer node declares them
     parser.add_argument("--threshold", type=float, required=True, help="success detector: d <= s")
     parser.add_argument("--families", default="", help="comma-separated (default: all)")
     parser.add_argument("--mode", default="BLOCK_4", help="block mode (BANANA: the unseen banana)")
@@ -236,11 +222,17 @@ def main(argv=None) -> int:
                              "use with --threshold -1")
     parser.add_argument("--json", help="write the versions and evaluations here")
     args = parser.parse_args(argv)
+    try:
+        cfg = from_dict(ReinforceConfig, apply_flags({}, {f.name: getattr(args, f.name)
+                                                          for f in dataclasses.fields(ReinforceConfig)}), "practice")
+        cfg.check()
+    except (ConfigError, ValueError) as exc:
+        parser.error(str(exc))
     args.eval_seed = seeds.first_seed("eval") if args.eval_seed is None else args.eval_seed
     args.practice_seed = seeds.first_seed("practice") if args.practice_seed is None else args.practice_seed
     try:
         used = {"eval": (args.eval_seed, args.eval_episodes),
-                "practice": (args.practice_seed, args.versions * args.episodes_per_batch)}
+                "practice": (args.practice_seed, args.versions * cfg.episodes_per_batch)}
         for role, (first, count) in used.items():
             seeds.check(role, first, count)
     except seeds.SeedPlanError as exc:
@@ -250,11 +242,6 @@ def main(argv=None) -> int:
     policy, _ = checkpoint.load(args.checkpoint)
     reward_model, _ = checkpoint.load(args.reward_checkpoint or args.checkpoint)
     families = [f for f in args.families.split(",") if f] or None
-    cfg = ReinforceConfig(gamma=args.gamma, loss_weight=args.loss_weight, lr=args.lr,
-                          updates_per_batch=args.updates_per_batch, episodes_per_batch=args.episodes_per_batch,
-                          minibatch=args.minibatch, normalize_returns=args.normalize_returns,
-                          center_returns=args.center_returns, kl_weight=args.kl_weight,
-                          train_scope=args.train_scope, optimizer=args.optimizer)
     evals = {}
 
     def evaluate(version, model):
@@ -277,5 +264,6 @@ def main(argv=None) -> int:
         pathlib.Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         pathlib.Path(args.json).write_text(json.dumps({"versions": result.versions, "evaluations": evals,
                                                       "episodes": result.episodes, "seconds": result.seconds,
-                                                      "seeds": seeds.describe(used), "args": vars(args)}, indent=2))
+                                                      "seeds": seeds.describe(used), "reinforce": dataclasses.asdict(cfg),
+                                                      "args": vars(args)}, indent=2))
     return 0

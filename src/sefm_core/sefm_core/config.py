@@ -44,6 +44,8 @@ def _coerce(hint, value, where: str):
     args = typing.get_args(hint)
     if type(None) in args and len(args) == 2:  # `X | None`: null in YAML, or an X
         return None if value is None else _coerce(next(a for a in args if a is not type(None)), value, where)
+    if dataclasses.is_dataclass(hint) and isinstance(value, dict):   # a nested section
+        return from_dict(hint, value, where)
     if origin is typing.Literal:
         if value not in args:
             raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, args))}")
@@ -94,14 +96,18 @@ def parse_text(hint, text: str):
     return text
 
 
-def add_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
-    """One `--field-name` flag per field of dataclass `cls` (default None: "not given", so a config file's
-    value stands), with the field's help text, its choices and its default."""
+def add_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = (), _prefix: str = "") -> None:
+    """One `--field-name` flag per field of dataclass `cls`, nested sections included (a nested field keeps
+    its own name as the flag, its dotted path as the destination: `--lr` -> "reinforce.lr"). Defaults are
+    None ("not given"), so a config file's value stands; help shows the field's text, choices and default."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
         hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            add_flags(parser, hint, skip, f"{_prefix}{f.name}.")
+            continue
         inner = next((a for a in typing.get_args(hint) if a is not type(None)), hint) \
             if type(None) in typing.get_args(hint) else hint
         choices = typing.get_args(inner) if typing.get_origin(inner) is typing.Literal else None
@@ -113,6 +119,21 @@ def add_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) 
             except ValueError as exc:
                 raise argparse.ArgumentTypeError(str(exc)) from None
 
-        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None, choices=choices,
+        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=_prefix + f.name, default=None, choices=choices,
                             type=None if choices else convert, metavar=None if choices else f.name.upper(),
                             help=f"{f.metadata.get('help', '')} (default: {default!r})".strip())
+
+
+def apply_flags(values: dict, flags: dict) -> dict:
+    """`values` (a config file's mapping) with every flag that was given (not None) put in place, dotted
+    destinations into their nested sections."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in values.items()}
+    for dest, value in flags.items():
+        if value is None:
+            continue
+        *sections, key = dest.split(".")
+        target = out
+        for section in sections:
+            target = target.setdefault(section, {})
+        target[key] = value
+    return out

@@ -17,24 +17,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.stats
 
 
 def ranks(x: np.ndarray) -> np.ndarray:
     """Ranks 0..n-1, ties sharing their average rank."""
-    x = np.asarray(x, dtype=np.float64)
-    order = np.argsort(x, kind="mergesort")
-    r = np.empty(len(x))
-    r[order] = np.arange(len(x))
-    uniq, inverse = np.unique(x, return_inverse=True)
-    return np.bincount(inverse, weights=r)[inverse] / np.bincount(inverse)[inverse]
+    return scipy.stats.rankdata(x) - 1.0
 
 
 def spearman(a, b) -> float:
     """Spearman rank correlation; nan when either side is constant."""
-    ra, rb = ranks(a), ranks(b)
-    if ra.std() == 0 or rb.std() == 0:
+    if np.ptp(np.asarray(a, float)) == 0 or np.ptp(np.asarray(b, float)) == 0:
         return float("nan")
-    return float(np.corrcoef(ra, rb)[0, 1])
+    return float(scipy.stats.spearmanr(a, b).statistic)
 
 
 @dataclass(frozen=True)

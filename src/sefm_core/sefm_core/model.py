@@ -57,7 +57,7 @@ class ModelConfig:
     stg_input: str = "trunk"              # what the steps-to-go head reads: trunk (everything the policy sees) |
                                           # pointer (only the distances between the pointer heads: it cannot
                                           # memorise scenes, so d keeps rising with the distance on states
-                                          # no demo visited; docs/results.md, round 5)
+                                          # no demo visited; docs/notebook/results_2026-11.md, round 5)
     extra: dict = field(default_factory=dict)
 
     def backbone_key(self) -> str:

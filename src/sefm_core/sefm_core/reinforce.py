@@ -12,34 +12,16 @@ policy, used for `updates_per_batch` minibatch steps, and cleared (no replay).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
-
-@dataclass(frozen=True)
-class ReinforceConfig:
-    gamma: float = 0.9            # paper
-    loss_weight: float = 5e-2     # c (paper summaries)
-    lr: float = 1e-5             # with AdamW: about 0.02 nats of KL per update (tools/update_size.py)
-    updates_per_batch: int = 0    # gradient steps per batch; 0: one pass (each transition used once)
-    episodes_per_batch: int = 8
-    minibatch: int = 64           # transitions per gradient step (successive slices of a shuffled batch)
-    normalize_returns: bool = False
-    center_returns: bool = False  # subtract the batch's mean return (a constant baseline; not in the paper)
-    kl_weight: float = 0.0        # > 0: + kl_weight * KL(policy || Stage-1 policy) per state (not in the paper)
-    train_scope: str = "heads"    # which parameters REINFORCE moves: see TRAIN_SCOPES
-    optimizer: str = "adamw"      # adamw, or sgd (steps proportional to the gradient, so c sets the step size)
-
-
-# What Stage 2 trains. "heads": every trainable parameter (the paper fine-tunes the whole model).
-# "trunk": the MLP trunk and the action head; the perception Stage 1 grounded (FiLM maps, keypoints,
-# pointer heads) stays frozen. "action": the action head alone.
-TRAIN_SCOPES = ("heads", "trunk", "action")
+from sefm_core.stage2_config import TRAIN_SCOPES, ReinforceConfig  # noqa: F401 (the update's settings)
 
 
 def trainable_parameters(heads: torch.nn.Module, scope: str) -> list[torch.nn.Parameter]:
+    """What Stage 2 trains. "heads": every trainable parameter (the paper fine-tunes the whole model).
+    "trunk": the MLP trunk and the action head; the perception Stage 1 grounded (FiLM maps, keypoints,
+    pointer heads) stays frozen. "action": the action head alone."""
     if scope == "heads":
         return list(heads.parameters())
     if scope == "trunk":
@@ -90,7 +72,7 @@ def reinforce_update(model, optimizer, fmap: torch.Tensor, text: torch.Tensor, p
     `minibatch` transitions of a shuffled pass over the batch, so the steps spread over all of it instead of
     refitting the same samples. More than one pass is off-policy after the first steps, and REINFORCE has no
     ratio clipping to stop it: with 16 steps of 256 (several passes) the policy collapsed even under a
-    perfect reward (docs/results.md, "the update itself").
+    perfect reward (docs/notebook/results_2026-11.md, "the update itself").
     The heads stay in eval mode: log p is the acting policy's (no dropout). The caller clears the batch
     afterwards. Returns (the mean loss of the steps, KL(before || after) per state over the batch: how far
     the update moved the policy; PPO-style methods keep it near 0.01-0.02 nats)."""

@@ -33,7 +33,8 @@ PARAMETERS = {
 class Scored(StationObservations):
     def __init__(self, name: str):
         super().__init__(name)
-        self.previous: tuple[int, int, float] | None = None   # (episode, step, d) of the last observation scored
+        self.episode: int | None = None        # the episode of the last observation scored ...
+        self.d: dict[int, float] = {}          # ... and d of its observations by step (a station may re-issue one)
 
 
 class RewardNode(SefmNode):
@@ -73,12 +74,14 @@ class RewardNode(SefmNode):
             msg = StepsToGo(observation_stamp=time_of(key), episode_id=task.episode_id, step=step,
                             expected_steps_to_go=float(d_t), success=detector_fires(float(d_t), self.threshold, step),
                             success_threshold=self.threshold, reward_model_sha256=self.sha256)
-            # the reward of the step into this observation needs the same episode's previous one
-            if view.previous is not None and view.previous[:2] == (task.episode_id, step - 1):
-                msg.reward, msg.has_reward = transition_reward(view.previous[2], float(d_t)), True
+            if view.episode != task.episode_id:
+                view.episode, view.d = task.episode_id, {}
+            # the reward of the step into this observation: d of the same episode's previous step minus its d
+            if step - 1 in view.d:
+                msg.reward, msg.has_reward = transition_reward(view.d[step - 1], float(d_t)), True
             msg.header.stamp = self.get_clock().now().to_msg()
             self.pubs[view.name].publish(msg)
-            view.previous = (task.episode_id, step, float(d_t))
+            view.d[step] = float(d_t)
 
 
 def main(argv=None) -> int:

@@ -7,6 +7,7 @@ import time
 import numpy as np
 import rclpy
 import rclpy.executors
+from rclpy._rclpy_pybind11 import RCLError
 from builtin_interfaces.msg import Time
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
@@ -21,6 +22,9 @@ LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability
 # `task` and `episode_event` keep their recent history for late joiners: a node that was busy or restarted
 # still learns which episodes ran, so every episode leaves a record.
 EPISODES = QoSProfile(depth=32, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# `episode_event` carries a START and an END per episode: twice the depth holds the same 32 episodes
+EPISODE_EVENTS = QoSProfile(depth=64, reliability=ReliabilityPolicy.RELIABLE,
+                            durability=DurabilityPolicy.TRANSIENT_LOCAL)
 ENCODINGS = ("rgb8", "bgr8")
 
 
@@ -192,6 +196,10 @@ def spin_main(node_class, argv=None) -> int:
         rclpy.spin(node)
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
         pass
+    except RCLError:
+        if rclpy.ok():
+            raise
+        # SIGTERM (or Ctrl-C) shut the context down while a callback was publishing: a clean stop
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

@@ -31,7 +31,7 @@ from sensor_msgs.msg import Image, JointState
 from sefm_core import episode_rules as rules
 from sefm_interfaces.msg import EpisodeEvent, EpisodeStep, EStop, SimGroundTruth, StationStatus, StepsToGo, Task
 from sefm_interfaces.srv import AbortEpisode, PauseStation, ResetStation, ResumeStation
-from sefm_ros.common import EPISODES, LATCHED, SefmNode, ns_of, reliable, spin_main, time_of
+from sefm_ros.common import EPISODE_EVENTS, EPISODES, LATCHED, SefmNode, ns_of, reliable, spin_main, time_of
 from sefm_sim_bridge.envs.validation import InvalidActionError
 from sefm_sim_bridge.station import Station, StationConfig
 
@@ -79,7 +79,7 @@ class BridgeNode(SefmNode):
         self.state_pub = self.create_publisher(JointState, "joint_states", reliable(10))
         self.step_pub = self.create_publisher(EpisodeStep, "episode_step", reliable(10))
         self.task_pub = self.create_publisher(Task, "task", EPISODES)
-        self.event_pub = self.create_publisher(EpisodeEvent, "episode_event", EPISODES)
+        self.event_pub = self.create_publisher(EpisodeEvent, "episode_event", EPISODE_EVENTS)
         self.status_pub = self.create_publisher(StationStatus, "status", reliable(1))
         # Only a station with privileged state advertises it: a recorder waits for every part it sees.
         self.truth_pub = (self.create_publisher(SimGroundTruth, "sim/ground_truth", reliable(10))

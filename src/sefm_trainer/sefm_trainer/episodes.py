@@ -71,13 +71,25 @@ class EpisodeBuffer:
         return self.task.instruction if self.task is not None else ""
 
 
-def observed_steps(buffer: EpisodeBuffer) -> tuple[list[Key], int]:
-    """The episode's observations from step 0 on, in step order, up to the first one not fully received;
-    and how many of its announced observations come after that gap."""
-    order = sorted(buffer.steps, key=buffer.steps.get)
+def latest_per_step(buffer: EpisodeBuffer) -> list[Key]:
+    """The episode's announced observations in step order; a step announced twice (a station re-issues its
+    current observation under a new stamp, e.g. after a resume) counts with its newest stamp: the one acted on."""
+    newest: dict[int, Key] = {}
+    for key, step in buffer.steps.items():
+        newest[step] = max(key, newest.get(step, key))
+    return [newest[step] for step in sorted(newest)]
+
+
+def observed_steps(buffer: EpisodeBuffer, images=None, states=None) -> tuple[list[Key], int]:
+    """The episode's observations from step 0 on, in step order, up to the first one not fully received (its
+    frame and joint state in `images` and `states`, the buffer's own by default); and how many announced
+    observations come after that gap."""
+    images = buffer.images if images is None else images
+    states = buffer.states if states is None else states
+    order = latest_per_step(buffer)
     stamps = []
     for key in order:
-        if buffer.steps[key] != len(stamps) or key not in buffer.images or key not in buffer.states:
+        if buffer.steps[key] != len(stamps) or key not in images or key not in states:
             break
         stamps.append(key)
     return stamps, len(order) - len(stamps)

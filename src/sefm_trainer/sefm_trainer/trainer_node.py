@@ -34,11 +34,12 @@ from sensor_msgs.msg import Image, JointState
 from sefm_core import checkpoint
 from sefm_core import episode_rules as rules
 from sefm_core.data import Episode, EpisodeDataset
-from sefm_core.reinforce import ReinforceConfig, discounted_returns, make_optimizer, reinforce_update
+from sefm_core import stage2_config
+from sefm_core.reinforce import discounted_returns, make_optimizer, reinforce_update
 from sefm_interfaces.msg import EpisodeEvent, EpisodeStep, PolicyAction, PolicyVersion, StepsToGo, Task
-from sefm_ros.common import (EPISODES, LATCHED, SefmNode, image_to_array, reliable, spin_main, stamp_key,
-                             station_list)
-from sefm_trainer.episodes import STALE, AssembledEpisode, EpisodeBuffer, assemble
+from sefm_ros.common import (EPISODE_EVENTS, EPISODES, LATCHED, SefmNode, image_to_array, reliable, spin_main,
+                             stamp_key, station_list)
+from sefm_trainer.episodes import STALE, AssembledEpisode, EpisodeBuffer, assemble, latest_per_step, observed_steps
 
 MAX_WAIT_SECONDS = 10.0  # how long an ended episode may wait for its last actions and scores
 
@@ -46,20 +47,9 @@ PARAMETERS = {
     "checkpoint": ("", "Stage-1 checkpoint: policy version 0"),
     "stations": ("station_0", "comma-separated station namespaces"),
     "run_dir": ("runs/improve", "checkpoints, episodes and metrics of this run"),
-    "gamma": (0.9, "discount of the Monte-Carlo returns"),
-    "loss_weight": (0.05, "c in loss = -c * R_t * log p(a_t)"),
-    "lr": (1e-5, "learning rate of the policy heads (1e-5: about 0.02 nats of KL per update)"),
-    "episodes_per_batch": (8, "on-policy episodes collected before an update"),
+    **stage2_config.node_parameters(),   # the update's settings: one definition (sefm_core.stage2_config)
     "rounds": (False, "the policy node runs rounds: every episode run on the current version fills its place in "
                       "the batch, usable or not (as the policy node counts them)"),
-    "updates_per_batch": (0, "gradient steps per batch (0: one pass, each transition once); the batch is cleared "
-                             "afterwards"),
-    "minibatch": (64, "transitions per gradient step (slices of a shuffled pass over the batch)"),
-    "normalize_returns": (False, "subtract the batch mean return, divide by its std (not in the paper)"),
-    "center_returns": (False, "subtract the batch mean return (not in the paper)"),
-    "train_scope": ("heads", "parameters REINFORCE moves: heads (all trainable), trunk (trunk + action head: "
-                             "Stage 1's perception stays frozen), action (the action head alone)"),
-    "optimizer": ("adamw", "adamw, or sgd (steps proportional to the gradient)"),
     "max_versions": (0, "stop updating after this many new versions (0: no limit)"),
 }
 
@@ -69,11 +59,7 @@ class TrainerNode(SefmNode):
     def __init__(self, namespace: str = "", context=None, **overrides):
         super().__init__("trainer", namespace, context, **overrides)
         p = self.params
-        self.cfg = ReinforceConfig(gamma=p["gamma"], loss_weight=p["loss_weight"], lr=p["lr"],
-                                   updates_per_batch=p["updates_per_batch"],
-                                   episodes_per_batch=p["episodes_per_batch"], minibatch=p["minibatch"],
-                                   normalize_returns=p["normalize_returns"], center_returns=p["center_returns"],
-                                   train_scope=p["train_scope"], optimizer=p["optimizer"])
+        self.cfg = stage2_config.from_parameters(p)
         self.max_versions, self.rounds = p["max_versions"], p["rounds"]
         self.run = pathlib.Path(p["run_dir"])
         (self.run / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -82,6 +68,8 @@ class TrainerNode(SefmNode):
         self.model.eval()  # log p of the acting policy: no dropout (reinforce_update keeps the heads in eval too)
         self.sha256, self.uri = meta["weights_sha256"], f"file://{path.resolve()}"
         self.optimizer = make_optimizer(self.model.heads, self.cfg)
+        # kl_weight > 0 anchors the policy to the Stage-1 policy: its frozen copy gives the reference logits
+        self.reference = checkpoint.load(p["checkpoint"])[0].eval() if self.cfg.kl_weight > 0 else None
         if self.version > 0:
             checkpoint.load_optimizer(self.optimizer, path)
         self.dataset = EpisodeDataset(self.run / "episodes", create=True)
@@ -106,7 +94,7 @@ class TrainerNode(SefmNode):
             sub(Task, "task", lambda m, n=name: self.on_task(n, m), EPISODES)
             sub(PolicyAction, "action", lambda m, n=name: self.on_action(n, m), reliable(50))
             sub(StepsToGo, "steps_to_go", lambda m, n=name: self.on_score(n, m), reliable(50))
-            sub(EpisodeEvent, "episode_event", lambda m, n=name: self.on_event(n, m), EPISODES)
+            sub(EpisodeEvent, "episode_event", lambda m, n=name: self.on_event(n, m), EPISODE_EVENTS)
         self.ended: list[tuple[float, str, EpisodeEvent]] = []
         self.create_timer(0.05, self.assemble_due)
         self.publish_version()
@@ -171,9 +159,11 @@ class TrainerNode(SefmNode):
         buf = self.episodes.get((station, msg.episode_id))
         if buf is None or buf.task is None:
             return False   # wait for its task (the history may still be arriving) up to the deadline
-        stamps = sorted(buf.steps, key=buf.steps.get)
-        have = lambda k: k in self.images[station] and k in self.states[station]  # noqa: E731
-        return bool(stamps) and all(have(k) and k in buf.scores for k in stamps) and \
+        if stamp_key(msg.last_observation_stamp) not in buf.steps:
+            return False   # the END overtook its final observation's episode_step: not whole yet
+        stamps, _ = observed_steps(buf, self.images[station], self.states[station])
+        announced = latest_per_step(buf)
+        return len(stamps) == len(announced) and all(k in buf.scores for k in stamps) and \
             all(k in buf.actions for k in stamps[:-1])
 
     def assemble_due(self) -> None:
@@ -259,7 +249,12 @@ class TrainerNode(SefmNode):
         returns_t = torch.as_tensor(np.concatenate(returns), dtype=torch.float32)
         fmap = torch.cat([ep.features[0] for ep in self.batch])
         text = torch.cat([ep.features[1] for ep in self.batch])
-        loss, moved = reinforce_update(self.model, self.optimizer, fmap, text, proprio, tokens, returns_t, self.cfg)
+        reference = None
+        if self.reference is not None:
+            with torch.no_grad():
+                reference = self.reference.heads(fmap, text, proprio)[0]
+        loss, moved = reinforce_update(self.model, self.optimizer, fmap, text, proprio, tokens, returns_t, self.cfg,
+                                       reference_logits=reference)
         detected = sum(ep.outcome == rules.SUCCESS_DETECTED for ep in self.batch)
         judged = [ep.oracle_success for ep in self.batch if ep.oracle_success is not None]
         row = {"version": self.version + 1, "episodes": len(self.batch), "transitions": len(transitions),
