@@ -14,6 +14,10 @@ setup:
 test: setup
 	$(PY) -m pytest tests
 
+## test-fast: the suite without the end-to-end runs marked slow (a few minutes)
+test-fast: setup
+	$(PY) -m pytest tests -m "not slow"
+
 ## demo: setup if needed, then the whole pipeline (demos as rosbag2 -> Stage 1 -> Stage 2 -> report in runs/demo/report)
 demo: setup
 	$(VENV)/bin/sefm pipeline --config src/sefm_bringup/config/demo_language_table.yaml

@@ -4,7 +4,10 @@ import os
 import subprocess
 import sys
 
+import pytest
 import yaml
+
+pytestmark = pytest.mark.slow   # an end-to-end run: `make test` runs it, `make test-fast` does not
 
 SEFM = os.path.join(os.path.dirname(sys.executable), "sefm")
 

@@ -385,3 +385,24 @@ def test_referring_loss_pairs_each_observation_with_a_wording_of_a_block_in_its_
     model.heads.point = lambda f, t: point(f, t, look_at=((0, 0), (2, 3)))  # the other block
     loss, hit = referring_cross_entropy(model, data, torch.arange(n), torch.Generator().manual_seed(0))
     assert loss.item() > 10 and hit == 0.0
+
+
+def test_a_checkpoint_loads_only_the_backbone_files_it_hashed(tmp_path):
+    """A SigLIP checkpoint records the sha256 of every file of its backbone directory: an added pickle
+    (pytorch_model.bin) or a changed weights file is refused, and a directory with pickles only never loads."""
+    import pathlib
+
+    from sefm_core.checkpoint import CheckpointError
+
+    hf = tiny_siglip_dir(tmp_path)
+    model = EFM(ModelConfig(backbone="siglip", hf_path=hf, channels=16, hidden=32))
+    checkpoint.save(model, tmp_path / "ckpt")
+    checkpoint.load(tmp_path / "ckpt")   # the same directory: loads
+    (pathlib.Path(hf) / "pytorch_model.bin").write_bytes(b"not a pickle you want to load")
+    with pytest.raises(CheckpointError, match="safetensors only"):
+        checkpoint.load(tmp_path / "ckpt")
+    (pathlib.Path(hf) / "pytorch_model.bin").unlink()
+    weights = next(pathlib.Path(hf).glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+    with pytest.raises(CheckpointError, match="differs from the one it was saved with"):
+        checkpoint.load(tmp_path / "ckpt")

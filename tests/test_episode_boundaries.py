@@ -8,6 +8,7 @@ import uuid
 from collections import Counter
 
 import numpy as np
+import pytest
 from sensor_msgs.msg import Image, JointState
 
 from sefm_bringup.graph import terminate
@@ -15,9 +16,10 @@ from sefm_core.data import EpisodeDataset
 from sefm_interfaces.msg import EpisodeEvent, EpisodeStep, Task
 from sefm_interfaces.srv import PauseStation, ResumeStation
 from sefm_ros.common import EPISODES
-from test_bridge_node import RELIABLE, Driver
-from test_policy_node import tiny_checkpoint
-from test_stage2_graph import spawn
+
+from helpers import Driver, RELIABLE, spawn, tiny_checkpoint
+
+pytestmark = pytest.mark.slow   # an end-to-end run: `make test` runs it, `make test-fast` does not
 
 
 def key_of(stamp):

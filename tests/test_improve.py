@@ -6,7 +6,10 @@ import sys
 import pytest
 
 from sefm_core.data import EpisodeDataset
-from test_policy_node import tiny_checkpoint
+
+from helpers import tiny_checkpoint
+
+pytestmark = pytest.mark.slow   # an end-to-end run: `make test` runs it, `make test-fast` does not
 
 SEFM = os.path.join(os.path.dirname(sys.executable), "sefm")
 

@@ -4,7 +4,7 @@ import subprocess
 import sys
 import uuid
 
-from test_bridge_node import Driver, stop
+from helpers import Driver, stop
 
 SEFM = os.path.join(os.path.dirname(sys.executable), "sefm")
 

@@ -7,9 +7,12 @@ import subprocess
 import sys
 import time
 
+import pytest
 import yaml
 
 from sefm_core.data import EpisodeDataset
+
+pytestmark = pytest.mark.slow   # an end-to-end run: `make test` runs it, `make test-fast` does not
 
 SEFM = os.path.join(os.path.dirname(sys.executable), "sefm")
 

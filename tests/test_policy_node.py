@@ -1,36 +1,12 @@
 """The policy node drives a bridge station over DDS and hot-swaps verified policy versions between episodes."""
 import subprocess
-import sys
 import uuid
 
 import pytest
-import torch
 
-from sefm_core import checkpoint
-from sefm_core.model import EFM, ModelConfig
 from sefm_interfaces.msg import PolicyAction, PolicyVersion
-from test_bridge_node import LATCHED, RELIABLE, Driver, stop
 
-
-def tiny_checkpoint(path, seed):
-    torch.manual_seed(seed)
-    return checkpoint.save(EFM(ModelConfig(backbone="pretrained", channels=16, hidden=32)), path, {"step": seed})
-
-
-def station_with_node(module: str, node_params: dict, max_steps: int, families: str = "point2block",
-                      remap: tuple[str, ...] = ()):
-    """A bridge station in its own namespace and one SEFM node (`module`) serving it, both real processes;
-    returns (driver, bridge process, node process). The node's output is piped for the failure message."""
-    ns = f"station_{uuid.uuid4().hex[:6]}"
-    estop = f"/estop_{uuid.uuid4().hex[:6]}"
-    bridge = subprocess.Popen([sys.executable, "-m", "sefm_sim_bridge.bridge_node", "--ros-args",
-                               "-r", f"__ns:=/{ns}", "-r", f"/estop:={estop}", "-p", "image_width:=64",
-                               "-p", "image_height:=36", "-p", f"max_steps:={max_steps}", "-p", f"families:={families}"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    params = [x for k, v in {"stations": ns, **node_params}.items() for x in ("-p", f"{k}:={v}")]
-    node = subprocess.Popen([sys.executable, "-m", module, "--ros-args", *[x for r in remap for x in ("-r", r)],
-                             *params], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    return Driver(f"/{ns}", estop), bridge, node
+from helpers import LATCHED, RELIABLE, station_with_node, stop, tiny_checkpoint
 
 
 def test_policy_acts_for_the_station_and_swaps_versions_between_episodes(tmp_path):

@@ -1,7 +1,7 @@
 """The reward node scores every observation of a real bridge station; a detected success ends the episode."""
 from sefm_interfaces.msg import EpisodeEvent, StepsToGo
-from test_bridge_node import RELIABLE, stop
-from test_policy_node import station_with_node, tiny_checkpoint
+
+from helpers import RELIABLE, station_with_node, stop, tiny_checkpoint
 
 
 def run_station(tmp_path, threshold):

@@ -1,21 +1,17 @@
 """Stage 2 on a real graph: bridge, policy, reward and trainer nodes as separate processes over DDS."""
 import csv
-import subprocess
-import sys
 import uuid
 
 import numpy as np
+import pytest
 
 from sefm_bringup.graph import terminate
 from sefm_core.data import EpisodeDataset
 from sefm_interfaces.msg import PolicyAction, PolicyVersion, StepsToGo
-from test_bridge_node import LATCHED, RELIABLE, Driver
-from test_policy_node import tiny_checkpoint
 
+from helpers import Driver, LATCHED, RELIABLE, spawn, tiny_checkpoint
 
-def spawn(module, *args):
-    return subprocess.Popen([sys.executable, "-m", module, "--ros-args", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+pytestmark = pytest.mark.slow   # an end-to-end run: `make test` runs it, `make test-fast` does not
 
 
 def test_trainer_joins_episodes_exactly_updates_and_the_policy_adopts_the_new_version(tmp_path):

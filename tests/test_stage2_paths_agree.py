@@ -1,17 +1,20 @@
 """One rule set for Stage 2: the graph (bridge, policy, reward, trainer over DDS) and `sefm practice` (no ROS)
 run a fixed policy on the same seeds and must give the same episodes: lengths, rewards and detector decisions."""
-import json
 import subprocess
 import sys
 import time
 
 import numpy as np
+import pytest
 import torch
 import yaml
 
 from sefm_core import checkpoint
 from sefm_core.data import EpisodeDataset
-from test_policy_node import tiny_checkpoint
+
+from helpers import tiny_checkpoint
+
+pytestmark = pytest.mark.slow   # an end-to-end run: `make test` runs it, `make test-fast` does not
 
 EPISODES, MAX_STEPS = 6, 5
 

@@ -3,12 +3,15 @@ import signal
 import time
 import uuid
 
+import pytest
+
 from sefm_bringup.graph import terminate
 from sefm_core.data import EpisodeDataset
 from sefm_interfaces.msg import PolicyAction, PolicyVersion
-from test_bridge_node import LATCHED, RELIABLE, Driver
-from test_policy_node import tiny_checkpoint
-from test_stage2_graph import spawn
+
+from helpers import Driver, LATCHED, RELIABLE, spawn, tiny_checkpoint
+
+pytestmark = pytest.mark.slow   # an end-to-end run: `make test` runs it, `make test-fast` does not
 
 
 def test_policy_and_trainer_restarts_lose_nothing_they_stored(tmp_path):

@@ -8,7 +8,8 @@ from builtin_interfaces.msg import Time
 from sensor_msgs.msg import Image
 
 from sefm_interfaces.msg import EpisodeEvent, PolicyAction, StepsToGo, Task
-from test_policy_node import tiny_checkpoint
+
+from helpers import tiny_checkpoint
 
 
 def stamp(ns):

@@ -54,7 +54,7 @@ def save(model: EFM, directory: str | os.PathLike, training: dict | None = None,
         save_file(_optimizer_tensors(optimizer), str(tmp / OPTIMIZER))
     meta = {"model": config_dict(model.config), "weights_sha256": digest,
             "includes_backbone": any(k.startswith("backbone.") for k in state),
-            "training": training or {}}
+            "backbone_files": backbone_files(model.config.hf_path), "training": training or {}}
     (tmp / CONFIG).write_text(json.dumps(meta, indent=2, sort_keys=True))
     if final.exists():
         old = final.with_name(final.name + ".old")
@@ -66,6 +66,22 @@ def save(model: EFM, directory: str | os.PathLike, training: dict | None = None,
     else:
         os.replace(tmp, final)
     return digest
+
+
+def backbone_files(hf_path: str) -> dict[str, str]:
+    """{file: sha256} of every file a Hugging Face backbone directory holds ({} without one). A checkpoint
+    records them, so loading it pulls in nothing its hashes do not cover."""
+    if not hf_path:
+        return {}
+    root = pathlib.Path(hf_path)
+    if not root.is_dir():
+        raise CheckpointError(f"backbone directory {hf_path} does not exist")
+    files = {str(f.relative_to(root)): sha256_of(f) for f in sorted(root.rglob("*")) if f.is_file()}
+    pickles = [f for f in files if f.endswith((".bin", ".pt", ".pth", ".pkl", ".ckpt"))]
+    if pickles or not any(f.endswith(".safetensors") for f in files):
+        raise CheckpointError(f"backbone directory {hf_path}: weights must be safetensors only "
+                              f"({', '.join(pickles) or 'no .safetensors file'}); pickled weights are never loaded")
+    return files
 
 
 def read_config(directory: str | os.PathLike) -> dict:
@@ -89,6 +105,12 @@ def load(directory: str | os.PathLike, expected_sha256: str | None = None) -> tu
     model_cfg = dict(meta["model"])
     for key in ("action_low", "action_high"):
         model_cfg[key] = tuple(model_cfg[key])
+    if model_cfg.get("hf_path"):   # the backbone's files must be the ones the checkpoint was saved with
+        recorded, found = meta.get("backbone_files", {}), backbone_files(model_cfg["hf_path"])
+        if found != recorded:
+            changed = sorted(f for f in set(found) | set(recorded) if found.get(f) != recorded.get(f))
+            raise CheckpointError(f"{directory}: backbone directory {model_cfg['hf_path']} differs from the one "
+                                  f"it was saved with ({', '.join(changed[:3])})")
     model = EFM(ModelConfig(**model_cfg))
     state = load_file(str(directory / WEIGHTS))
     missing, unexpected = model.load_state_dict(state, strict=False)

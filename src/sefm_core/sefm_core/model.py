@@ -118,7 +118,8 @@ class SigLIPBackbone(Backbone):
         super().__init__()
         from transformers import AutoTokenizer, SiglipModel
 
-        self.model = SiglipModel(config) if config is not None else SiglipModel.from_pretrained(path, local_files_only=True)
+        self.model = SiglipModel(config) if config is not None else SiglipModel.from_pretrained(
+            path, local_files_only=True, use_safetensors=True)
         try:  # a weights directory without tokenizer files falls back to byte ids
             self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True) if path else None
         except (OSError, ValueError):
@@ -160,7 +161,8 @@ class PaliGemmaBackbone(Backbone):  # image and text go through one model: `feat
             self.model = PaliGemmaForConditionalGeneration(config)
             self.processor = None
         else:
-            self.model = PaliGemmaForConditionalGeneration.from_pretrained(path, local_files_only=True)
+            self.model = PaliGemmaForConditionalGeneration.from_pretrained(path, local_files_only=True,
+                                                                           use_safetensors=True)
             self.processor = AutoProcessor.from_pretrained(path, local_files_only=True)
         cfg = self.model.config
         self.image_size = cfg.vision_config.image_size

@@ -76,11 +76,13 @@ class StationObservations:
         self.tasks: dict[int, Task] = {}                          # episode id -> its task
         self.done: set[tuple[int, int]] = set()
         self.first_seen = 0.0   # when the oldest observation not handled yet arrived (0: none waiting)
+        self._pending: list | None = None   # pending(), until the next change (it is asked many times a step)
 
     def add_image(self, msg: Image) -> None:
         self.images[stamp_key(msg.header.stamp)] = image_to_array(msg)
         _trim(self.images, self.keep)
         self.first_seen = self.first_seen or time.monotonic()
+        self._pending = None
 
     def add_state(self, msg) -> None:
         position = np.asarray(msg.position, dtype=np.float32)
@@ -88,21 +90,26 @@ class StationObservations:
             raise ValueError(f"joint_states with non-finite positions {position.tolist()}")
         self.states[stamp_key(msg.header.stamp)] = position
         _trim(self.states, self.keep)
+        self._pending = None
 
     def add_step(self, msg: EpisodeStep) -> None:
         self.steps[stamp_key(msg.header.stamp)] = (msg.episode_id, msg.step)
         _trim(self.steps, self.keep)
+        self._pending = None
 
     def add_task(self, msg: Task) -> None:
         self.tasks[msg.episode_id] = msg
         for old in sorted(self.tasks)[:-self.keep]:
             del self.tasks[old]
+        self._pending = None
 
     def pending(self) -> list[tuple[int, int]]:
         """Stamps of complete observations (frame, state, episode step and that episode's task) not handled
         yet, oldest first."""
-        keys = set(self.images) & set(self.states) & set(self.steps) - self.done
-        return sorted(k for k in keys if self.steps[k][0] in self.tasks)
+        if self._pending is None:
+            keys = set(self.images) & set(self.states) & set(self.steps) - self.done
+            self._pending = sorted(k for k in keys if self.steps[k][0] in self.tasks)
+        return self._pending
 
     def episode_of(self, key: tuple[int, int]) -> tuple[Task, int]:
         """(the task of the episode the observation belongs to, its step in that episode)."""
@@ -119,6 +126,7 @@ class StationObservations:
         self.done.update(k for k in self.pending() if k <= key)
         self.done.add(key)
         self.first_seen = 0.0
+        self._pending = None
         for k in sorted(self.done)[:-8 * self.keep]:
             self.done.discard(k)
 

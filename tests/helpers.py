@@ -1,0 +1,119 @@
+"""What the tests share: a test-side driver node, real node processes on a private namespace, tiny checkpoints."""
+import subprocess
+import sys
+import time
+import uuid
+
+import rclpy
+import torch
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image, JointState
+
+from sefm_core import checkpoint
+from sefm_core.model import EFM, ModelConfig
+from sefm_interfaces.msg import EpisodeEvent, EpisodeStep, StationStatus, Task
+
+RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+class Driver:
+    """The test's side of the graph: records what the bridge publishes and sends commands."""
+
+    def __init__(self, namespace: str, estop_topic: str):
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(f"driver_{uuid.uuid4().hex[:6]}", namespace=namespace, context=self.context)
+        self.images, self.states, self.tasks, self.events, self.status, self.steps = [], [], [], [], [], []
+        self.node.create_subscription(EpisodeStep, "episode_step", self.steps.append, RELIABLE)
+        self.node.create_subscription(Image, "camera/image_raw", self.images.append, RELIABLE)
+        self.node.create_subscription(JointState, "joint_states", self.states.append, RELIABLE)
+        self.node.create_subscription(Task, "task", self.tasks.append, LATCHED)
+        self.node.create_subscription(EpisodeEvent, "episode_event", self.events.append, RELIABLE)
+        self.node.create_subscription(StationStatus, "status", self.status.append, RELIABLE)
+        self.command = self.node.create_publisher(JointState, "joint_command", RELIABLE)
+        self.estop = self.node.create_publisher(EStop, estop_topic, LATCHED)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+
+    def observations(self):
+        """Joint states by stamp, first arrival kept: a waiting lockstep bridge re-sends the current one."""
+        seen = {}
+        for msg in self.states:
+            seen.setdefault((msg.header.stamp.sec, msg.header.stamp.nanosec), msg)
+        return list(seen.values())
+
+    def spin_until(self, predicate, timeout=20.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            self.executor.spin_once(timeout_sec=0.05)
+        return predicate()
+
+    def spin_for(self, seconds):
+        self.spin_until(lambda: False, seconds)
+
+    def send(self, values, stamp):
+        msg = JointState(name=["delta_x", "delta_y"], position=[float(v) for v in values])
+        msg.header.stamp = stamp
+        self.command.publish(msg)
+
+    def call(self, srv_type, name, **fields):
+        client = self.node.create_client(srv_type, name)
+        assert client.wait_for_service(timeout_sec=10)
+        future = client.call_async(srv_type.Request(**fields))
+        self.executor.spin_until_future_complete(future, timeout_sec=10)
+        return future.result()
+
+    def close(self):
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+def launch(*params, estop=None):
+    namespace = f"/station_{uuid.uuid4().hex[:6]}"
+    estop = estop or f"/estop_{uuid.uuid4().hex[:6]}"  # a private e-stop topic: parallel runs never halt each other
+    args = [a for p in ("image_width:=64", "image_height:=36", "families:=block2block", "seed:=3") + params
+            for a in ("-p", p)]
+    proc = subprocess.Popen([sys.executable, "-m", "sefm_sim_bridge.bridge_node", "--ros-args",
+                             "-r", f"__ns:={namespace}", "-r", f"/estop:={estop}", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return Driver(namespace, estop), proc
+
+
+def stop(driver, proc):
+    driver.close()
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def tiny_checkpoint(path, seed):
+    torch.manual_seed(seed)
+    return checkpoint.save(EFM(ModelConfig(backbone="pretrained", channels=16, hidden=32)), path, {"step": seed})
+
+
+def station_with_node(module: str, node_params: dict, max_steps: int, families: str = "point2block",
+                      remap: tuple[str, ...] = ()):
+    """A bridge station in its own namespace and one SEFM node (`module`) serving it, both real processes;
+    returns (driver, bridge process, node process). The node's output is piped for the failure message."""
+    ns = f"station_{uuid.uuid4().hex[:6]}"
+    estop = f"/estop_{uuid.uuid4().hex[:6]}"
+    bridge = subprocess.Popen([sys.executable, "-m", "sefm_sim_bridge.bridge_node", "--ros-args",
+                               "-r", f"__ns:=/{ns}", "-r", f"/estop:={estop}", "-p", "image_width:=64",
+                               "-p", "image_height:=36", "-p", f"max_steps:={max_steps}", "-p", f"families:={families}"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    params = [x for k, v in {"stations": ns, **node_params}.items() for x in ("-p", f"{k}:={v}")]
+    node = subprocess.Popen([sys.executable, "-m", module, "--ros-args", *[x for r in remap for x in ("-r", r)],
+                             *params], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return Driver(f"/{ns}", estop), bridge, node
+
+
+def spawn(module, *args):
+    return subprocess.Popen([sys.executable, "-m", module, "--ros-args", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
