@@ -12,7 +12,7 @@ from sensor_msgs.msg import Image, JointState
 
 from sefm_core import checkpoint
 from sefm_core.model import EFM, ModelConfig
-from sefm_interfaces.msg import EpisodeEvent, EpisodeStep, StationStatus, Task
+from sefm_interfaces.msg import EpisodeEvent, EpisodeStep, EStop, StationStatus, Task
 
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)

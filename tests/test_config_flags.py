@@ -17,3 +17,35 @@ def test_improve_flags_come_from_the_config_fields_and_bad_values_are_one_line_e
         assert not (tmp_path / "run").exists()
     text = subprocess.run([SEFM, "improve", "--help"], capture_output=True, text=True, timeout=60).stdout
     assert "--rounds ROUNDS" in text and "{lockstep,realtime}" in text and "(default: 1e-05)" in text
+
+
+def test_every_option_of_every_sefm_command_has_help_text(monkeypatch):
+    """Each command's parser, captured as it parses `--help`: every option and argument explains itself."""
+    import argparse
+    import importlib
+
+    from sefm_bringup.cli import COMMANDS
+
+    class Captured(Exception):
+        pass
+
+    def capture(self, args=None, namespace=None):
+        raise Captured(self)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
+    missing = []
+    for name, (module, _) in COMMANDS.items():
+        try:
+            importlib.import_module(module).main(["--help"])
+        except Captured as got:
+            parsers = [got.args[0]]
+        else:
+            raise AssertionError(f"sefm {name} parsed nothing")
+        while parsers:
+            parser = parsers.pop()
+            for action in parser._actions:
+                if isinstance(action, argparse._SubParsersAction):
+                    parsers += list(action.choices.values())
+                elif not isinstance(action, argparse._HelpAction) and not action.help:
+                    missing.append(f"{parser.prog} {'/'.join(action.option_strings) or action.dest}")
+    assert not missing, missing

@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     imp.add_argument("--topics", help="YAML topic map (TopicMap fields under `topics:`)")
     imp.add_argument("--keep-failures", action="store_true", help="import unsuccessful episodes too")
     info = sub.add_parser("info", help="topics, types and counts of a bag")
-    info.add_argument("bag")
+    info.add_argument("bag", help="a bag folder, or a bare .mcap / .db3 file")
     args = parser.parse_args(argv)
     return cmd_import(args) if args.command == "import" else cmd_info(args)
 

@@ -231,7 +231,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="sefm bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
     env = sub.add_parser("env", help="simulator speed and scripted-demonstrator success")
-    env.add_argument("name", choices=sorted(ENVS))
+    env.add_argument("name", choices=sorted(ENVS), help="the simulator to time")
     env.add_argument("--episodes", type=int, default=50, help="seeded episodes per task family")
     env.add_argument("--speed-steps", type=int, default=1000, help="steps timed per speed row")
     env.add_argument("--markdown", help="also write the tables to this Markdown file")

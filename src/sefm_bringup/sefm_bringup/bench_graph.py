@@ -136,10 +136,10 @@ def graph_run(checkpoint_dir: str, stations: int, steps: int, warmup: int, image
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="sefm bench graph", description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", help="Stage-1 checkpoint (default: the default model, untrained heads)")
-    parser.add_argument("--stations", default="1,2,4")
+    parser.add_argument("--stations", default="1,2,4", help="comma-separated fleet sizes to time")
     parser.add_argument("--steps", type=int, default=100, help="measured steps per station")
     parser.add_argument("--warmup", type=int, default=10, help="steps per station before measuring")
-    parser.add_argument("--image-size", default="128x72")
+    parser.add_argument("--image-size", default="128x72", help="camera image size, WxH")
     parser.add_argument("--executor", choices=["single", "events"], default="single",
                         help="graph: rclpy's SingleThreadedExecutor or the experimental EventsExecutor")
     parser.add_argument("--repeats", type=int, default=3,

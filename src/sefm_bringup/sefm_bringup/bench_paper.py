@@ -64,7 +64,7 @@ class Bench:
         path = self.out / "data" / f"{mode}_{role}_{episodes}"
         run_stage(f"collect {path.name}", SEFM + [
             "collect", "language_table", str(path), "--episodes", str(episodes), "--families", self.cfg.families,
-            "--mode", mode, "--seeds", role, "--hold-steps", str(self.cfg.hold_steps), "--image-size",
+            "--block-mode", mode, "--seeds", role, "--hold-steps", str(self.cfg.hold_steps), "--image-size",
             self.cfg.image_size], self.out, [path], path / "meta.json", self.log)
         return path
 
@@ -85,7 +85,7 @@ class Bench:
             extra = ["--dataset", str(stg[0]), "--run-dir", str(stg[1]), "--test-dataset", str(self.test_demos(mode))]
         run_stage(f"{name} eval {out.stem}", SEFM + [
             "eval", str(checkpoint), "--episodes", str(self.cfg.eval_episodes if rollouts else 0), "--families",
-            self.cfg.families, "--mode", mode or self.cfg.block_mode, "--image-size", self.cfg.image_size,
+            self.cfg.families, "--block-mode", mode or self.cfg.block_mode, "--image-size", self.cfg.image_size,
             "--max-steps", str(self.cfg.max_steps), "--policy", self.cfg.eval_policy, "--json", str(out), *extra],
             self.out, [out], out, self.log)
         return json.loads(out.read_text())
@@ -102,7 +102,7 @@ class Bench:
             threshold = self.cfg.success_threshold
         run_stage(f"{name} practice", SEFM + [
             "practice", str(checkpoint), "--threshold", f"{threshold:.3f}", "--families", self.cfg.families,
-            "--mode", mode or self.cfg.block_mode, "--max-steps", str(self.cfg.max_steps), "--eval-episodes",
+            "--block-mode", mode or self.cfg.block_mode, "--max-steps", str(self.cfg.max_steps), "--eval-episodes",
             str(self.cfg.eval_episodes), "--eval-policy", self.cfg.eval_policy, "--seed", str(self.cfg.seed),
             "--image-size", self.cfg.image_size, "--save", str(self.out / name / "practised"),
             "--json", str(out), *options], self.out, [out, self.out / name / "practised"], out, self.log)
@@ -222,8 +222,9 @@ def tables(results: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="sefm bench paper", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="src/sefm_bringup/config/bench_paper.yaml")
-    parser.add_argument("--experiments", default="1,2,3,4")
+    parser.add_argument("--config", default="src/sefm_bringup/config/bench_paper.yaml",
+                        help="YAML with PaperConfig fields")
+    parser.add_argument("--experiments", default="1,2,3,4", help="comma-separated experiments to run (1-4)")
     parser.add_argument("--out", help="override the config's output folder")
     args = parser.parse_args(argv)
     try:

@@ -1,6 +1,6 @@
 """`sefm collect`: scripted demonstrations straight into an episode data set (no ROS).
 
-    sefm collect language_table data/lt_demos --episodes 200 --families block2block --mode BLOCK_4
+    sefm collect language_table data/lt_demos --episodes 200 --families block2block --block-mode BLOCK_4
 
 The ROS path (`sefm demos`, recorded as rosbag2 and imported) produces the
 same data set format; this direct path is for quick experiments and tests.
@@ -115,17 +115,17 @@ def collect_language_table(out: str, episodes: int, families: list[str] | None, 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="sefm collect", description=__doc__.splitlines()[0])
-    parser.add_argument("env", choices=["language_table"])
+    parser.add_argument("env", choices=["language_table"], help="the simulator whose oracle demonstrates")
     parser.add_argument("out", help="data set directory (created, or appended to)")
-    parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--episodes", type=int, default=100, help="successful demos to write")
     parser.add_argument("--families", default="", help="comma-separated instruction families (default: all)")
-    parser.add_argument("--mode", default="BLOCK_4", help="block mode")
+    parser.add_argument("--block-mode", default="BLOCK_4", help="LanguageTable blocks (BLOCK_4, BLOCK_8, N_CHOOSE_K, BANANA)")
     parser.add_argument("--seeds", choices=["train_demos", "test_demos"], default="train_demos",
                         help="the seed plan's range to draw from (sefm_core.seeds): training or held-out test demos")
     parser.add_argument("--seed", type=int, default=None, help="first reset seed (default: the start of --seeds)")
     parser.add_argument("--noise", type=float, default=0.0, help="oracle action noise (std, m)")
     parser.add_argument("--image-size", default="128x72", help="WxH")
-    parser.add_argument("--keep-failures", action="store_true")
+    parser.add_argument("--keep-failures", action="store_true", help="also keep demos the oracle failed")
     parser.add_argument("--dart", type=float, default=0.0,
                         help="DART: std (m) of noise on executed actions; the clean oracle action is recorded")
     parser.add_argument("--hold-steps", type=int, default=HOLD_STEPS, help="resting frames recorded after success")
@@ -139,7 +139,7 @@ def main(argv=None) -> int:
         seeds.check(args.seeds, first, args.episodes)
     except seeds.SeedPlanError as exc:
         parser.error(str(exc))
-    dataset = collect_language_table(args.out, args.episodes, families, args.mode, first, args.noise,
+    dataset = collect_language_table(args.out, args.episodes, families, args.block_mode, first, args.noise,
                                      (width, height), args.keep_failures,
                                      hold_steps=args.hold_steps, dart_noise=args.dart, oracle_speed=args.oracle_speed,
                                      role=args.seeds)

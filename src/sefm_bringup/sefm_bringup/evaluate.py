@@ -1,6 +1,6 @@
 """`sefm eval`: a checkpoint's success in the simulator and the quality of its steps-to-go.
 
-    sefm eval CHECKPOINT --episodes 100 [--families block2block] [--mode BLOCK_4] [--seed N]
+    sefm eval CHECKPOINT --episodes 100 [--families block2block] [--block-mode BLOCK_4] [--seed N]
                          [--dataset DEMOS --run-dir SFT_RUN]     # also steps-to-go on held-out demos
 
 Policy rollouts run in parallel envs with batched inference, acting greedily (or sampled: --policy);
@@ -150,15 +150,15 @@ def steps_to_go_report(model, dataset: EpisodeDataset, train_ids: list[int], val
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="sefm eval", description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint")
-    parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("checkpoint", help="the checkpoint directory to evaluate")
+    parser.add_argument("--episodes", type=int, default=100, help="held-out rollouts (0: only the steps-to-go measures)")
     parser.add_argument("--families", default="", help="comma-separated (default: all)")
-    parser.add_argument("--mode", default="BLOCK_4")
+    parser.add_argument("--block-mode", default="BLOCK_4", help="LanguageTable blocks (BLOCK_4, BLOCK_8, N_CHOOSE_K, BANANA)")
     parser.add_argument("--seed", type=int, default=None,
                         help="first evaluation seed (default: the start of the seed plan's eval range; seeds "
                              "outside it are refused)")
-    parser.add_argument("--parallel", type=int, default=8)
-    parser.add_argument("--image-size", default="128x72")
+    parser.add_argument("--parallel", type=int, default=8, help="envs stepped together (one batched forward pass)")
+    parser.add_argument("--image-size", default="128x72", help="camera image size, WxH (as the model was trained)")
     parser.add_argument("--max-steps", type=int, default=200, help="step cap of an evaluation episode")
     parser.add_argument("--policy", choices=["greedy", "sampled"], default="greedy",
                         help="act by the argmax of each action dimension, or sample (the policy REINFORCE trains)")
@@ -176,7 +176,7 @@ def main(argv=None) -> int:
     model, _ = checkpoint.load(args.checkpoint)
     out = {"checkpoint": args.checkpoint, "episodes": args.episodes, "seed": args.seed,
            "seeds": seeds.describe({"eval": (first, args.episodes)}), "policy": args.policy,
-           "max_steps": args.max_steps, "families": args.families, "mode": args.mode}
+           "max_steps": args.max_steps, "families": args.families, "block_mode": args.block_mode}
     if args.dataset and args.run_dir:
         split = json.loads((pathlib.Path(args.run_dir) / "split.json").read_text())
         test = EpisodeDataset(args.test_dataset) if args.test_dataset else None
@@ -197,7 +197,7 @@ def main(argv=None) -> int:
     if args.episodes > 0:
         width, height = (int(v) for v in args.image_size.lower().split("x"))
         families = [f for f in args.families.split(",") if f] or None
-        rates = policy_success(model, args.episodes, families, args.mode, args.seed, args.parallel, (width, height),
+        rates = policy_success(model, args.episodes, families, args.block_mode, args.seed, args.parallel, (width, height),
                                greedy=args.policy == "greedy", max_steps=args.max_steps)
         for family, rate in rates.items():
             print(f"success {family:24s} {rate}")

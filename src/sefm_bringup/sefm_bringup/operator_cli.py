@@ -18,13 +18,14 @@ SERVICES = {"pause": "PauseStation", "resume": "ResumeStation", "abort": "AbortE
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="sefm operator", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["status", "estop", "release", *SERVICES])
+    parser.add_argument("command", choices=["status", "estop", "release", *SERVICES],
+                        help="status: live table; estop / release: the fleet e-stop; the rest: one station")
     parser.add_argument("station", nargs="?", help="station namespace, e.g. station_0 (for pause/resume/abort/reset)")
     parser.add_argument("--success", action="store_true",
                         help="abort: end the episode as a success the operator saw (the bag import keeps it)")
     parser.add_argument("--stations", default="station_0,station_1", help="stations to show (status)")
     parser.add_argument("--seconds", type=float, default=0.0, help="status: stop after this long (0: until Ctrl-C)")
-    parser.add_argument("--reason", default="operator")
+    parser.add_argument("--reason", default="operator", help="why, recorded with the action")
     parser.add_argument("--wait", type=float, default=10.0,
                         help="estop/release: seconds to wait for the stations on the graph to match")
     parser.add_argument("--seed", type=int, default=-1, help="reset: the new episode's seed (-1: the next one)")

@@ -59,7 +59,7 @@ def evaluate(run: pathlib.Path, cfg: PipelineConfig, checkpoint: pathlib.Path, n
     out = run / "eval" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     run_stage(f"eval_{name}", SEFM + ["eval", str(checkpoint), "--episodes", str(cfg.eval_episodes), "--families",
-                                      cfg.families, "--mode", cfg.block_mode, "--seed", str(eval_seed(cfg)),
+                                      cfg.families, "--block-mode", cfg.block_mode, "--seed", str(eval_seed(cfg)),
                                       "--image-size", cfg.image_size, "--policy", cfg.eval_policy,
                                       "--max-steps", str(cfg.eval_max_steps), "--json", str(out), *extra],
               run, [out], out, log)
@@ -87,7 +87,7 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> pathlib.Path:
     bag, dataset, sft_run = run / "bags" / "demos", run / "dataset", run / "sft"
     demo_seed = seed_use(cfg)["train_demos"][0][0]
     run_stage("demos", SEFM + ["demos", str(bag), "--episodes", str(cfg.demos), "--stations", str(cfg.demo_stations),
-                               "--families", cfg.families, "--mode", cfg.block_mode, "--seed", str(demo_seed),
+                               "--families", cfg.families, "--block-mode", cfg.block_mode, "--seed", str(demo_seed),
                                "--image-size", cfg.image_size, "--settle-steps", str(cfg.settle_steps)],
               run, [bag], bag / "metadata.yaml", log)
     run_stage("import", SEFM + ["bag", "import", str(bag), "--out", str(dataset)], run, [dataset],
@@ -256,7 +256,7 @@ def load_pipeline_config(path: str | None, run_dir: str | None) -> PipelineConfi
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="sefm pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="YAML with PipelineConfig fields")
-    parser.add_argument("--run-dir")
+    parser.add_argument("--run-dir", help="override the config's run folder")
     args = parser.parse_args(argv)
     try:
         cfg = load_pipeline_config(args.config, args.run_dir)

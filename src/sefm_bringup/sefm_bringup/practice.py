@@ -202,8 +202,8 @@ def main(argv=None) -> int:
     add_flags(parser, ReinforceConfig)   # the update's settings, as the trainer node declares them
     parser.add_argument("--threshold", type=float, required=True, help="success detector: d <= s")
     parser.add_argument("--families", default="", help="comma-separated (default: all)")
-    parser.add_argument("--mode", default="BLOCK_4", help="block mode (BANANA: the unseen banana)")
-    parser.add_argument("--image-size", default="128x72")
+    parser.add_argument("--block-mode", default="BLOCK_4", help="LanguageTable blocks (BANANA: the unseen banana)")
+    parser.add_argument("--image-size", default="128x72", help="camera image size, WxH (as the model was trained)")
     parser.add_argument("--max-steps", type=int, default=100, help="step cap of a practice episode")
     parser.add_argument("--eval-episodes", type=int, default=100, help="held-out rollouts before and after practice")
     parser.add_argument("--eval-policy", choices=["sampled", "greedy"], default="sampled",
@@ -246,14 +246,14 @@ def main(argv=None) -> int:
 
     def evaluate(version, model):
         if args.eval_episodes > 0:
-            rate = policy_success(model, args.eval_episodes, families, args.mode, args.eval_seed,
+            rate = policy_success(model, args.eval_episodes, families, args.block_mode, args.eval_seed,
                                   image_size=image_size, max_steps=args.max_steps,
                                   greedy=args.eval_policy == "greedy")["all"]
             evals[version] = {"rate": rate.value, "low": rate.low, "high": rate.high, "n": rate.trials}
             print(f"  eval v{version}: {rate}", flush=True)
 
     evaluate(0, policy)
-    result = practice(policy, reward_model, cfg, args.versions, args.threshold, families, args.mode, image_size,
+    result = practice(policy, reward_model, cfg, args.versions, args.threshold, families, args.block_mode, image_size,
                       max_steps=args.max_steps, seed0=args.practice_seed, torch_seed=args.seed, oracle_reward=args.oracle_reward,
                       on_version=lambda v, m: evaluate(v, m) if args.eval_every and v % args.eval_every == 0
                       and v != args.versions else None)

@@ -38,16 +38,17 @@ def build_configs(args) -> tuple[SFTConfig, ModelConfig]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="sefm sft", description=__doc__.splitlines()[0])
-    parser.add_argument("dataset")
-    parser.add_argument("--config")
-    parser.add_argument("--run-dir")
-    parser.add_argument("--backbone", choices=["pretrained", "scratch", "siglip", "paligemma"])
+    parser.add_argument("dataset", help="the episode data set to train on")
+    parser.add_argument("--config", help="YAML with sft: and model: sections")
+    parser.add_argument("--run-dir", help="checkpoints and logs (overrides sft.run_dir)")
+    parser.add_argument("--backbone", choices=["pretrained", "scratch", "siglip", "paligemma"],
+                        help="the towers (overrides model.backbone)")
     parser.add_argument("--stg-input", choices=["trunk", "pointer"],
                         help="what the steps-to-go head reads (overrides model.stg_input)")
-    parser.add_argument("--steps", type=int)
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--seed", type=int)
+    parser.add_argument("--steps", type=int, help="training steps (overrides sft.steps)")
+    parser.add_argument("--batch-size", type=int, help="samples per step (overrides sft.batch_size)")
+    parser.add_argument("--lr", type=float, help="learning rate (overrides sft.lr)")
+    parser.add_argument("--seed", type=int, help="training seed (overrides sft.seed)")
     parser.add_argument("--resume", action="store_true", help="continue from <run-dir>/checkpoints/latest")
     args = parser.parse_args(argv)
     try:

@@ -139,7 +139,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="sefm teleop", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("--station", default="station_0")
+    parser.add_argument("--station", default="station_0", help="the station namespace to drive")
     parser.add_argument("--step", type=float, default=0.03, help="metres per arrow key (clipped to 0.1)")
     args = parser.parse_args(argv)
     return run(args.station.strip("/"), args.step)
