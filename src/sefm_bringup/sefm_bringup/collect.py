@@ -114,17 +114,17 @@ def collect_language_table(out: str, episodes: int, families: list[str] | None, 
 
 
 def main(argv=None) -> int:
+    from sefm_bringup.scene_flags import add_scene_flags
+
     parser = argparse.ArgumentParser(prog="sefm collect", description=__doc__.splitlines()[0])
     parser.add_argument("env", choices=["language_table"], help="the simulator whose oracle demonstrates")
     parser.add_argument("out", help="data set directory (created, or appended to)")
     parser.add_argument("--episodes", type=int, default=100, help="successful demos to write")
-    parser.add_argument("--families", default="", help="comma-separated instruction families (default: all)")
-    parser.add_argument("--block-mode", default="BLOCK_4", help="LanguageTable blocks (BLOCK_4, BLOCK_8, N_CHOOSE_K, BANANA)")
+    add_scene_flags(parser)
     parser.add_argument("--seeds", choices=["train_demos", "test_demos"], default="train_demos",
                         help="the seed plan's range to draw from (sefm_core.seeds): training or held-out test demos")
     parser.add_argument("--seed", type=int, default=None, help="first reset seed (default: the start of --seeds)")
     parser.add_argument("--noise", type=float, default=0.0, help="oracle action noise (std, m)")
-    parser.add_argument("--image-size", default="128x72", help="WxH")
     parser.add_argument("--keep-failures", action="store_true", help="also keep demos the oracle failed")
     parser.add_argument("--dart", type=float, default=0.0,
                         help="DART: std (m) of noise on executed actions; the clean oracle action is recorded")
@@ -132,7 +132,7 @@ def main(argv=None) -> int:
     parser.add_argument("--oracle-speed", type=float, default=1.0,
                         help="scale of the oracle's speeds (< 1: slower, longer demos; steps-to-go counts steps)")
     args = parser.parse_args(argv)
-    width, height = (int(v) for v in args.image_size.lower().split("x"))
+    width, height = args.image_size
     families = [f for f in args.families.split(",") if f] or None
     first = seeds.first_seed(args.seeds) if args.seed is None else args.seed
     try:

@@ -149,16 +149,16 @@ def steps_to_go_report(model, dataset: EpisodeDataset, train_ids: list[int], val
 
 
 def main(argv=None) -> int:
+    from sefm_bringup.scene_flags import add_scene_flags
+
     parser = argparse.ArgumentParser(prog="sefm eval", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="the checkpoint directory to evaluate")
     parser.add_argument("--episodes", type=int, default=100, help="held-out rollouts (0: only the steps-to-go measures)")
-    parser.add_argument("--families", default="", help="comma-separated (default: all)")
-    parser.add_argument("--block-mode", default="BLOCK_4", help="LanguageTable blocks (BLOCK_4, BLOCK_8, N_CHOOSE_K, BANANA)")
+    add_scene_flags(parser)
     parser.add_argument("--seed", type=int, default=None,
                         help="first evaluation seed (default: the start of the seed plan's eval range; seeds "
                              "outside it are refused)")
     parser.add_argument("--parallel", type=int, default=8, help="envs stepped together (one batched forward pass)")
-    parser.add_argument("--image-size", default="128x72", help="camera image size, WxH (as the model was trained)")
     parser.add_argument("--max-steps", type=int, default=200, help="step cap of an evaluation episode")
     parser.add_argument("--policy", choices=["greedy", "sampled"], default="greedy",
                         help="act by the argmax of each action dimension, or sample (the policy REINFORCE trains)")
@@ -195,7 +195,7 @@ def main(argv=None) -> int:
         out["steps_to_go"] = q.__dict__
         out["steps_to_go_by_family"] = {k: v.__dict__ for k, v in per.items()}
     if args.episodes > 0:
-        width, height = (int(v) for v in args.image_size.lower().split("x"))
+        width, height = args.image_size
         families = [f for f in args.families.split(",") if f] or None
         rates = policy_success(model, args.episodes, families, args.block_mode, args.seed, args.parallel, (width, height),
                                greedy=args.policy == "greedy", max_steps=args.max_steps)

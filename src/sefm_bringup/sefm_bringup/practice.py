@@ -186,6 +186,8 @@ def practice(policy, reward_model, cfg: ReinforceConfig, versions: int, threshol
 
 
 def main(argv=None) -> int:
+    from sefm_bringup.scene_flags import add_scene_flags
+
     import argparse
     import dataclasses
     import json
@@ -201,9 +203,7 @@ def main(argv=None) -> int:
     parser.add_argument("--versions", type=int, default=10, help="updates (one batch of episodes each)")
     add_flags(parser, ReinforceConfig)   # the update's settings, as the trainer node declares them
     parser.add_argument("--threshold", type=float, required=True, help="success detector: d <= s")
-    parser.add_argument("--families", default="", help="comma-separated (default: all)")
-    parser.add_argument("--block-mode", default="BLOCK_4", help="LanguageTable blocks (BANANA: the unseen banana)")
-    parser.add_argument("--image-size", default="128x72", help="camera image size, WxH (as the model was trained)")
+    add_scene_flags(parser)
     parser.add_argument("--max-steps", type=int, default=100, help="step cap of a practice episode")
     parser.add_argument("--eval-episodes", type=int, default=100, help="held-out rollouts before and after practice")
     parser.add_argument("--eval-policy", choices=["sampled", "greedy"], default="sampled",
@@ -238,7 +238,7 @@ def main(argv=None) -> int:
     except seeds.SeedPlanError as exc:
         parser.error(str(exc))
     torch.manual_seed(args.seed)
-    image_size = tuple(int(v) for v in args.image_size.lower().split("x"))
+    image_size = args.image_size
     policy, _ = checkpoint.load(args.checkpoint)
     reward_model, _ = checkpoint.load(args.reward_checkpoint or args.checkpoint)
     families = [f for f in args.families.split(",") if f] or None
