@@ -211,8 +211,8 @@ def write_report(run: pathlib.Path, cfg: PipelineConfig, results: dict, stg: dic
     pick = {"early (v0)": 0}
     for label, judged_success in (("success", True), ("failure", False)):
         chosen = [i for i in late if meta[i].get("oracle_success") is judged_success]
-        if chosen:
-            pick[f"late {label} (v{last_version})"] = chosen[0]
+        if chosen:   # the longest of them: most to see
+            pick[f"late {label} (v{last_version})"] = max(chosen, key=lambda i: episodes.index[i]["steps"])
     chosen = {label: episodes[i] for label, i in pick.items()}
     plots.episode_curves(report / "episode_curves.png", chosen)
     plots.filmstrip(report / "filmstrip.png", {k: v.rgb for k, v in chosen.items()})

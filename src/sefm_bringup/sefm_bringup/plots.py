@@ -49,7 +49,10 @@ def filmstrip(path, rows: dict[str, np.ndarray], frames: int = 6, scale: int = 2
     fig, axes = plt.subplots(len(rows), frames, figsize=(1.6 * frames, 1.2 * len(rows) + 0.3), dpi=100,
                              squeeze=False)
     for row, (name, rgb) in zip(axes, rows.items()):
-        for ax, i in zip(row, np.linspace(0, len(rgb) - 1, frames).round().astype(int)):
+        picks = np.unique(np.linspace(0, len(rgb) - 1, frames).round().astype(int))   # a short episode: fewer
+        for ax in row[len(picks):]:
+            ax.axis("off")
+        for ax, i in zip(row, picks):
             frame = cv2.resize(rgb[i], (rgb.shape[2] * scale, rgb.shape[1] * scale), interpolation=cv2.INTER_NEAREST)
             ax.imshow(frame)
             ax.set_xticks([])
