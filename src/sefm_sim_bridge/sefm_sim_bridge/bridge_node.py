@@ -5,7 +5,7 @@ Per station namespace (pushed from outside, e.g. /station_0):
              joint_states     (sensor_msgs/JointState, reliable, depth 10)
              episode_step     (EpisodeStep, reliable, depth 10: which episode and step each observation is)
              task             (Task, transient local, keep-last 32: one per episode)
-             episode_event    (EpisodeEvent, transient local, keep-last 32)
+             episode_event    (EpisodeEvent, transient local, keep-last 64: a START and an END per episode)
              status           (StationStatus, 2 Hz)
              sim/ground_truth (SimGroundTruth, reliable, depth 10: the simulator's block positions, goal
                                predicate and camera per observation, for recorded demos' training labels)
