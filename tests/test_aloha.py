@@ -3,11 +3,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import sefm_sim_bridge.envs  # noqa: F401  (registers the gym ids)
-from sefm_sim_bridge.envs import aloha_scripted
-from sefm_sim_bridge.envs.aloha import (GRIPPER_CLOSED, GRIPPER_OPEN, AlohaEnv, AlohaSim, assets_dir,
+import sefm_sim.envs  # noqa: F401  (registers the gym ids)
+from sefm_sim.envs import aloha_scripted
+from sefm_sim.envs.aloha import (GRIPPER_CLOSED, GRIPPER_OPEN, AlohaEnv, AlohaSim, assets_dir,
                                         finger_to_gripper, gripper_to_finger, staged_reward)
-from sefm_sim_bridge.envs.validation import InvalidActionError
+from sefm_sim.envs.validation import InvalidActionError
 
 G = {"table": 0, "left_finger": 1, "right_finger": 2, "box": 3, "peg": 3, "pin": 4}
 SOCKETS = {5, 6}

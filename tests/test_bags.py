@@ -14,8 +14,8 @@ import yaml
 from sefm_bags.importer import ImportConfig, TopicMap, decode_image, import_bags
 from sefm_bags.types import typestore
 from sefm_bags.writer import SegmentedBagWriter
-from sefm_bringup.collect import collect_language_table
-from sefm_bringup.teleop import command_for, parse_keys
+from sefm_cli.collect import collect_language_table
+from sefm_cli.teleop import command_for, parse_keys
 from sefm_core import seeds
 from sefm_core.data import EpisodeDataset
 

@@ -3,7 +3,7 @@ import re
 
 
 def test_bench_graph_measures_both_sides_for_each_station_count(tmp_path):
-    from sefm_bringup.bench_graph import main
+    from sefm_experiments.bench_graph import main
 
     table = tmp_path / "graph.md"
     assert main(["--stations", "1,2", "--steps", "3", "--warmup", "1", "--repeats", "2", "--image-size", "64x36",

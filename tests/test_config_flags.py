@@ -24,7 +24,7 @@ def test_every_option_of_every_sefm_command_has_help_text(monkeypatch):
     import argparse
     import importlib
 
-    from sefm_bringup.cli import COMMANDS
+    from sefm_cli.cli import COMMANDS
 
     class Captured(Exception):
         pass

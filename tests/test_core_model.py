@@ -186,7 +186,7 @@ def test_config_from_yaml_values_checks_keys_and_types():
 
 
 def test_stage1_trains_checkpoints_and_resumes_on_real_demos(tmp_path):
-    from sefm_bringup.collect import collect_language_table
+    from sefm_cli.collect import collect_language_table
 
     data = tmp_path / "demos"
     collect_language_table(str(data), episodes=4, families=["point2block"], mode="BLOCK_4", seed0=0, noise=0.0,
@@ -294,7 +294,7 @@ def test_pointer_attends_where_the_instruction_matches_the_features():
 
 
 def test_pointer_labels_find_the_named_block_and_effector_in_the_image(tmp_path):
-    from sefm_bringup.collect import collect_language_table
+    from sefm_cli.collect import collect_language_table
     from sefm_core.sft import POINTER_TARGETS, pointer_labels
 
     data = collect_language_table(str(tmp_path / "demos"), episodes=1, families=["point2block"], mode="BLOCK_4",

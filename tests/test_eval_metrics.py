@@ -46,7 +46,7 @@ def test_threshold_choice_maximises_f1():
 
 
 def test_policy_evaluation_runs_batched_seeded_episodes():
-    from sefm_bringup.evaluate import policy_success
+    from sefm_cli.evaluate import policy_success
     from sefm_core.model import EFM, ModelConfig
 
     model = EFM(ModelConfig(backbone="pretrained", channels=16, hidden=32))
@@ -59,8 +59,8 @@ def test_policy_evaluation_runs_batched_seeded_episodes():
 def test_swapped_goal_detections_pair_goal_states_with_other_goals(tmp_path):
     import torch
 
-    from sefm_bringup.collect import collect_language_table
-    from sefm_bringup.evaluate import held_out_states, swapped_goal_detections
+    from sefm_cli.collect import collect_language_table
+    from sefm_cli.evaluate import held_out_states, swapped_goal_detections
     from sefm_core.model import EFM, ModelConfig
 
     data = collect_language_table(str(tmp_path / "demos"), episodes=6, families=["point2block"], mode="BLOCK_4",

@@ -1,5 +1,5 @@
 """The sefm_interfaces contract works across real processes on a real DDS graph."""
-from sefm_bringup import interface_probe
+from sefm_cli import interface_probe
 
 
 def test_every_message_type_crosses_between_processes():

@@ -5,12 +5,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import sefm_sim_bridge.envs  # noqa: F401  (registers the gym ids)
-from sefm_sim_bridge.envs import lt_constants as C
-from sefm_sim_bridge.envs import lt_tasks as T
-from sefm_sim_bridge.envs.language_table import LanguageTableEnv
-from sefm_sim_bridge.envs.lt_oracle import OrientedPushOracle
-from sefm_sim_bridge.envs.validation import InvalidActionError
+import sefm_sim.envs  # noqa: F401  (registers the gym ids)
+from sefm_sim.envs import lt_constants as C
+from sefm_sim.envs import lt_tasks as T
+from sefm_sim.envs.language_table import LanguageTableEnv
+from sefm_sim.envs.lt_oracle import OrientedPushOracle
+from sefm_sim.envs.validation import InvalidActionError
 
 
 def table(effector=(0.3, 0.0), target=None, **blocks):

@@ -108,7 +108,7 @@ def test_pipeline_miniature_runs_every_stage_and_writes_the_report(tmp_path):
 
 
 def test_pipeline_config_threshold_is_unset_a_number_or_a_clear_error(tmp_path):
-    from sefm_bringup.pipeline import load_pipeline_config
+    from sefm_cli.pipeline import load_pipeline_config
     from sefm_core.config import ConfigError
 
     path = tmp_path / "demo.yaml"

@@ -5,8 +5,8 @@ import weakref
 import numpy as np
 import pytest
 
-from sefm_sim_bridge.envs.aloha import AlohaEnv
-from sefm_sim_bridge.envs.language_table import LanguageTableEnv
+from sefm_sim.envs.aloha import AlohaEnv
+from sefm_sim.envs.language_table import LanguageTableEnv
 
 MAKE = {
     "language_table": lambda: LanguageTableEnv(block_mode="BLOCK_4", image_size=(64, 36)),

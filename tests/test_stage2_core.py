@@ -83,7 +83,7 @@ def test_an_episode_whose_first_observation_was_missed_is_not_used():
 
 def test_practice_loop_scores_every_observation_and_updates_the_policy():
     """The ROS-free Stage 2 (`sefm practice`): real env, tiny real model, one batch and one update."""
-    from sefm_bringup.practice import practice
+    from sefm_experiments.practice import practice
     from sefm_core.model import EFM, ModelConfig
     from sefm_core.reinforce import ReinforceConfig
 
@@ -103,10 +103,10 @@ def test_practice_loop_scores_every_observation_and_updates_the_policy():
 
 
 def test_practice_batch_scores_the_observation_after_every_action():
-    from sefm_bringup.practice import run_batch
+    from sefm_experiments.practice import run_batch
     from sefm_core import episode_rules as rules
     from sefm_core.model import EFM, ModelConfig
-    from sefm_sim_bridge.envs.language_table import LanguageTableEnv
+    from sefm_sim.envs.language_table import LanguageTableEnv
 
     torch.manual_seed(0)
     model = EFM(ModelConfig(backbone="pretrained", channels=16, hidden=32)).eval()
@@ -174,9 +174,9 @@ def test_reinforce_update_defaults_to_one_pass_and_centred_returns_push_both_way
 
 
 def test_oracle_distance_diagnostic_counts_oracle_steps_to_the_named_block():
-    from sefm_bringup.practice import true_steps_to_go
-    from sefm_sim_bridge.envs.language_table import LanguageTableEnv
-    from sefm_sim_bridge.envs.lt_oracle import POINT_STOP
+    from sefm_experiments.practice import true_steps_to_go
+    from sefm_sim.envs.language_table import LanguageTableEnv
+    from sefm_sim.envs.lt_oracle import POINT_STOP
 
     env = LanguageTableEnv(block_mode="BLOCK_4", image_size=(64, 36), max_steps=10)
     env.reset(seed=5, options={"family": "point2block"})

@@ -20,8 +20,8 @@ EPISODES, MAX_STEPS = 6, 5
 
 
 def practice_episodes(ckpt, seeds, threshold):
-    from sefm_bringup.practice import run_batch
-    from sefm_sim_bridge.envs.language_table import LanguageTableEnv
+    from sefm_experiments.practice import run_batch
+    from sefm_sim.envs.language_table import LanguageTableEnv
 
     model, _ = checkpoint.load(ckpt)
     model.eval()
@@ -56,7 +56,7 @@ def test_the_graph_and_the_ros_free_loop_agree_on_every_episode(tmp_path):
         "image_width": 64, "image_height": 36, "max_steps": MAX_STEPS, "success_threshold": threshold,
         "reinforce": {"episodes_per_batch": EPISODES, "updates_per_batch": 1}, "versions": 1, "rounds": True,
         "greedy": True}))
-    run = subprocess.run([sys.executable, "-m", "sefm_bringup.cli", "improve", "--config", str(config)],
+    run = subprocess.run([sys.executable, "-m", "sefm_cli.cli", "improve", "--config", str(config)],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     time.sleep(0.1)

@@ -15,13 +15,13 @@ PYTHON="${SEFM_PYTHON:-python3.11}"
 STAMPS="$VENV/.sefm-setup"
 WS="$ROOT/ros2_ws"
 APT_PACKAGES=(cmake g++ make libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6)
-PY_PACKAGES=(sefm_core sefm_ros sefm_sim_bridge sefm_policy sefm_reward sefm_trainer sefm_bags sefm_bringup)
+PY_PACKAGES=(sefm_core sefm_ros sefm_sim sefm_sim_bridge sefm_policy sefm_reward sefm_trainer sefm_bags sefm_bringup sefm_cli)
 
 T0=$(date +%s)
 step() { printf '\n[setup %3ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
 die() { printf '\n[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 
-hash_of() { cat "$@" 2>/dev/null | sha256sum | cut -d' ' -f1; }
+hash_of() { { cat "$@" 2>/dev/null || true; } | sha256sum | cut -d" " -f1; }  # (missing files hash as absent)
 fresh() { [[ -f "$STAMPS/$1" && "$(cat "$STAMPS/$1")" == "$2" ]]; }
 mark() { mkdir -p "$STAMPS"; echo "$2" > "$STAMPS/$1"; }
 
@@ -100,14 +100,18 @@ else
 fi
 
 # --- 5. SEFM Python packages (development mode) --------------------------------
-PKG_HASH=$(hash_of $(for p in "${PY_PACKAGES[@]}"; do echo "$ROOT/src/$p/setup.py" "$ROOT/src/$p/setup.cfg" "$ROOT/src/$p/package.xml"; done))
-step "SEFM Python packages (editable): ${PY_PACKAGES[*]}"
-if fresh packages "$PKG_HASH" && "$VENV/bin/python" -c 'import sefm_core, sefm_bringup' 2>/dev/null; then
+PKG_HASH=$(hash_of $(for p in "${PY_PACKAGES[@]}"; do echo "$ROOT/src/$p/setup.py" "$ROOT/src/$p/setup.cfg" "$ROOT/src/$p/package.xml"; done) \
+  "$ROOT/experiments/pyproject.toml" "$ROOT"/src/sefm_bringup/launch/*.launch.py "$ROOT"/src/sefm_bringup/config/*.yaml)
+step "SEFM Python packages (editable): ${PY_PACKAGES[*]} and experiments/"
+if fresh packages "$PKG_HASH" && "$VENV/bin/python" -c 'import sefm_core, sefm_cli, sefm_experiments' 2>/dev/null; then
   echo "up to date"
 else
   args=()
   for p in "${PY_PACKAGES[@]}"; do args+=(-e "$ROOT/src/$p"); done
+  args+=(-e "$ROOT/experiments")
   pip_q install -q --no-deps --no-build-isolation "${args[@]}"
+  # sefm_cli owns the `sefm` script: installed last, so no reinstall of an older layout removes it
+  pip_q install -q --no-deps --no-build-isolation --force-reinstall -e "$ROOT/src/sefm_cli"
   "$VENV/bin/sefm" --help >/dev/null || die "the sefm command did not install"
   mark packages "$PKG_HASH"
 fi

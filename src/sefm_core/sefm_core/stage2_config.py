@@ -16,7 +16,7 @@ class ReinforceConfig:
     gamma: float = setting(0.9, "discount of the Monte-Carlo returns (paper: 0.9)")
     loss_weight: float = setting(5e-2, "c in loss = -c * R_t * log p(a_t) (paper summaries)")
     lr: float = setting(1e-5, "learning rate of the policy heads; with AdamW about 0.02 nats of KL per update "
-                              "(tools/update_size.py)")
+                              "(experiments/sefm_experiments/update_size.py)")
     updates_per_batch: int = setting(0, "gradient steps per batch; 0: one pass, each transition used once")
     episodes_per_batch: int = setting(8, "on-policy episodes collected before an update")
     minibatch: int = setting(64, "transitions per gradient step (successive slices of a shuffled batch)")

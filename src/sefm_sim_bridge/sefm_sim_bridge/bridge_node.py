@@ -32,8 +32,8 @@ from sefm_core import episode_rules as rules
 from sefm_interfaces.msg import EpisodeEvent, EpisodeStep, EStop, SimGroundTruth, StationStatus, StepsToGo, Task
 from sefm_interfaces.srv import AbortEpisode, PauseStation, ResetStation, ResumeStation
 from sefm_ros.common import EPISODE_EVENTS, EPISODES, LATCHED, SefmNode, ns_of, reliable, spin_main, time_of
-from sefm_sim_bridge.envs.validation import InvalidActionError
-from sefm_sim_bridge.station import Station, StationConfig
+from sefm_sim.envs.validation import InvalidActionError
+from sefm_sim.station import Station, StationConfig
 
 PARAMETERS = {  # name: (default, description)
     "env": ("language_table", "simulated robot: language_table or aloha"),

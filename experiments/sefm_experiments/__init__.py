@@ -1,0 +1,1 @@
+"""Benchmarks, the paper bench and diagnostics: nothing deployed imports this package."""

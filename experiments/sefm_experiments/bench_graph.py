@@ -1,0 +1,194 @@
+"""`sefm bench graph`: what the ROS 2 graph costs, against the same computation in a bare loop.
+
+    sefm bench graph [--checkpoint runs/sft/checkpoints/final] [--stations 1,2,4] [--steps 100]
+
+Per step, both run the same work: every station's env step and camera render
+(lockstep LanguageTable), one batched policy forward pass (sampled action,
+the policy node's `act`), and one batched steps-to-go forward pass (the reward
+node's). The graph does it with real nodes on DDS in one process (the sim
+bridges, the policy node and the reward node on one executor, as `sefm
+improve` runs them); the bare loop calls the same objects directly. Both are
+measured in the same run, alternately, after a warm-up.
+
+  steps/s  aggregate env steps per second over all stations
+  latency  observation -> its command at the station: graph, the command's
+           arrival minus the observation's stamp; bare loop, the action's
+           computation minus the observation's creation (p50 / p99)
+
+Without --checkpoint the default model (pretrained towers, untrained heads)
+is built: speed does not depend on the weights. The trainer is not part of
+either side (its REINFORCE update runs between batches, not per step).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from sefm_experiments.bench import emit, machine_line
+from sefm_bringup.graph import ImproveConfig
+
+
+def default_checkpoint(directory: str) -> str:
+    from sefm_core import checkpoint
+    from sefm_core.model import EFM, ModelConfig
+
+    path = f"{directory}/untrained"
+    checkpoint.save(EFM(ModelConfig()), path)   # the LanguageTable default: pretrained towers, 2-d actions
+    return path
+
+
+def bare_loop(checkpoint_dir: str, stations: int, steps: int, warmup: int, image_size) -> tuple[float, np.ndarray]:
+    import torch
+
+    from sefm_core import checkpoint
+    from sefm_sim.station import Station, StationConfig
+
+    policy, _ = checkpoint.load(checkpoint_dir)
+    reward, _ = checkpoint.load(checkpoint_dir)
+    policy.eval()
+    reward.eval().requires_grad_(False)
+    generator = torch.Generator().manual_seed(0)
+    # the stations' practice seeds, as the graph run of the same benchmark uses them
+    starts = ImproveConfig(stations=stations).station_seeds()
+    fleet = [Station(StationConfig(image_width=image_size[0], image_height=image_size[1], seed=seed))
+             for seed in starts]
+    born = []
+    for s in fleet:
+        s.reset()
+        born.append(time.perf_counter())
+    latencies, done, start = [], 0, None
+    while done < (warmup + steps) * stations:
+        if done >= warmup * stations and start is None:
+            start, latencies = time.perf_counter(), []
+        images = torch.from_numpy(np.stack([s.obs["rgb"] for s in fleet]))
+        proprio = torch.from_numpy(np.stack([s.state_vector()[0].astype(np.float32) for s in fleet]))
+        texts = [s.instruction for s in fleet]
+        with torch.no_grad():
+            _, actions, _, _ = policy.act(images, texts, proprio, greedy=False, generator=generator)
+        acted = time.perf_counter()
+        latencies += [acted - b for b in born]
+        reward.steps_to_go(images, texts, proprio)
+        for i, (s, action) in enumerate(zip(fleet, actions)):
+            _, terminated, truncated, _ = s.step(np.clip(action, -0.1, 0.1))
+            if terminated or truncated:
+                s.reset()
+            born[i] = time.perf_counter()
+        done += stations
+    elapsed = time.perf_counter() - start
+    for s in fleet:
+        s.close()
+    return steps * stations / elapsed, np.array(latencies)
+
+
+def graph_run(checkpoint_dir: str, stations: int, steps: int, warmup: int, image_size,
+              batch_wait: float = ImproveConfig.batch_wait, executor_kind: str = "single") -> tuple[float, np.ndarray]:
+    import rclpy
+    from sensor_msgs.msg import JointState
+
+    from sefm_bringup.graph import make_executor, node_parameters
+    from sefm_policy.policy_node import PolicyNode
+    from sefm_reward.reward_node import RewardNode
+    from sefm_ros.common import ns_of, reliable
+    from sefm_sim_bridge.bridge_node import BridgeNode
+
+    cfg = ImproveConfig(checkpoint=checkpoint_dir, stations=stations, image_width=image_size[0],
+                        image_height=image_size[1], batch_wait=batch_wait)
+    params = node_parameters(cfg)
+    params["reward"]["success_threshold"] = -1.0   # episodes end as in the bare loop: env success or the cap
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    nodes = [PolicyNode(context=context, **params["policy"]), RewardNode(context=context, **params["reward"])]
+    nodes += [BridgeNode(namespace=f"/{s}", context=context, **dict(params[s], min_subscribers=2))
+              for s in cfg.station_names()]
+    probe = rclpy.create_node("bench_probe", context=context)
+    latencies, count = [], [0]
+
+    def on_command(msg):
+        latencies.append(probe.get_clock().now().nanoseconds - ns_of(msg.header.stamp))
+        count[0] += 1
+
+    for s in cfg.station_names():
+        probe.create_subscription(JointState, f"/{s}/joint_command", on_command, reliable(10))
+    executor = make_executor(executor_kind, context)
+    for node in nodes + [probe]:
+        executor.add_node(node)
+    try:
+        start = None
+        while count[0] < (warmup + steps) * stations:
+            executor.spin_once(timeout_sec=0.05)
+            if start is None and count[0] >= warmup * stations:
+                start, first = time.perf_counter(), count[0]
+                latencies.clear()
+        elapsed = time.perf_counter() - start
+        rate = (count[0] - first) / elapsed
+    finally:
+        executor.shutdown()
+        for node in nodes + [probe]:
+            node.destroy_node()
+        rclpy.shutdown(context=context)
+    return rate, np.array(latencies) * 1e-9
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="sefm bench graph", description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", help="Stage-1 checkpoint (default: the default model, untrained heads)")
+    parser.add_argument("--stations", default="1,2,4", help="comma-separated fleet sizes to time")
+    parser.add_argument("--steps", type=int, default=100, help="measured steps per station")
+    parser.add_argument("--warmup", type=int, default=10, help="steps per station before measuring")
+    parser.add_argument("--image-size", default="128x72", help="camera image size, WxH")
+    parser.add_argument("--executor", choices=["single", "events"], default="single",
+                        help="graph: rclpy's SingleThreadedExecutor or the experimental EventsExecutor")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="alternate bare and graph runs this many times; the median pair is reported")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, the same for both sides")
+    parser.add_argument("--batch-wait", type=float, default=ImproveConfig.batch_wait,
+                        help="graph: seconds the policy and reward nodes wait for the other stations' frames "
+                             "(0: the lockstep default of `sefm improve`)")
+    parser.add_argument("--markdown", help="also write the table to this Markdown file")
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    width, height = (int(v) for v in args.image_size.lower().split("x"))
+    counts = [int(n) for n in args.stations.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = args.checkpoint or default_checkpoint(tmp)
+        lines: list[str] = []
+        emit(lines, "# The graph against a bare loop (lockstep LanguageTable)", "",
+             f"`sefm bench graph --stations {args.stations} --steps {args.steps} --repeats {args.repeats} "
+             f"--executor {args.executor}"
+             f"{' --checkpoint ' + args.checkpoint if args.checkpoint else ''}`; {machine_line()}; "
+             f"images {width}x{height}; torch threads {args.threads}; executor {args.executor}; "
+             f"batch wait {1e3 * ImproveConfig(batch_wait=args.batch_wait).node_batch_wait():g} ms; "
+             f"model: {'the checkpoint' if args.checkpoint else 'default (pretrained towers), untrained heads'}.",
+             "", "| stations | bare steps/s | graph steps/s | ratio graph/bare (range) | bare latency p50 / p99 (ms) "
+             "| graph latency p50 / p99 (ms) |", "|---|---|---|---|---|---|")
+        for n in counts:
+            # Alternate the two sides `repeats` times: a shared machine's speed drifts within minutes,
+            # so each graph run is compared with the bare run just before it, and the median pair is shown.
+            pairs, bare_lat, graph_lat = [], [], []
+            for _ in range(args.repeats):
+                bare_rate, lat = bare_loop(ckpt, n, args.steps, args.warmup, (width, height))
+                bare_lat.append(lat)
+                graph_rate, lat = graph_run(ckpt, n, args.steps, args.warmup, (width, height), args.batch_wait,
+                                             args.executor)
+                graph_lat.append(lat)
+                pairs.append((graph_rate / bare_rate, bare_rate, graph_rate))
+            ratio, bare_rate, graph_rate = sorted(pairs)[len(pairs) // 2]
+            bare_lat, graph_lat = np.concatenate(bare_lat), np.concatenate(graph_lat)
+            spread = f" ({min(pairs)[0]:.2f}-{max(pairs)[0]:.2f})" if len(pairs) > 1 else ""
+            emit(lines, f"| {n} | {bare_rate:.1f} | {graph_rate:.1f} | {ratio:.2f}{spread} | "
+                 f"{1e3 * np.percentile(bare_lat, 50):.1f} / {1e3 * np.percentile(bare_lat, 99):.1f} | "
+                 f"{1e3 * np.percentile(graph_lat, 50):.1f} / {1e3 * np.percentile(graph_lat, 99):.1f} |")
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The `sefm` command line."""

@@ -1,0 +1,271 @@
+"""`sefm pipeline` (what `make demo` runs): demos as rosbag2 -> import -> Stage 1 -> Stage 2 on the graph -> report.
+
+    sefm pipeline --config src/sefm_bringup/config/demo_language_table.yaml [--run-dir runs/demo]
+
+Every stage is the `sefm` command a user would type, run as its own process
+with its output in <run_dir>/logs/<stage>.log. A stage is done when it wrote
+its completion marker (<run_dir>/stages/, `sefm_cli.stages`): a rerun skips
+finished stages, resumes or redoes an interrupted one (and says which), and
+refuses a finished stage whose configuration changed. Seeds come from the seed
+plan (`sefm_core.seeds`); the report states the ranges used. The report
+folder (<run_dir>/report) holds report.md (BC against self-improved held-out
+success with Wilson 95% intervals, the extra episodes used) and the plots.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import pathlib
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+from sefm_cli.stages import SEFM, StageError, run_stage
+from sefm_core import seeds
+from sefm_core.config import ConfigError, from_dict, load_yaml
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    run_dir: str = "runs/demo"
+    demos: int = 200                     # oracle demonstrations recorded through the graph
+    demo_stations: int = 2
+    families: str = "point2block"        # the Stage-1 default task (docs/stage1.md)
+    block_mode: str = "BLOCK_4"
+    settle_steps: int = 10               # resting frames at the goal after success, as the Stage-1 recipe
+    image_size: str = "128x72"
+    seed: int | None = None              # first demo seed (default: the seed plan's train_demos start)
+    sft_config: str = "src/sefm_bringup/config/sft_language_table.yaml"
+    sft_overrides: tuple[str, ...] = ()  # extra `sefm sft` options, e.g. ["--steps", "20"]
+    improve_config: str = "src/sefm_bringup/config/improve_language_table.yaml"
+    improve_overrides: tuple[str, ...] = ()
+    eval_episodes: int = 100
+    eval_seed: int | None = None         # first evaluation seed (default: the seed plan's eval start)
+    eval_every: int = 5                  # also evaluate every this many policy versions (the practice curve)
+    eval_policy: str = "greedy"          # greedy | sampled (the policy REINFORCE trains; docs/results.md)
+    eval_max_steps: int = 200            # step cap of an evaluation episode (as Stage 2's practice cap)
+    # The reward node's success detector d <= s. Unset: the s that Stage 1's evaluation picks by F1 on
+    # held-out demo states. Negative: detector off; the station's own success (the operator) ends episodes.
+    success_threshold: float | None = None
+
+
+PipelineError = StageError
+
+
+def evaluate(run: pathlib.Path, cfg: PipelineConfig, checkpoint: pathlib.Path, name: str, log,
+             extra: tuple[str, ...] = ()) -> dict:
+    out = run / "eval" / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    run_stage(f"eval_{name}", SEFM + ["eval", str(checkpoint), "--episodes", str(cfg.eval_episodes), "--families",
+                                      cfg.families, "--block-mode", cfg.block_mode, "--seed", str(eval_seed(cfg)),
+                                      "--image-size", cfg.image_size, "--policy", cfg.eval_policy,
+                                      "--max-steps", str(cfg.eval_max_steps), "--json", str(out), *extra],
+              run, [out], out, log)
+    return json.loads(out.read_text())
+
+
+def eval_seed(cfg: PipelineConfig) -> int:
+    return seeds.first_seed("eval") if cfg.eval_seed is None else cfg.eval_seed
+
+
+def seed_use(cfg: PipelineConfig) -> dict:
+    """The demo and evaluation seeds the pipeline will use; a SeedPlanError if one leaves its range.
+    (Stage 2 states its practice seeds itself: <run_dir>/improve/seeds.json.)"""
+    quota = -(-cfg.demos // cfg.demo_stations)
+    starts = seeds.station_seeds("train_demos", cfg.demo_stations, quota, cfg.seed)
+    return {"train_demos": [(s, quota) for s in starts],
+            "eval": seeds.check("eval", eval_seed(cfg), cfg.eval_episodes)}
+
+
+def run_pipeline(cfg: PipelineConfig, log=print) -> pathlib.Path:
+    run = pathlib.Path(cfg.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "pipeline_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    start = time.monotonic()
+    bag, dataset, sft_run = run / "bags" / "demos", run / "dataset", run / "sft"
+    demo_seed = seed_use(cfg)["train_demos"][0][0]
+    run_stage("demos", SEFM + ["demos", str(bag), "--episodes", str(cfg.demos), "--stations", str(cfg.demo_stations),
+                               "--families", cfg.families, "--block-mode", cfg.block_mode, "--seed", str(demo_seed),
+                               "--image-size", cfg.image_size, "--settle-steps", str(cfg.settle_steps)],
+              run, [bag], bag / "metadata.yaml", log)
+    run_stage("import", SEFM + ["bag", "import", str(bag), "--out", str(dataset)], run, [dataset],
+              dataset / "episodes.jsonl", log)
+    run_stage("sft", SEFM + ["sft", str(dataset), "--config", cfg.sft_config, "--run-dir", str(sft_run),
+                             *cfg.sft_overrides], run, [sft_run], sft_run / "checkpoints" / "final" / "model.safetensors",
+              log, resume=["--resume"])
+    bc_checkpoint = sft_run / "checkpoints" / "final"
+    # BC, and the steps-to-go quality with the success threshold s the reward node will use
+    bc = evaluate(run, cfg, bc_checkpoint, "v0", log, ("--dataset", str(dataset), "--run-dir", str(sft_run)))
+    results = {0: bc["success"]["all"]}
+    threshold = f"{bc['steps_to_go']['threshold'] if cfg.success_threshold is None else cfg.success_threshold:.3f}"
+    improve_run = run / "improve"
+    width, height = cfg.image_size.lower().split("x")
+    versions = int(load_yaml(cfg.improve_config).get("versions", 10))
+    for i, opt in enumerate(cfg.improve_overrides[:-1]):
+        if opt == "--versions":
+            versions = int(cfg.improve_overrides[i + 1])
+    # an interrupted Stage 2 resumes: the trainer continues from its newest checkpoint
+    run_stage("improve", SEFM + ["improve", "--config", cfg.improve_config, "--checkpoint", str(bc_checkpoint),
+                                 "--run-dir", str(improve_run), "--families", cfg.families, "--block-mode",
+                                 cfg.block_mode, "--image-width", width, "--image-height", height,
+                                 "--success-threshold", threshold, *cfg.improve_overrides],
+              run, [improve_run], improve_run / "checkpoints" / f"v{versions}" / "model.safetensors", log, resume=[])
+    for v in sorted({*range(cfg.eval_every, versions, cfg.eval_every), versions}):
+        results[v] = evaluate(run, cfg, improve_run / "checkpoints" / f"v{v}", f"v{v}", log)["success"]["all"]
+    report = write_report(run, cfg, results, bc.get("steps_to_go", {}), time.monotonic() - start)
+    log(f"report: {report}")
+    return report
+
+
+def practice_episodes(improve_run: pathlib.Path) -> dict[int, int]:
+    """Policy version -> on-policy episodes used to reach it (from the trainer's metrics.csv)."""
+    total, out = 0, {0: 0}
+    with open(improve_run / "metrics.csv") as f:
+        for row in csv.DictReader(f):
+            total += int(row["episodes"])
+            out[int(row["version"])] = total
+    return out
+
+
+def practice_outcomes(improve_run: pathlib.Path, episodes) -> dict:
+    """Counts over every practice episode the trainer recorded (stored or unused): how each ended, how many
+    the detector ended, and the simulator's verdict where it gave one."""
+    records = [e["metadata"] for e in episodes.index]
+    unused = improve_run / "unused_episodes.jsonl"
+    if unused.exists():
+        records += [json.loads(line) for line in unused.read_text().splitlines()]
+    reasons: dict[str, int] = {}
+    for r in records:
+        reasons[r.get("end_reason", "?")] = reasons.get(r.get("end_reason", "?"), 0) + 1
+    judged = [r["oracle_success"] for r in records if r.get("oracle_success") is not None]
+    return {"records": len(records), "end_reason": reasons, "detected": sum(bool(r.get("detector_success"))
+                                                                             for r in records),
+            "oracle_judged": len(judged), "oracle_success": sum(judged)}
+
+
+def verdict(bc: dict, improved: dict) -> str:
+    """What the two 95% intervals say: above BC, below BC, or no separation."""
+    if improved["low"] > bc["high"]:
+        return "Intervals do not overlap: self-improvement is above BC"
+    if improved["high"] < bc["low"]:
+        return "Intervals do not overlap: self-improvement is BELOW BC (practice made the policy worse)"
+    return "Intervals overlap: no separation at this scale"
+
+
+def detector_note(cfg: PipelineConfig) -> str:
+    if cfg.success_threshold is None:
+        return "The reward node used this s: practice episodes ended at a detected success or the step cap."
+    if cfg.success_threshold < 0:
+        return ("The reward node's detector was off (success_threshold < 0): practice episodes ended at the "
+                "station's own success, standing in for the operator, or at the step cap.")
+    return f"The reward node used s = {cfg.success_threshold:.2f} (set in the pipeline config)."
+
+
+def write_report(run: pathlib.Path, cfg: PipelineConfig, results: dict, stg: dict, seconds: float) -> pathlib.Path:
+    from sefm_cli import plots
+    from sefm_core.data import EpisodeDataset
+
+    report = run / "report"
+    report.mkdir(exist_ok=True)
+    used = practice_episodes(run / "improve")
+    final = max(results)
+    bc, improved = results[0], results[final]
+
+    def cell(r):
+        return f"{r['rate']:.2f} [{r['low']:.2f}, {r['high']:.2f}] ({round(r['rate'] * r['n'])}/{r['n']})"
+
+    separated = improved["low"] > bc["high"]
+    lines = ["# SEFM pipeline report", "",
+             f"`sefm pipeline`; LanguageTable {cfg.block_mode}, families `{cfg.families}`, {cfg.demos} oracle "
+             f"demos recorded as rosbag2; held-out evaluation on {cfg.eval_episodes} seeded episodes from seed "
+             f"{eval_seed(cfg)}, {cfg.eval_policy} actions, at most {cfg.eval_max_steps} steps; Wilson 95% "
+             f"intervals. Wall clock {seconds / 60:.1f} min.", "",
+             "| policy | held-out success | extra (practice) episodes |", "|---|---|---|",
+             f"| BC (Stage 1) | {cell(bc)} | 0 |",
+             f"| self-improved (Stage 2, v{final}) | {cell(improved)} | {used.get(final, '?')} |", "",
+             f"{verdict(bc, improved)}.", "",
+             f"Stage-1 steps-to-go on {stg.get('episodes', '?')} held-out demos: rank correlation per episode "
+             f"{stg.get('approach_spearman', float('nan')):.2f} over the approach, "
+             f"{stg.get('per_episode_spearman', float('nan')):.2f} over every state, pooled {stg.get('pooled_spearman', float('nan')):.2f}"
+             f"; success detector d <= s = {stg.get('threshold', float('nan')):.2f} (chosen by F1): F1 "
+             f"{stg.get('f1', float('nan')):.2f}. {detector_note(cfg)}", "",
+             "| version | practice episodes | held-out success |", "|---|---|---|"]
+    lines += [f"| v{v} | {used.get(v, '?')} | {cell(r)} |" for v, r in sorted(results.items())]
+    episodes = EpisodeDataset(run / "improve" / "episodes")
+    plots.success_curve(report / "success_vs_practice.png",
+                        [(used.get(v, 0), r["rate"], r["low"], r["high"]) for v, r in sorted(results.items())])
+    outcomes = practice_outcomes(run / "improve", episodes)
+    lines += ["", "Practice episodes, by how they ended (every record the trainer kept, used or not):", "",
+              "| ended by | episodes |", "|---|---|"]
+    lines += [f"| {reason} | {n} |" for reason, n in sorted(outcomes["end_reason"].items())]
+    judged = outcomes["oracle_judged"]
+    lines += ["", f"The learned detector ended {outcomes['detected']} of {outcomes['records']} practice episodes; "
+              + (f"the simulator judged {outcomes['oracle_success']} of {judged} a success (measurement only: "
+                 "it never enters a reward)." if judged else "no simulator judged them.")]
+    # sample episodes chosen by outcome: an early one, and a late success and failure by the simulator's verdict
+    meta = [e["metadata"] for e in episodes.index]
+    last_version = max(m["policy_version"] for m in meta)
+    late = [i for i, m in enumerate(meta) if m["policy_version"] == last_version]
+    pick = {"early (v0)": 0}
+    for label, judged_success in (("success", True), ("failure", False)):
+        chosen = [i for i in late if meta[i].get("oracle_success") is judged_success]
+        if chosen:   # the longest of them: most to see
+            pick[f"late {label} (v{last_version})"] = max(chosen, key=lambda i: episodes.index[i]["steps"])
+    chosen = {label: episodes[i] for label, i in pick.items()}
+    plots.episode_curves(report / "episode_curves.png", chosen)
+    plots.filmstrip(report / "filmstrip.png", {k: v.rgb for k, v in chosen.items()})
+    lines += ["", "![success vs practice](success_vs_practice.png)", "",
+              "![steps-to-go and reward of sample practice episodes](episode_curves.png)", "",
+              "![a practice episode before and after](filmstrip.png)", ""]
+    used_seeds = {k: v for k, v in seed_use(cfg).items()}
+    practice_seeds = run / "improve" / "seeds.json"
+    stated = seeds.describe(used_seeds)
+    if practice_seeds.exists():
+        stated.update(json.loads(practice_seeds.read_text()))
+    lines += ["## Seeds", "", "Every reset seed comes from the seed plan (`sefm_core.seeds`); the ranges are disjoint.",
+              ""] + [f"- `{role}` (range {d['range'][0]}..{d['range'][1]}): "
+                     f"{', '.join(f'{a}..{b}' for a, b in d['used'])}" for role, d in stated.items()] + [""]
+    path = report / "report.md"
+    path.write_text("\n".join(lines))
+    (report / "results.json").write_text(json.dumps({"results": {str(k): v for k, v in results.items()},
+                                                     "practice_episodes": used, "separated": separated,
+                                                     "seeds": stated, "practice_outcomes": outcomes,
+                                                     "seconds": seconds}, indent=2))
+    print("\n".join(lines[:12]))
+    return path
+
+
+def load_pipeline_config(path: str | None, run_dir: str | None) -> PipelineConfig:
+    values = load_yaml(path) if path else {}
+    if run_dir:
+        values["run_dir"] = run_dir
+    cfg = from_dict(PipelineConfig, values, path or "pipeline")
+    if cfg.eval_policy not in ("greedy", "sampled"):
+        raise ConfigError(f"{path or 'pipeline'}: eval_policy must be greedy or sampled, got {cfg.eval_policy!r}")
+    if cfg.demos < 1 or cfg.demo_stations < 1 or cfg.eval_episodes < 1:
+        raise ConfigError(f"{path or 'pipeline'}: demos, demo_stations and eval_episodes must be at least 1")
+    try:
+        seed_use(cfg)
+    except seeds.SeedPlanError as exc:
+        raise ConfigError(f"{path or 'pipeline'}: {exc}") from None
+    return cfg
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="sefm pipeline", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="YAML with PipelineConfig fields")
+    parser.add_argument("--run-dir", help="override the config's run folder")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_pipeline_config(args.config, args.run_dir)
+        run_pipeline(cfg)
+    except (ConfigError, PipelineError) as exc:
+        print(f"sefm pipeline: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
