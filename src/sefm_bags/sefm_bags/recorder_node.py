@@ -24,37 +24,26 @@ from std_msgs.msg import Header
 
 from sefm_bags.writer import SegmentedBagWriter
 from sefm_interfaces.msg import EpisodeEvent
+from sefm_bags.params import RecorderParams
 from sefm_ros.common import LATCHED, SefmNode, reliable, spin_main, station_list
 
-DRIVER_TOPICS = "camera/image_raw,joint_states,joint_command,task,episode_event,sim/ground_truth"
 IMAGE = "/camera/image_raw"
 IMAGE_WAIT = 3.0   # s a station's camera subscription waits for its other topics (see `discover`)
 # The parts of one observation; the acknowledgement waits for all of those the station publishes.
 OBSERVATION_PARTS = ("/camera/image_raw", "/joint_states", "/sim/ground_truth")
-PARAMETERS = {
-    "output": ("", "bag folder to create (default: bags/session_<date>_<time>); never overwritten"),
-    "storage": ("mcap", "rosbag2 storage: mcap or sqlite3"),
-    "stations": ("station_0", "comma-separated station namespaces to record"),
-    "topics": (DRIVER_TOPICS, "comma-separated topics recorded under every station namespace"),
-    "extra_topics": ("", "comma-separated absolute topics recorded as well (e.g. /estop)"),
-    "segment_seconds": (5.0, "close a bag segment at least this often (s): the most a killed recorder loses"),
-    "acknowledge": (True, "publish <station>/recorded (std_msgs/Header, the observation's stamp) once a camera "
-                          "frame, its joint state and (simulated stations) its ground truth are in the bag, so a "
-                          "teleoperator can wait for it"),
-}
 
 
 class RecorderNode(SefmNode):
-    PARAMETERS = PARAMETERS
+    PARAMETERS = RecorderParams
 
     def __init__(self, namespace: str = "", context=None, **overrides):
         super().__init__("recorder", namespace, context, **overrides)
         p = self.params
-        output = p["output"] or time.strftime("bags/session_%Y%m%d_%H%M%S")
-        self.bag = SegmentedBagWriter(output, p["storage"], segment_seconds=p["segment_seconds"])
-        relative = [t.strip().strip("/") for t in p["topics"].split(",") if t.strip()]
-        self.wanted = [f"/{s}/{t}" for s in station_list(p["stations"]) for t in relative]
-        self.wanted += [t.strip() for t in p["extra_topics"].split(",") if t.strip()]
+        output = p.output or time.strftime("bags/session_%Y%m%d_%H%M%S")
+        self.bag = SegmentedBagWriter(output, p.storage, segment_seconds=p.segment_seconds)
+        relative = [t.strip().strip("/") for t in p.topics.split(",") if t.strip()]
+        self.wanted = [f"/{s}/{t}" for s in station_list(p.stations) for t in relative]
+        self.wanted += [t.strip() for t in p.extra_topics.split(",") if t.strip()]
         self.subscriptions_by_topic = {}
         self.image_seen: dict[str, float] = {}   # camera topic -> when the graph first showed it
         self.counts = collections.Counter()
@@ -63,10 +52,10 @@ class RecorderNode(SefmNode):
         self.completed = collections.defaultdict(lambda: collections.deque(maxlen=32))   # recent whole observations
         self.roll_after: dict[str, tuple] = {}   # station -> the ended episode's last observation, still incomplete
         self.ack_pubs = {s: self.create_publisher(Header, f"/{s}/recorded", reliable(50))
-                         for s in station_list(p["stations"])} if p["acknowledge"] else {}
+                         for s in station_list(p.stations)} if p.acknowledge else {}
         self.create_timer(0.5, self.discover)
         self.create_timer(1.0, self.bag.roll_if_due)
-        self.get_logger().info(f"recording {len(self.wanted)} topics to {output} ({p['storage']})")
+        self.get_logger().info(f"recording {len(self.wanted)} topics to {output} ({p.storage})")
         self.discover()
 
     def discover(self) -> None:

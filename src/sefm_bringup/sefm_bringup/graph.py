@@ -22,28 +22,24 @@ from typing import Literal
 
 from sefm_core.config import ConfigError, add_flags, apply_flags, from_dict, load_yaml, setting
 from sefm_core.stage2_config import ReinforceConfig
+from sefm_sim.station import StationConfig
 
 
 @dataclass(frozen=True)
-class ImproveConfig:
+class ImproveConfig(StationConfig):
+    """`sefm improve`'s config: every station's settings (StationConfig: env, blocks, families, image size, step
+    cap) and the fleet's."""
     checkpoint: str = setting("", "Stage-1 checkpoint directory: policy version 0")
     reward_checkpoint: str = setting("", "frozen reward model (empty: the Stage-1 checkpoint)")
     run_dir: str = setting("runs/improve", "checkpoints, episodes and metrics of this run")
-    stations: int = setting(2, "simulated stations in the fleet")
-    env: Literal["language_table", "aloha"] = setting("language_table", "simulated robot")
-    block_mode: Literal["BLOCK_4", "BLOCK_8", "N_CHOOSE_K", "BANANA"] = setting("BLOCK_4", "LanguageTable blocks")
-    families: str = setting("", "comma-separated LanguageTable instruction families (empty: all)")
-    task: Literal["transfer_cube", "insertion"] = setting("transfer_cube", "ALOHA task")
-    image_width: int = setting(128, "camera image width (px)")
-    image_height: int = setting(72, "camera image height (px)")
-    max_steps: int = setting(200, "step cap of a practice episode")
+    stations: int = setting(2, "simulated stations in the fleet", low=1)
     seed: int | None = setting(None, "station 0's first practice seed (default: the seed plan's practice range; "
                                      "station i starts one block later, sefm_core.seeds)")
     mode: Literal["lockstep", "realtime"] = setting("lockstep", "lockstep: a station steps when its command "
                                                     "arrives; realtime: fixed rate, zero-order hold")
     success_threshold: float = setting(1.0, "s of the detector d <= s (negative: detector off)")
     reinforce: ReinforceConfig = field(default_factory=ReinforceConfig)   # the update (sefm_core.stage2_config)
-    versions: int = setting(10, "budget: stop after this many new policy versions")
+    versions: int = setting(10, "budget: stop after this many new policy versions", low=1)
     rounds: bool = setting(False, "lockstep only: each version's batch runs as one round of the fleet (a station "
                                   "that would start an episode beyond it waits for the next version), so no "
                                   "episode is stale")
@@ -51,7 +47,7 @@ class ImproveConfig:
     executor: Literal["single", "events"] = setting("single", "single process: SingleThreadedExecutor, or "
                                                     "rclpy's experimental EventsExecutor (less overhead)")
     batch_wait: float = setting(0.0, "seconds the policy and reward nodes wait for other stations' frames "
-                                     "before a forward pass (0: by mode, 50 ms lockstep, 5 ms real time)")
+                                     "before a forward pass (0: by mode, 50 ms lockstep, 5 ms real time)", low=0.0)
     greedy: bool = setting(False, "act by the argmax (evaluation) instead of sampling (practice)")
 
     def station_names(self) -> list[str]:
@@ -68,27 +64,62 @@ class ImproveConfig:
         return self.batch_wait or (0.05 if self.mode == "lockstep" else 0.005)
 
 
-def node_parameters(cfg: ImproveConfig) -> dict[str, dict]:
-    """Parameters of every node of the graph: one source for the runner, the launch files and the tests."""
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of the graph: what the runner starts in-process or as a process, and a launch file as a Node."""
+    package: str
+    executable: str
+    module: str            # python -m <module> runs it (the console script's module)
+    name: str
+    namespace: str         # "" or "/station_0", under the fleet namespace
+    params: object         # the node's parameters dataclass
+    remappings: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.namespace}/{self.name}" if self.namespace else f"/{self.name}"
+
+
+def node_specs(cfg: ImproveConfig, namespace: str = "") -> list[NodeSpec]:
+    """Every node of the graph with its parameters: the one list the runner and the launch files start.
+
+    `namespace` pushes the whole fleet under it (two fleets on one ROS domain): the multi-station nodes use
+    relative names, and each station's latched e-stop is remapped to the fleet's."""
+    from dataclasses import fields as fields_of
+
+    from sefm_policy.params import PolicyParams
+    from sefm_reward.params import RewardParams
+    from sefm_sim_bridge.params import BridgeParams
+    from sefm_trainer.params import TrainerParams
+
+    ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
     stations = ",".join(cfg.station_names())
-    reward_ckpt = cfg.reward_checkpoint or cfg.checkpoint
-    params = {
-        "trainer": {"checkpoint": cfg.checkpoint, "stations": stations, "run_dir": cfg.run_dir,
-                    "max_versions": cfg.versions, "rounds": cfg.rounds, **asdict(cfg.reinforce)},
-        "reward": {"checkpoint": reward_ckpt, "stations": stations, "success_threshold": cfg.success_threshold,
-                   "batch_wait": cfg.node_batch_wait()},
-        "policy": {"checkpoint": cfg.checkpoint, "stations": stations, "greedy": cfg.greedy,
-                   "batch_wait": cfg.node_batch_wait(),
-                   "episodes_per_version": cfg.reinforce.episodes_per_batch if cfg.rounds else 0,
-                   "command_names": "delta_x,delta_y" if cfg.env == "language_table" else ""},
-    }
+    station = {f.name: getattr(cfg, f.name) for f in fields_of(StationConfig)}
+    trainer = TrainerParams(checkpoint=cfg.checkpoint, stations=stations, run_dir=cfg.run_dir,
+                            max_versions=cfg.versions, rounds=cfg.rounds, **asdict(cfg.reinforce))
+    reward = RewardParams(checkpoint=cfg.reward_checkpoint or cfg.checkpoint, stations=stations,
+                          success_threshold=cfg.success_threshold, batch_wait=cfg.node_batch_wait())
+    policy = PolicyParams(checkpoint=cfg.checkpoint, stations=stations, greedy=cfg.greedy,
+                          batch_wait=cfg.node_batch_wait(),
+                          episodes_per_version=cfg.reinforce.episodes_per_batch if cfg.rounds else 0,
+                          command_names="delta_x,delta_y" if cfg.env == "language_table" else "")
+    specs = [NodeSpec("sefm_trainer", "trainer", "sefm_trainer.trainer_node", "trainer", ns, trainer),
+             NodeSpec("sefm_reward", "reward", "sefm_reward.reward_node", "reward", ns, reward),
+             NodeSpec("sefm_policy", "policy", "sefm_policy.policy_node", "policy", ns, policy)]
+    estop = (("/estop", f"{ns}/estop"),) if ns else ()
     for name, seed in zip(cfg.station_names(), cfg.station_seeds()):
-        params[name] = {"env": cfg.env, "block_mode": cfg.block_mode, "families": cfg.families, "task": cfg.task,
-                        "image_width": cfg.image_width, "image_height": cfg.image_height,
-                        "max_steps": cfg.max_steps, "seed": seed, "mode": cfg.mode,
-                        "wait_for_score": cfg.mode == "lockstep",  # every step scored before the next
-                        "min_subscribers": 3}  # policy, reward and trainer: no node misses an episode start
-    return params
+        bridge = BridgeParams(**station, seed=seed, mode=cfg.mode,
+                              wait_for_score=cfg.mode == "lockstep",   # every step scored before the next
+                              min_subscribers=3)   # policy, reward and trainer: no node misses an episode start
+        specs.append(NodeSpec("sefm_sim_bridge", "sim_bridge", "sefm_sim_bridge.bridge_node", "sim_bridge",
+                              f"{ns}/{name}", bridge, estop))
+    return specs
+
+
+def node_parameters(cfg: ImproveConfig) -> dict[str, dict]:
+    """{trainer, reward, policy, station_i: parameter values} of the graph (node_specs)."""
+    return {s.namespace.rsplit("/", 1)[-1] if s.executable == "sim_bridge" else s.name: asdict(s.params)
+            for s in node_specs(cfg)}
 
 
 class Monitor:
@@ -169,17 +200,11 @@ def write_seeds(cfg: ImproveConfig) -> None:
 def run_single_process(cfg: ImproveConfig, log=print) -> int:
     import rclpy
 
-    from sefm_policy.policy_node import PolicyNode
-    from sefm_reward.reward_node import RewardNode
-    from sefm_sim_bridge.bridge_node import BridgeNode
-    from sefm_trainer.trainer_node import TrainerNode
-
-    params = node_parameters(cfg)
     context = rclpy.Context()
     rclpy.init(context=context)
-    trainer = TrainerNode(context=context, **params["trainer"])
-    nodes = [trainer, RewardNode(context=context, **params["reward"]), PolicyNode(context=context, **params["policy"])]
-    nodes += [BridgeNode(namespace=f"/{s}", context=context, **params[s]) for s in cfg.station_names()]
+    nodes = [node_class(spec)(namespace=spec.namespace, context=context, **asdict(spec.params))
+             for spec in node_specs(cfg)]
+    trainer = nodes[0]
     monitor_node = rclpy.create_node("sefm_monitor", context=context)
     monitor = Monitor(monitor_node, cfg.station_names())
     executor = make_executor(cfg.executor, context)
@@ -207,35 +232,42 @@ def run_single_process(cfg: ImproveConfig, log=print) -> int:
     return 0
 
 
-MODULES = {"trainer": "sefm_trainer.trainer_node", "reward": "sefm_reward.reward_node",
-           "policy": "sefm_policy.policy_node"}
+def node_class(spec: NodeSpec):
+    """The node class behind a spec (its module's node class; imported here, so configs load without torch)."""
+    import importlib
+
+    module = importlib.import_module(spec.module)
+    return next(v for v in vars(module).values()
+                if isinstance(v, type) and getattr(v, "PARAMETERS", None) is type(spec.params))
 
 
-def ros_args(params: dict) -> list[str]:
-    out = []
-    for key, value in params.items():
-        text = str(value).lower() if isinstance(value, bool) else str(value)
-        if isinstance(value, float) and "." not in text and "e" not in text:
-            text += ".0"
-        out += ["-p", f"{key}:={text if text else chr(39) * 2}"]
-    return out
+def node_command(spec: NodeSpec, params_path) -> list[str]:
+    """The command line of a node as its own process: its parameters from the graph's params file."""
+    args = [sys.executable, "-m", spec.module, "--ros-args", "-r", f"__node:={spec.name}"]
+    if spec.namespace:
+        args += ["-r", f"__ns:={spec.namespace}"]
+    for old, new in spec.remappings:
+        args += ["-r", f"{old}:={new}"]
+    return args + ["--params-file", str(params_path)]
 
 
 def run_per_node(cfg: ImproveConfig, log=print) -> int:
+    import pathlib
+
     import rclpy
     import rclpy.executors
 
-    params = node_parameters(cfg)
+    from sefm_ros.parameters import params_file
+
+    specs = node_specs(cfg)
+    # one params file for the graph, `node: ros__parameters:` per node (also a record of what ran)
+    path = params_file(pathlib.Path(cfg.run_dir) / "params.yaml", {s.full_name: s.params for s in specs})
     procs: list[subprocess.Popen] = []
     context = node = executor = None
     # `kill` (SIGTERM) stops the graph like Ctrl-C does: the node processes are terminated with it, never orphaned
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        for name, module in MODULES.items():
-            procs.append(subprocess.Popen([sys.executable, "-m", module, "--ros-args", *ros_args(params[name])]))
-        for s in cfg.station_names():
-            procs.append(subprocess.Popen([sys.executable, "-m", "sefm_sim_bridge.bridge_node", "--ros-args",
-                                           "-r", f"__ns:=/{s}", *ros_args(params[s])]))
+        procs += [subprocess.Popen(node_command(s, path)) for s in specs]
         context = rclpy.Context()
         rclpy.init(context=context, signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
         node = rclpy.create_node("sefm_monitor", context=context)

@@ -13,8 +13,10 @@ the goal, as `sefm collect` writes them. Import the bag with `sefm bag import`.
 from __future__ import annotations
 
 import argparse
+import pathlib
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -93,14 +95,19 @@ def record_demos(out: str, episodes: int, stations: int = 1, storage: str = "mca
     from rclpy.executors import SingleThreadedExecutor
 
     from sefm_bags.importer import OUTCOMES
-    from sefm_bringup.graph import ros_args, terminate
+    from sefm_bags.params import RecorderParams
+    from sefm_bringup.graph import terminate
+    from sefm_ros.parameters import params_file
     from sefm_interfaces.msg import EpisodeEvent
     from sefm_ros.common import reliable
     from sefm_sim_bridge.bridge_node import BridgeNode
 
     names = [f"station_{i}" for i in range(stations)]
+    # the recorder is its own process (a crash there never takes the stations down), configured by params file
+    params = params_file(pathlib.Path(tempfile.mkdtemp(prefix="sefm_demos_")) / "recorder.yaml",
+                         {"/recorder": RecorderParams(output=out, storage=storage, stations=",".join(names))})
     recorder = subprocess.Popen([sys.executable, "-m", "sefm_bags.recorder_node", "--ros-args",
-                                 *ros_args({"output": out, "storage": storage, "stations": ",".join(names)})])
+                                 "--params-file", str(params)])
     context = rclpy.Context()
     rclpy.init(context=context)
     quotas = [episodes // stations + (1 if i < episodes % stations else 0) for i in range(stations)]

@@ -31,12 +31,23 @@ def from_dict(cls, values: dict, where: str = "config"):
     out = {}
     for key, value in values.items():
         out[key] = _coerce(hints[key], value, f"{where}.{key}")
+        check_range(fields[key], out[key], f"{where}.{key}")
     return cls(**out)
 
 
-def setting(default, help: str):  # noqa: A002 (argparse's word)
-    """A config field with its help text (shown by `--help` of every command that derives flags from it)."""
-    return dataclasses.field(default=default, metadata={"help": help})
+def setting(default, help: str, low: float | None = None, high: float | None = None):  # noqa: A002
+    """A config field with its help text (shown by `--help` of every command that derives flags from it) and,
+    for numbers, its inclusive range (checked by `from_dict`; a node declares it in its parameter descriptor)."""
+    return dataclasses.field(default=default, metadata={"help": help, "low": low, "high": high})
+
+
+def check_range(f: dataclasses.Field, value, where: str) -> None:
+    low, high = f.metadata.get("low"), f.metadata.get("high")
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+        raise ConfigError(f"{where}: {value!r} is out of range {bounds}")
 
 
 def _coerce(hint, value, where: str):

@@ -5,9 +5,8 @@
 
 No baseline and no value function by default: the steps-to-go reward is
 potential-based shaping around V = -d, which already keeps the variance low
-(paper, Stage 2). `normalize_returns` (not in the paper) subtracts the batch
-mean and divides by the std: a sparse reward such as the simulator's success
-carries no such built-in baseline. The batch is collected with the current
+(paper, Stage 2). `center_returns` (not in the paper) subtracts the batch
+mean return. The batch is collected with the current
 policy, used for `updates_per_batch` minibatch steps, and cleared (no replay).
 """
 from __future__ import annotations
@@ -15,29 +14,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sefm_core.stage2_config import TRAIN_SCOPES, ReinforceConfig  # noqa: F401 (the update's settings)
-
-
-def trainable_parameters(heads: torch.nn.Module, scope: str) -> list[torch.nn.Parameter]:
-    """What Stage 2 trains. "heads": every trainable parameter (the paper fine-tunes the whole model).
-    "trunk": the MLP trunk and the action head; the perception Stage 1 grounded (FiLM maps, keypoints,
-    pointer heads) stays frozen. "action": the action head alone."""
-    if scope == "heads":
-        return list(heads.parameters())
-    if scope == "trunk":
-        return list(heads.trunk.parameters()) + list(heads.action_head.parameters())
-    if scope == "action":
-        return list(heads.action_head.parameters())
-    raise ValueError(f"unknown train_scope {scope!r}: expected one of {', '.join(TRAIN_SCOPES)}")
+from sefm_core.stage2_config import ReinforceConfig
 
 
 def make_optimizer(heads: torch.nn.Module, cfg: ReinforceConfig) -> torch.optim.Optimizer:
-    params = trainable_parameters(heads, cfg.train_scope)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}: expected adamw or sgd")
+    """AdamW over every trainable parameter of the heads (the paper fine-tunes the whole model)."""
+    return torch.optim.AdamW(heads.parameters(), lr=cfg.lr)
 
 
 def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
@@ -78,9 +60,7 @@ def reinforce_update(model, optimizer, fmap: torch.Tensor, text: torch.Tensor, p
     the update moved the policy; PPO-style methods keep it near 0.01-0.02 nats)."""
     if cfg.kl_weight > 0 and reference_logits is None:
         raise ValueError("kl_weight > 0 needs the Stage-1 policy's action logits (reference_logits)")
-    if cfg.normalize_returns and len(returns) > 1:
-        returns = (returns - returns.mean()) / (returns.std() + 1e-8)
-    elif cfg.center_returns:
+    if cfg.center_returns:
         returns = returns - returns.mean()
     n = len(tokens)
     order, cursor, losses = torch.randperm(n, generator=generator), 0, []
@@ -96,7 +76,7 @@ def reinforce_update(model, optimizer, fmap: torch.Tensor, text: torch.Tensor, p
         loss = reinforce_loss(action_logits, tokens[idx], returns[idx], cfg.loss_weight)
         if cfg.kl_weight > 0:
             loss = loss + cfg.kl_weight * kl_to_reference(action_logits, reference_logits[idx])
-        model.heads.zero_grad(set_to_none=True)  # also the frozen parts' grads (train_scope)
+        model.heads.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], 1.0)
         optimizer.step()

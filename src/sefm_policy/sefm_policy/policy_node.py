@@ -34,19 +34,9 @@ from sensor_msgs.msg import JointState
 
 from sefm_core import checkpoint
 from sefm_interfaces.msg import PolicyAction, PolicyVersion
+from sefm_policy.params import PolicyParams
 from sefm_ros.common import (LATCHED, SefmNode, StationObservations, hold_for_batch, reliable, spin_main,
                               station_list, time_of)
-
-PARAMETERS = {
-    "checkpoint": ("", "checkpoint directory of policy version 0 (later versions arrive on /policy/version)"),
-    "stations": ("station_0", "comma-separated station namespaces this node acts for"),
-    "greedy": (False, "true: argmax actions (evaluation); false: sample (practice)"),
-    "command_names": ("delta_x,delta_y", "names written into joint_command, in action order"),
-    "batch_wait": (0.005, "seconds to wait for more stations' observations before a forward pass"),
-    "seed": (0, "sampling seed"),
-    "episodes_per_version": (0, "rounds: episodes (all stations) started per policy version; 0: no limit"),
-    "round_timeout": (30.0, "rounds: with no action sent for this long, waiting stations go on with the current version"),
-}
 
 
 class StationView(StationObservations):
@@ -63,37 +53,33 @@ class StationView(StationObservations):
 
 
 class PolicyNode(SefmNode):
-    PARAMETERS = PARAMETERS
+    PARAMETERS = PolicyParams
+
     def __init__(self, namespace: str = "", context=None, **overrides):
         super().__init__("policy", namespace, context, **overrides)
         p = self.params
-        if not p["checkpoint"]:
-            raise ValueError("parameter checkpoint is required (a Stage-1 checkpoint directory)")
-        self.greedy, self.batch_wait = p["greedy"], p["batch_wait"]
-        self.quota, self.round_timeout = p["episodes_per_version"], p["round_timeout"]
-        if self.quota < 0 or self.round_timeout <= 0:
-            raise ValueError(f"episodes_per_version={self.quota} must be >= 0 and round_timeout="
-                             f"{self.round_timeout} > 0")
+        self.greedy, self.batch_wait = p.greedy, p.batch_wait
+        self.quota, self.round_timeout = p.episodes_per_version, p.round_timeout
         self.round: tuple[int, set] = (0, set())   # rounds: the newest version and the (station, episode)s on it
         self.last_action = time.monotonic()
-        self.command_names = [n for n in p["command_names"].split(",") if n]
-        model, meta = checkpoint.load(p["checkpoint"])
+        self.command_names = [n for n in p.command_names.split(",") if n]
+        model, meta = checkpoint.load(p.checkpoint)
         self.models = {0: (model.eval(), meta["weights_sha256"])}
         self.latest = 0
         self.pending: tuple[int, object] | None = None
         self.lock = threading.Lock()
         self.loaders: list[threading.Thread] = []   # background checkpoint loads, joined on shutdown
-        self.generator = torch.Generator().manual_seed(p["seed"])
+        self.generator = torch.Generator().manual_seed(p.seed)
         self.views: dict[str, StationView] = {}
         self.cmd_pubs, self.action_pubs = {}, {}
-        for name in station_list(p["stations"]):
+        for name in station_list(p.stations):
             view = self.views[name] = StationView(name)
             self.observe_station(view, on_observation=self.maybe_act)   # an episode starts at its first observation
-            self.cmd_pubs[name] = self.create_publisher(JointState, f"/{name}/joint_command", reliable(10))
-            self.action_pubs[name] = self.create_publisher(PolicyAction, f"/{name}/action", reliable(50))
-        self.create_subscription(PolicyVersion, "/policy/version", self.on_version, LATCHED)
+            self.cmd_pubs[name] = self.create_publisher(JointState, f"{name}/joint_command", reliable(10))
+            self.action_pubs[name] = self.create_publisher(PolicyAction, f"{name}/action", reliable(50))
+        self.create_subscription(PolicyVersion, "policy/version", self.on_version, LATCHED)
         self.create_timer(0.005, self.maybe_act)   # acts on arrival; the timer ends a batch wait
-        self.get_logger().info(f"acting for {', '.join(self.views)} with {p['checkpoint']} (version 0)")
+        self.get_logger().info(f"acting for {', '.join(self.views)} with {p.checkpoint} (version 0)")
 
     # --- inputs -----------------------------------------------------------------------------
 

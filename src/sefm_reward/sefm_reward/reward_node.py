@@ -19,15 +19,9 @@ import torch
 from sefm_core import checkpoint
 from sefm_core.episode_rules import detector_fires, transition_reward
 from sefm_interfaces.msg import StepsToGo
+from sefm_reward.params import RewardParams
 from sefm_ros.common import (SefmNode, StationObservations, hold_for_batch, reliable, spin_main, station_list,
                               time_of)
-
-PARAMETERS = {
-    "checkpoint": ("", "the frozen Stage-1 checkpoint directory"),
-    "stations": ("station_0", "comma-separated station namespaces to score"),
-    "success_threshold": (1.0, "s: an observation with d(o, g) <= s counts as success"),
-    "batch_wait": (0.005, "seconds to wait for more stations' observations before a forward pass"),
-}
 
 
 class Scored(StationObservations):
@@ -38,25 +32,24 @@ class Scored(StationObservations):
 
 
 class RewardNode(SefmNode):
-    PARAMETERS = PARAMETERS
+    PARAMETERS = RewardParams
+
     def __init__(self, namespace: str = "", context=None, **overrides):
         super().__init__("reward", namespace, context, **overrides)
         p = self.params
-        if not p["checkpoint"]:
-            raise ValueError("parameter checkpoint is required (the frozen Stage-1 checkpoint)")
-        self.model, meta = checkpoint.load(p["checkpoint"])
+        self.model, meta = checkpoint.load(p.checkpoint)
         self.model.eval().requires_grad_(False)
         self.sha256 = meta["weights_sha256"]
-        self.threshold = float(p["success_threshold"])
+        self.threshold = float(p.success_threshold)
         self.stations: dict[str, Scored] = {}
         self.pubs = {}
-        for name in station_list(p["stations"]):
+        for name in station_list(p.stations):
             view = self.stations[name] = Scored(name)
             self.observe_station(view, on_observation=self.score)
-            self.pubs[name] = self.create_publisher(StepsToGo, f"/{name}/steps_to_go", reliable(50))
-        self.batch_wait = float(p["batch_wait"])
+            self.pubs[name] = self.create_publisher(StepsToGo, f"{name}/steps_to_go", reliable(50))
+        self.batch_wait = float(p.batch_wait)
         self.create_timer(0.005, self.score)   # scores on arrival; the timer ends a batch wait
-        self.get_logger().info(f"scoring {', '.join(self.stations)} with frozen {p['checkpoint']} "
+        self.get_logger().info(f"scoring {', '.join(self.stations)} with frozen {p.checkpoint} "
                                f"(sha256 {self.sha256[:12]}), success at d <= {self.threshold}")
 
     def score(self) -> None:

@@ -9,7 +9,6 @@ import rclpy
 import rclpy.executors
 from rclpy._rclpy_pybind11 import RCLError
 from builtin_interfaces.msg import Time
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -146,20 +145,26 @@ def _trim(d: dict, keep: int) -> None:
 
 
 class SefmNode(Node):
-    """A node whose parameters are declared, with descriptions, from a {name: (default, description)} table.
+    """A node whose parameters are the fields of the dataclass `PARAMETERS` (sefm_ros.parameters: typed
+    descriptors, every override checked; `self.params` is the dataclass).
 
     `namespace`, `context` and parameter overrides let the graph runner put many
-    nodes into one process; `ros2 run` and launch files use the usual --ros-args.
+    nodes into one process; `ros2 run` and launch files use the usual --ros-args
+    (`-p name:=value`, `--params-file`).
     """
 
-    PARAMETERS: dict[str, tuple] = {}
+    PARAMETERS: type = None
 
     def __init__(self, name: str, namespace: str = "", context=None, **overrides):
+        from sefm_ros.parameters import declare
+
         super().__init__(name, namespace=namespace, context=context,
                          parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
-        for key, (default, description) in self.PARAMETERS.items():
-            self.declare_parameter(key, default, ParameterDescriptor(description=description))
-        self.params = {key: self.get_parameter(key).value for key in self.PARAMETERS}
+        try:
+            self.params = declare(self, self.PARAMETERS)
+        except ValueError:
+            Node.destroy_node(self)   # the context must not clean up a node that never finished its __init__
+            raise
 
     def observe_station(self, view: StationObservations, on_observation=None) -> None:
         """Feed a station's camera frames, joint states, episode steps and tasks into `view`.
@@ -185,10 +190,10 @@ class SefmNode(Node):
             if msg.episode_id not in view.tasks:   # (the same task again: history replayed to a late joiner)
                 view.add_task(msg)
 
-        self.create_subscription(Image, f"/{view.name}/camera/image_raw", feed(view.add_image), reliable(5))
-        self.create_subscription(JointState, f"/{view.name}/joint_states", feed(view.add_state), reliable(10))
-        self.create_subscription(EpisodeStep, f"/{view.name}/episode_step", feed(view.add_step), reliable(10))
-        self.create_subscription(Task, f"/{view.name}/task", feed(add_task), EPISODES)
+        self.create_subscription(Image, f"{view.name}/camera/image_raw", feed(view.add_image), reliable(5))
+        self.create_subscription(JointState, f"{view.name}/joint_states", feed(view.add_state), reliable(10))
+        self.create_subscription(EpisodeStep, f"{view.name}/episode_step", feed(view.add_step), reliable(10))
+        self.create_subscription(Task, f"{view.name}/task", feed(add_task), EPISODES)
 
 
 def station_list(text: str) -> list[str]:
@@ -198,8 +203,15 @@ def station_list(text: str) -> list[str]:
 
 def spin_main(node_class, argv=None) -> int:
     """The console-script body of every node: init, spin until Ctrl-C or shutdown, clean up."""
+    from sefm_ros.parameters import ParameterError
+
     rclpy.init(args=argv if argv is not None else sys.argv)
-    node = node_class()
+    try:
+        node = node_class()
+    except ParameterError as exc:   # a bad parameter: one line and exit 2, before the node does anything
+        print(exc, file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):

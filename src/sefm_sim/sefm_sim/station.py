@@ -10,8 +10,11 @@ state published as `sensor_msgs/JointState`:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
+
+from sefm_core.config import setting
 
 LT_STATE_NAMES = ("effector_x", "effector_y", "target_x", "target_y")
 LT_COMMAND_NAMES = ("delta_x", "delta_y")
@@ -19,27 +22,37 @@ ALOHA_NAMES = tuple(f"{arm}_{j}" for arm in ("left", "right")
                     for j in ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate", "gripper"))
 
 
+Env = Literal["language_table", "aloha"]
+BlockMode = Literal["BLOCK_4", "BLOCK_8", "N_CHOOSE_K", "BANANA"]
+AlohaTask = Literal["transfer_cube", "insertion"]
+
+
 @dataclass(frozen=True)
 class StationConfig:
-    env: str = "language_table"          # language_table | aloha
-    block_mode: str = "BLOCK_4"          # LanguageTable / BananaTable ("BANANA")
-    families: tuple[str, ...] = ()       # LanguageTable instruction families (empty: all)
-    task: str = "transfer_cube"          # ALOHA task
-    image_width: int = 128
-    image_height: int = 72
-    max_steps: int = 200
-    seed: int = 0                        # first reset seed; episode k uses seed + k
+    """What a simulated station is: the one definition the bridge node's parameters and `sefm improve`'s
+    config extend."""
+    env: Env = setting("language_table", "simulated robot")
+    block_mode: BlockMode = setting("BLOCK_4", "LanguageTable blocks (BANANA: BananaTable)")
+    families: str = setting("", "comma-separated LanguageTable instruction families (empty: all)")
+    task: AlohaTask = setting("transfer_cube", "ALOHA task")
+    image_width: int = setting(128, "camera image width (px)", low=1)
+    image_height: int = setting(72, "camera image height (px)", low=1)
+    max_steps: int = setting(200, "step cap of an episode", low=1)
+
+    def family_list(self) -> tuple[str, ...]:
+        return tuple(f.strip() for f in self.families.split(",") if f.strip())
 
 
 class Station:
-    def __init__(self, config: StationConfig):
-        self.config = config
+    def __init__(self, config: StationConfig, seed: int = 0):
+        """`seed`: the first episode's reset seed; episode k uses seed + k."""
+        self.config, self.first_seed = config, seed
         if config.env == "language_table":
             from sefm_sim.envs.language_table import LanguageTableEnv
 
             self.env = LanguageTableEnv(block_mode=config.block_mode, image_size=(config.image_width,
                                         config.image_height), max_steps=config.max_steps,
-                                        **({"families": config.families} if config.families else {}))
+                                        **({"families": config.family_list()} if config.families else {}))
             self.state_names, self.command_names = LT_STATE_NAMES, LT_COMMAND_NAMES
         elif config.env == "aloha":
             from sefm_sim.envs.aloha import AlohaEnv
@@ -61,7 +74,7 @@ class Station:
 
     def reset(self, seed: int | None = None) -> dict:
         self.episode += 1
-        self.seed = self.config.seed + self.episode if seed is None or seed < 0 else seed
+        self.seed = self.first_seed + self.episode if seed is None or seed < 0 else seed
         self.obs, self.info = self.env.reset(seed=self.seed)
         self.camera = self.env.image_geometry() if self.has_ground_truth else None   # a fixed camera
         return self.obs

@@ -31,49 +31,22 @@ from sensor_msgs.msg import Image, JointState
 from sefm_core import episode_rules as rules
 from sefm_interfaces.msg import EpisodeEvent, EpisodeStep, EStop, SimGroundTruth, StationStatus, StepsToGo, Task
 from sefm_interfaces.srv import AbortEpisode, PauseStation, ResetStation, ResumeStation
+from sefm_sim_bridge.params import BridgeParams
 from sefm_ros.common import EPISODE_EVENTS, EPISODES, LATCHED, SefmNode, ns_of, reliable, spin_main, time_of
 from sefm_sim.envs.validation import InvalidActionError
-from sefm_sim.station import Station, StationConfig
-
-PARAMETERS = {  # name: (default, description)
-    "env": ("language_table", "simulated robot: language_table or aloha"),
-    "block_mode": ("BLOCK_4", "LanguageTable block mode (BLOCK_4, BLOCK_8, N_CHOOSE_K, BANANA)"),
-    "families": ("", "comma-separated LanguageTable instruction families (empty: all)"),
-    "task": ("transfer_cube", "ALOHA task: transfer_cube or insertion"),
-    "image_width": (128, "camera image width (px)"),
-    "image_height": (72, "camera image height (px)"),
-    "max_steps": (200, "step cap per episode"),
-    "seed": (0, "reset seed of the first episode; episode k uses seed + k"),
-    "mode": ("lockstep", "lockstep: step when the command arrives; realtime: fixed rate, zero-order hold"),
-    "rate_hz": (0.0, "realtime mode: control rate; 0 = the env's own (LanguageTable 10 Hz, ALOHA 50 Hz)"),
-    "watchdog_timeout": (0.5, "realtime mode: hold position when no command arrived for this long (s)"),
-    "station": ("", "station name in messages (default: the node's namespace)"),
-    "wait_for_score": (False, "lockstep: step only once the reward node has scored the current observation too, so "
-                              "no score is late and a detected success is never stepped past (Stage 2 sets it)"),
-    "settle_steps": (0, "after the simulator's success, keep the episode for this many more commands while the "
-                        "goal holds and publish the final observation (recorded demos: resting states at the goal)"),
-    "min_subscribers": (0, "hold the first episode until camera/image_raw has this many subscribers "
-                           "(the policy, reward and trainer), so no node misses its start"),
-    "min_ground_truth_subscribers": (0, "also hold it until sim/ground_truth has this many (a recorder: recorded "
-                                        "demos then carry their training labels from the first frame)"),
-}
+from sefm_sim.station import Station
 
 
 class BridgeNode(SefmNode):
-    PARAMETERS = PARAMETERS
+    PARAMETERS = BridgeParams
+
     def __init__(self, namespace: str = "", context=None, **overrides):
         super().__init__("sim_bridge", namespace, context, **overrides)
         p = self.params
-        if p["mode"] not in ("lockstep", "realtime"):
-            raise ValueError(f"parameter mode={p['mode']!r}; valid: lockstep, realtime")
-        self.mode = p["mode"]
-        self.station_name = p["station"] or self.get_namespace().strip("/") or "station"
-        families = tuple(f for f in p["families"].split(",") if f)
-        self.station = Station(StationConfig(env=p["env"], block_mode=p["block_mode"], families=families,
-                                             task=p["task"], image_width=p["image_width"],
-                                             image_height=p["image_height"], max_steps=p["max_steps"],
-                                             seed=p["seed"]))
-        self.watchdog_timeout = p["watchdog_timeout"]
+        self.mode = p.mode
+        self.station_name = p.station or self.get_namespace().strip("/") or "station"
+        self.station = Station(p.station_config(), seed=p.seed)
+        self.watchdog_timeout = p.watchdog_timeout
 
         self.image_pub = self.create_publisher(Image, "camera/image_raw", reliable(2))
         self.state_pub = self.create_publisher(JointState, "joint_states", reliable(10))
@@ -104,10 +77,10 @@ class BridgeNode(SefmNode):
         self.scored_stamp_ns = -1
         self.message = ""
         self.started = False
-        self.min_subscribers = p["min_subscribers"]
+        self.min_subscribers = p.min_subscribers
         self.create_timer(0.1, self.start_when_ready)
         if self.mode == "realtime":
-            rate = p["rate_hz"] or self.station.env.metadata["render_fps"]
+            rate = p.rate_hz or self.station.env.metadata["render_fps"]
             self.create_timer(1.0 / rate, self.realtime_tick)
         else:
             self.create_timer(1.0, self.republish_if_waiting)
@@ -119,7 +92,7 @@ class BridgeNode(SefmNode):
         if self.started or self.count_subscribers("camera/image_raw") < self.min_subscribers:
             return
         if self.truth_pub is not None and \
-                self.count_subscribers("sim/ground_truth") < self.params["min_ground_truth_subscribers"]:
+                self.count_subscribers("sim/ground_truth") < self.params.min_ground_truth_subscribers:
             return
         self.started = True
         self.start_episode()
@@ -204,7 +177,7 @@ class BridgeNode(SefmNode):
         if ns_of(msg.header.stamp) != self.obs_stamp_ns:
             return  # answers an older observation: lockstep waits for the current one
         command = np.asarray(msg.position, dtype=np.float64)
-        if self.params["wait_for_score"] and self.scored_stamp_ns != self.obs_stamp_ns:
+        if self.params.wait_for_score and self.scored_stamp_ns != self.obs_stamp_ns:
             self.pending_command = command   # applied when the observation's score arrives
             return
         self.apply(command)
@@ -239,9 +212,9 @@ class BridgeNode(SefmNode):
             self.publish_observation(self.next_stamp())
             if self.settle_left == 0:
                 self.end_episode(EpisodeEvent.OUTCOME_ENV_SUCCESS, "the simulator's success predicate held")
-        elif terminated and self.params["settle_steps"] > 0:
+        elif terminated and self.params.settle_steps > 0:
             self.env_successes += 1
-            self.settle_left = self.params["settle_steps"]
+            self.settle_left = self.params.settle_steps
             self.publish_observation(self.next_stamp())
         else:
             # the observation the action led to goes out even when it ends the episode: it is scored, and

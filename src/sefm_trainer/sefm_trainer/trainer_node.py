@@ -34,42 +34,33 @@ from sensor_msgs.msg import Image, JointState
 from sefm_core import checkpoint
 from sefm_core import episode_rules as rules
 from sefm_core.data import Episode, EpisodeDataset
-from sefm_core import stage2_config
 from sefm_core.reinforce import discounted_returns, make_optimizer, reinforce_update
 from sefm_interfaces.msg import EpisodeEvent, EpisodeStep, PolicyAction, PolicyVersion, StepsToGo, Task
+from sefm_trainer.params import TrainerParams
 from sefm_ros.common import (EPISODE_EVENTS, EPISODES, LATCHED, SefmNode, image_to_array, reliable, spin_main,
                              stamp_key, station_list)
 from sefm_trainer.episodes import STALE, AssembledEpisode, EpisodeBuffer, assemble, latest_per_step, observed_steps
 
 MAX_WAIT_SECONDS = 10.0  # how long an ended episode may wait for its last actions and scores
 
-PARAMETERS = {
-    "checkpoint": ("", "Stage-1 checkpoint: policy version 0"),
-    "stations": ("station_0", "comma-separated station namespaces"),
-    "run_dir": ("runs/improve", "checkpoints, episodes and metrics of this run"),
-    **stage2_config.node_parameters(),   # the update's settings: one definition (sefm_core.stage2_config)
-    "rounds": (False, "the policy node runs rounds: every episode run on the current version fills its place in "
-                      "the batch, usable or not (as the policy node counts them)"),
-    "max_versions": (0, "stop updating after this many new versions (0: no limit)"),
-}
-
 
 class TrainerNode(SefmNode):
-    PARAMETERS = PARAMETERS
+    PARAMETERS = TrainerParams
+
     def __init__(self, namespace: str = "", context=None, **overrides):
         super().__init__("trainer", namespace, context, **overrides)
         p = self.params
-        self.cfg = stage2_config.from_parameters(p)
-        self.max_versions, self.rounds = p["max_versions"], p["rounds"]
-        self.run = pathlib.Path(p["run_dir"])
+        self.cfg = p.reinforce()
+        self.max_versions, self.rounds = p.max_versions, p.rounds
+        self.run = pathlib.Path(p.run_dir)
         (self.run / "checkpoints").mkdir(parents=True, exist_ok=True)
-        self.version, path = self._resume_point(p["checkpoint"])
+        self.version, path = self._resume_point(p.checkpoint)
         self.model, meta = checkpoint.load(path)
         self.model.eval()  # log p of the acting policy: no dropout (reinforce_update keeps the heads in eval too)
         self.sha256, self.uri = meta["weights_sha256"], f"file://{path.resolve()}"
         self.optimizer = make_optimizer(self.model.heads, self.cfg)
         # kl_weight > 0 anchors the policy to the Stage-1 policy: its frozen copy gives the reference logits
-        self.reference = checkpoint.load(p["checkpoint"])[0].eval() if self.cfg.kl_weight > 0 else None
+        self.reference = checkpoint.load(p.checkpoint)[0].eval() if self.cfg.kl_weight > 0 else None
         if self.version > 0:
             checkpoint.load_optimizer(self.optimizer, path)
         self.dataset = EpisodeDataset(self.run / "episodes", create=True)
@@ -82,9 +73,9 @@ class TrainerNode(SefmNode):
         self.images: dict[str, dict] = {}
         self.states: dict[str, dict] = {}
         self.episodes: dict[tuple[str, int], EpisodeBuffer] = {}
-        self.version_pub = self.create_publisher(PolicyVersion, "/policy/version", LATCHED)
-        for name in station_list(p["stations"]):
-            sub = lambda t, topic, cb, q: self.create_subscription(t, f"/{name}/{topic}", cb, q)  # noqa: E731
+        self.version_pub = self.create_publisher(PolicyVersion, "policy/version", LATCHED)
+        for name in station_list(p.stations):
+            sub = lambda t, topic, cb, q: self.create_subscription(t, f"{name}/{topic}", cb, q)  # noqa: E731
             sub(Image, "camera/image_raw", lambda m, n=name: self.on_image(n, m), reliable(10))
             self.images[name], self.states[name] = {}, {}
             sub(JointState, "joint_states", lambda m, n=name: self.states[n].__setitem__(

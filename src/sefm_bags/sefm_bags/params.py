@@ -1,0 +1,23 @@
+"""The recorder node's parameters (ROS-free: `sefm demos` and the launch files build the same dataclass)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from sefm_core.config import setting
+
+DRIVER_TOPICS = "camera/image_raw,joint_states,joint_command,task,episode_event,sim/ground_truth"
+
+
+@dataclass(frozen=True)
+class RecorderParams:
+    output: str = setting("", "bag folder to create (default: bags/session_<date>_<time>); never overwritten")
+    storage: Literal["mcap", "sqlite3"] = setting("mcap", "rosbag2 storage")
+    stations: str = setting("station_0", "comma-separated station namespaces to record")
+    topics: str = setting(DRIVER_TOPICS, "comma-separated topics recorded under every station namespace")
+    extra_topics: str = setting("", "comma-separated absolute topics recorded as well (e.g. /estop)")
+    segment_seconds: float = setting(5.0, "close a bag segment at least this often (s): the most a killed "
+                                          "recorder loses", low=0.1)
+    acknowledge: bool = setting(True, "publish <station>/recorded (std_msgs/Header, the observation's stamp) "
+                                      "once a camera frame, its joint state and (simulated stations) its ground "
+                                      "truth are in the bag, so a teleoperator can wait for it")
