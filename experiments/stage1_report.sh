@@ -4,9 +4,12 @@
 #
 #   experiments/stage1_report.sh                      # pretrained towers, the default task (point2block)
 #   BACKBONE=scratch RUN=runs/stage1_scratch experiments/stage1_report.sh   # reuses the same demos
+#   STG_INPUT=trunk SEED=0 experiments/stage1_report.sh   # steps-to-go from the trunk, as docs/stage1.md's
+#                                                          # "Sub-cell pointer targets" table measured it
 #
 # Environment: PY (python), DATA, TEST, RUN, EPISODES (200), TEST_EPISODES (60), EVAL (100 rollouts),
-# FAMILIES, HOLD (resting frames after success), BACKBONE, CONFIG, SEED (training seed; default: the config's).
+# FAMILIES, HOLD (resting frames after success), BACKBONE, CONFIG, SEED (training seed) and STG_INPUT
+# (trunk | pointer: what the steps-to-go head reads); SEED and STG_INPUT default to the config's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python}
@@ -22,6 +25,7 @@ ORACLE_SPEED=${ORACLE_SPEED:-1.0}   # < 1: a slower demonstrator (sefm collect -
 BACKBONE=${BACKBONE:-pretrained}
 CONFIG=${CONFIG:-src/sefm_bringup/config/sft_language_table.yaml}
 SEED=${SEED:-}
+STG_INPUT=${STG_INPUT:-}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 SEFM="$PY -m sefm_cli.cli"
 
@@ -41,6 +45,7 @@ collect "$TEST" "$TEST_EPISODES" test_demos   # held-out demos: the seed plan's 
 t1=$(clock)
 # Stage 1 resumes an interrupted run from its latest checkpoint (a finished one is trained again).
 $SEFM sft "$DATA" --config "$CONFIG" --run-dir "$RUN" --backbone "$BACKBONE" ${SEED:+--seed "$SEED"} \
+    ${STG_INPUT:+--stg-input "$STG_INPUT"} \
     $([ -e "$RUN/checkpoints/latest" ] && [ ! -e "$RUN/checkpoints/final" ] && echo --resume)
 t2=$(clock)
 $SEFM eval "$RUN/checkpoints/final" --dataset "$DATA" --run-dir "$RUN" --test-dataset "$TEST" \

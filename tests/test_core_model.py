@@ -13,6 +13,7 @@ from sefm_core.sft import SFTConfig, losses, train
 from sefm_core.stats import wilson
 from sefm_core.steps_to_go import detect_success, expected_steps, hindsight_labels, reward
 from sefm_core.tokenizer import ActionTokenizer
+from sefm_sim.labels import LANGUAGE_TABLE
 
 
 # --- tokenizer ------------------------------------------------------------------------------
@@ -169,6 +170,16 @@ def test_checkpoint_save_load_gives_equal_outputs_and_checks_the_hash(tmp_path):
     assert meta["training"]["step"] == 7
     with pytest.raises(checkpoint.CheckpointError, match="does not match"):
         checkpoint.load(tmp_path / "ckpt", expected_sha256="0" * 64)
+    # A checkpoint's model config: a retired key (`extra`, always {}) is dropped, an unknown one refused.
+    config = tmp_path / "ckpt" / "config.json"
+    meta = json.loads(config.read_text())
+    assert "extra" not in meta["model"]
+    config.write_text(json.dumps({**meta, "model": {**meta["model"], "extra": {}}}))
+    assert checkpoint.load(tmp_path / "ckpt")[0].config == model.config
+    config.write_text(json.dumps({**meta, "model": {**meta["model"], "stg_sauce": "hot"}}))
+    with pytest.raises(checkpoint.CheckpointError, match=r"unknown key\(s\) \['stg_sauce'\]"):
+        checkpoint.load(tmp_path / "ckpt")
+    config.write_text(json.dumps(meta))
     weights = tmp_path / "ckpt" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-8] + b"tampered")
     with pytest.raises(checkpoint.CheckpointError, match="sha256"):
@@ -195,7 +206,7 @@ def test_stage1_trains_checkpoints_and_resumes_on_real_demos(tmp_path):
                     checkpoint_every=10, val_fraction=0.25, pointer_weight=1.0,
                     pointer_subcell=True)
     model_cfg = ModelConfig(backbone="pretrained", channels=16, hidden=32, pointer_heads=3, pointer_offsets=True)
-    final = train(cfg, model_cfg, log=lambda *a, **k: None)
+    final = train(cfg, model_cfg, log=lambda *a, **k: None, labels=LANGUAGE_TABLE)
     rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("step,split") and any(",val," in r for r in rows)
     header = rows[0].split(",")
@@ -208,7 +219,8 @@ def test_stage1_trains_checkpoints_and_resumes_on_real_demos(tmp_path):
     # Resume: a longer run continues from the latest checkpoint, not from scratch.
     longer = SFTConfig(**{**cfg.__dict__, "steps": 30})
     messages = []
-    train(longer, model_cfg, resume=True, log=lambda *a, **k: messages.append(" ".join(map(str, a))))
+    train(longer, model_cfg, resume=True, log=lambda *a, **k: messages.append(" ".join(map(str, a))),
+          labels=LANGUAGE_TABLE)
     assert any("resuming" in m and "step 20" in m for m in messages)
     assert json.loads((tmp_path / "run" / "checkpoints" / "final" / "config.json").read_text())["training"]["step"] == 30
 
@@ -295,13 +307,15 @@ def test_pointer_attends_where_the_instruction_matches_the_features():
 
 def test_pointer_labels_find_the_named_block_and_effector_in_the_image(tmp_path):
     from sefm_cli.collect import collect_language_table
-    from sefm_core.sft import POINTER_TARGETS, pointer_labels
+    from sefm_core.sft import POINTER_LABELS
+    from sefm_sim.labels import POINTER_TARGETS, pointer_labels
 
     data = collect_language_table(str(tmp_path / "demos"), episodes=1, families=["point2block"], mode="BLOCK_4",
                                   seed0=3, noise=0.0, image_size=(128, 72), log=lambda *a, **k: None)
     episode = data[0]
     labels = pointer_labels(episode)
     assert labels.shape == (episode.steps + 1, len(POINTER_TARGETS), 2) and np.abs(labels).max() <= 1
+    assert len(POINTER_TARGETS) == POINTER_LABELS   # the schema fills every pointer label sft trains on
     block, effector = labels[0, 0], labels[0, 2]
     col, row = int((block[0] + 1) / 2 * 128), int((block[1] + 1) / 2 * 72)
     colour = episode.metadata["goal"]["block"].split("_")[0]
@@ -406,3 +420,21 @@ def test_a_checkpoint_loads_only_the_backbone_files_it_hashed(tmp_path):
     weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
     with pytest.raises(CheckpointError, match="differs from the one it was saved with"):
         checkpoint.load(tmp_path / "ckpt")
+
+
+def test_the_shipped_sft_config_holds_the_recipe_make_demo_and_the_bench_train(tmp_path):
+    """Steps-to-go from the pointer geometry and the torch seed are in the YAML itself, not in flags a caller adds."""
+    import argparse
+    import pathlib
+
+    from sefm_cli.sft_cli import build_configs
+
+    data = EpisodeDataset(tmp_path / "d", create=True)
+    data.append(make_episode())
+    shipped = pathlib.Path(__file__).resolve().parents[1] / "src/sefm_bringup/config/sft_language_table.yaml"
+    args = argparse.Namespace(config=str(shipped), dataset=str(tmp_path / "d"), run_dir=None, steps=None,
+                              batch_size=None, lr=None, seed=None, backbone=None, stg_input=None)
+    sft, model = build_configs(args)
+    assert model.stg_input == "pointer" and model.pointer_heads == 3 and sft.seed == 2 and sft.pointer_subcell
+    sft, model = build_configs(argparse.Namespace(**{**vars(args), "seed": 0, "stg_input": "trunk"}))
+    assert sft.seed == 0 and model.stg_input == "trunk"   # the flags still override it (the bench's seed)

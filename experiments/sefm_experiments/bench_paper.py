@@ -40,8 +40,7 @@ class PaperConfig:
     budgets: tuple[float, ...] = (0.25, 0.5, 1.0)
     more_demos: tuple[int, ...] = (4, 8)       # exp 2: BC on these multiples of the smallest budget
     test_demos: int = 60                       # held-out demos: steps-to-go quality and the threshold s
-    sft_config: str = "src/sefm_bringup/config/sft_language_table.yaml"
-    sft_overrides: tuple[str, ...] = ()        # extra `sefm sft` options, e.g. ["--stg-input", "pointer"]
+    sft_config: str = "src/sefm_bringup/config/sft_language_table.yaml"   # the Stage-1 recipe; `seed` below wins
     # the detector d <= s of practice: unset, the s chosen by F1 on each arm's val demos; negative, off
     # (the simulator's success ends an episode, standing in for the operator)
     success_threshold: float | None = None
@@ -71,7 +70,7 @@ class Bench:
     def sft(self, name: str, data: pathlib.Path, backbone: str = "pretrained") -> pathlib.Path:
         run = self.out / name / "sft"
         run_stage(f"{name} sft", SEFM + ["sft", str(data), "--config", self.cfg.sft_config, "--run-dir", str(run),
-                                         "--backbone", backbone, "--seed", str(self.cfg.seed), *self.cfg.sft_overrides],
+                                         "--backbone", backbone, "--seed", str(self.cfg.seed)],
                   self.out, [run], run / "checkpoints" / "final" / "model.safetensors", self.log, resume=["--resume"])
         return run
 

@@ -13,9 +13,9 @@ import torch
 
 from sefm_cli.collect import language_table_proprio
 from sefm_core import checkpoint
-from sefm_core.sft import to_image
-from sefm_sim.envs.language_table import LanguageTableEnv
 from sefm_core import seeds
+from sefm_sim.envs.language_table import LanguageTableEnv
+from sefm_sim.labels import to_image
 
 
 def main() -> None:

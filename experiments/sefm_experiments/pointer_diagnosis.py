@@ -14,7 +14,8 @@ import torch
 from sefm_core import checkpoint
 from sefm_core.data import EpisodeDataset
 from sefm_core.model import expected_position
-from sefm_core.sft import POINTER_TARGETS, pointer_cross_entropy, pointer_labels, scene_block_labels
+from sefm_core.sft import pointer_cross_entropy
+from sefm_sim.labels import POINTER_TARGETS, pointer_labels, scene_block_labels
 
 
 def hit_share(logits: torch.Tensor, labels: np.ndarray) -> float:

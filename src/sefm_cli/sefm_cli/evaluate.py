@@ -79,9 +79,10 @@ def held_out_states(model, dataset: EpisodeDataset, episode_ids: list[int]):
     """Every observation of the episodes with its labels (`sft.Arrays`; tower outputs cached beside the
     data set), and the simulator's goal-holds flag of each."""
     from sefm_core.sft import flatten, tower_cache
+    from sefm_sim.labels import LANGUAGE_TABLE
 
     fmap, texts, vectors = tower_cache(model, dataset, log=lambda *a, **k: None)
-    data = flatten(model, dataset, episode_ids, fmap, texts, vectors)
+    data = flatten(model, dataset, episode_ids, fmap, texts, vectors, labels=LANGUAGE_TABLE)
     holds = np.concatenate([_goal_holds(dataset[i], model) for i in episode_ids]).astype(bool)
     return data, holds
 

@@ -37,8 +37,7 @@ class PipelineConfig:
     settle_steps: int = 10               # resting frames at the goal after success, as the Stage-1 recipe
     image_size: str = "128x72"
     seed: int | None = None              # first demo seed (default: the seed plan's train_demos start)
-    sft_config: str = "src/sefm_bringup/config/sft_language_table.yaml"
-    sft_overrides: tuple[str, ...] = ()  # extra `sefm sft` options, e.g. ["--steps", "20"]
+    sft_config: str = "src/sefm_bringup/config/sft_language_table.yaml"   # the whole Stage-1 recipe, seed included
     improve_config: str = "src/sefm_bringup/config/improve_language_table.yaml"
     improve_overrides: tuple[str, ...] = ()
     eval_episodes: int = 100
@@ -92,9 +91,8 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> pathlib.Path:
               run, [bag], bag / "metadata.yaml", log)
     run_stage("import", SEFM + ["bag", "import", str(bag), "--out", str(dataset)], run, [dataset],
               dataset / "episodes.jsonl", log)
-    run_stage("sft", SEFM + ["sft", str(dataset), "--config", cfg.sft_config, "--run-dir", str(sft_run),
-                             *cfg.sft_overrides], run, [sft_run], sft_run / "checkpoints" / "final" / "model.safetensors",
-              log, resume=["--resume"])
+    run_stage("sft", SEFM + ["sft", str(dataset), "--config", cfg.sft_config, "--run-dir", str(sft_run)],
+              run, [sft_run], sft_run / "checkpoints" / "final" / "model.safetensors", log, resume=["--resume"])
     bc_checkpoint = sft_run / "checkpoints" / "final"
     # BC, and the steps-to-go quality with the success threshold s the reward node will use
     bc = evaluate(run, cfg, bc_checkpoint, "v0", log, ("--dataset", str(dataset), "--run-dir", str(sft_run)))

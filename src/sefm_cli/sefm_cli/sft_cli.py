@@ -3,7 +3,9 @@
     sefm sft DATASET [--config sft.yaml] [--run-dir runs/sft] [--backbone pretrained|scratch] [--steps N] [--resume]
 
 A YAML config has two sections, `sft:` (SFTConfig) and `model:` (ModelConfig);
-command-line flags override it.
+command-line flags override it. The losses read LanguageTable's privileged labels
+(`sefm_sim.labels.LANGUAGE_TABLE`) where the data set recorded them (`sefm collect`,
+or a bag with the sim bridge's ground truth); without them they train on the demos alone.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from sefm_core.config import ConfigError, from_dict, load_yaml
 from sefm_core.data import DatasetError, EpisodeDataset
 from sefm_core.model import ModelConfig
 from sefm_core.sft import SFTConfig, train
+from sefm_sim.labels import LANGUAGE_TABLE
 
 
 def build_configs(args) -> tuple[SFTConfig, ModelConfig]:
@@ -53,7 +56,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         sft, model = build_configs(args)
-        train(sft, model, resume=args.resume)
+        train(sft, model, resume=args.resume, labels=LANGUAGE_TABLE)
     except (ConfigError, DatasetError, ValueError) as exc:
         print(f"sefm sft: {exc}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ again with every checkpoint; anything trainable or randomly initialised is saved
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -20,6 +21,9 @@ from safetensors.torch import load_file, save_file
 from sefm_core.model import EFM, ModelConfig, config_dict
 
 WEIGHTS, CONFIG, OPTIMIZER = "model.safetensors", "config.json", "optimizer.safetensors"
+# Keys older checkpoints record that ModelConfig no longer has; loading drops them. `extra`: a free-form dict
+# no code read (always {}).
+RETIRED_MODEL_KEYS = frozenset({"extra"})
 
 
 class CheckpointError(RuntimeError):
@@ -102,9 +106,7 @@ def load(directory: str | os.PathLike, expected_sha256: str | None = None) -> tu
     for want in (expected_sha256, meta.get("weights_sha256")):
         if want and want != digest:
             raise CheckpointError(f"{directory / WEIGHTS}: sha256 {digest[:12]} does not match {want[:12]}")
-    model_cfg = dict(meta["model"])
-    for key in ("action_low", "action_high"):
-        model_cfg[key] = tuple(model_cfg[key])
+    model_cfg = model_config_values(meta["model"], directory)
     if model_cfg.get("hf_path"):   # the backbone's files must be the ones the checkpoint was saved with
         recorded, found = meta.get("backbone_files", {}), backbone_files(model_cfg["hf_path"])
         if found != recorded:
@@ -120,6 +122,22 @@ def load(directory: str | os.PathLike, expected_sha256: str | None = None) -> tu
     if missing:
         raise CheckpointError(f"{directory}: missing tensors {missing[:5]}")
     return model, meta
+
+
+def model_config_values(recorded: dict, directory: str | os.PathLike) -> dict:
+    """The ModelConfig arguments a checkpoint's config JSON records: retired keys dropped, any other key
+    ModelConfig does not have is a CheckpointError (a newer or foreign checkpoint); a field the checkpoint
+    predates takes its default."""
+    values = {k: v for k, v in recorded.items() if k not in RETIRED_MODEL_KEYS}
+    known = {f.name for f in dataclasses.fields(ModelConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise CheckpointError(f"{directory}: model config has unknown key(s) {unknown}; this version's ModelConfig "
+                              f"has {', '.join(sorted(known))}")
+    for key in ("action_low", "action_high"):
+        if key in values:
+            values[key] = tuple(values[key])
+    return values
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:

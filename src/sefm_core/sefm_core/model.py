@@ -21,7 +21,7 @@ import abc
 import collections
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 import torch
@@ -57,9 +57,10 @@ class ModelConfig:
                                           # an MLP over absolute positions learns only for the scenes it saw
     stg_input: str = "trunk"              # what the steps-to-go head reads: trunk (everything the policy sees) |
                                           # pointer (only the distances between the pointer heads: it cannot
-                                          # memorise scenes, so d keeps rising with the distance on states
-                                          # no demo visited; docs/notebook/results_2026-11.md, round 5)
-    extra: dict = field(default_factory=dict)
+                                          # memorise scenes, so d keeps rising with the distance on states no
+                                          # demo visited, which a Stage-2 reward needs; the shipped recipe,
+                                          # config/sft_language_table.yaml). trunk is the default because it
+                                          # needs no pointer heads; pointer needs at least 2 (docs/stage1.md)
 
     def backbone_key(self) -> str:
         """Identifies the tower outputs, for caching them."""
@@ -397,7 +398,7 @@ class EFM(nn.Module):
     def train(self, mode: bool = True) -> "EFM":
         """Frozen towers always run in eval mode: in train mode EfficientNet's batch norm would use the batch's
         statistics and MiniLM its dropout, so a trainer would learn from other features than the policy acted on
-        (and cache noised instruction vectors). That once made Stage 2 through the graph collapse."""
+        (and cache noised instruction vectors): Stage 2 through the graph collapses on that mismatch."""
         super().train(mode)
         if not self.config.trainable_backbone:
             self.backbone.eval()

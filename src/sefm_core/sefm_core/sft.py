@@ -6,6 +6,12 @@ t' is the step at which the episode succeeded (hindsight label); episodes that
 never succeeded contribute behavioural cloning only. With frozen towers, their
 outputs are computed once per data set and cached next to it
 (`<dataset>/cache/<backbone>.safetensors`), so an epoch touches only the heads.
+
+The auxiliary, pointer and referring losses need labels that only privileged
+state gives (where the named object is, where the camera sees it). This module
+knows no simulator: a `Labels` object reads them from the episodes (LanguageTable:
+`sefm_sim.labels.LANGUAGE_TABLE`), and `NO_LABELS`, the default, gives none,
+as a real robot's bags do; the losses skip unknown labels.
 """
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ import math
 import pathlib
 import time
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -40,19 +47,18 @@ class SFTConfig:
     val_every: int = 250
     checkpoint_every: int = 1000
     seed: int = 0
-    label_smoothing: float = 0.0
     stg_sigma: float = 0.0        # >0: Gaussian-smoothed steps-to-go target (std in steps): near misses cost less
-    aux_weight: float = 0.0       # weight of the auxiliary position loss (model.aux_outputs must be 4)
+    aux_weight: float = 0.0       # weight of the auxiliary position loss (model.aux_outputs must be AUX_LABELS)
     paraphrase: bool = False      # train on a random stored wording of each goal (metadata "paraphrases")
     bc_rest_frames: int = -1      # clone the zero actions of only this many resting frames after success
                                   # (-1: all). A few teach stopping at the goal; many teach standing still.
                                   # Every resting state still trains steps-to-go.
     negative_weight: float = 0.0  # mismatched goals: each sample is also paired with another episode's goal
     negative_min_steps: int = 10  # ... and must then put its steps-to-go mass on k >= this (far from done).
-                                  # Demos never show the robot at the wrong block; without these the detector
-                                  # learns "at a block" instead of "at the named block".
-    pointer_weight: float = 0.0   # teach pointer head j to find POINTER_TARGETS[j] in the image (cross-entropy
-                                  # over feature-map cells; labels from privileged state and the stored camera)
+                                  # Demos never show the robot at the wrong object; without these the detector
+                                  # learns "at an object" instead of "at the named object".
+    pointer_weight: float = 0.0   # teach pointer head j to find pointer label j in the image (cross-entropy
+                                  # over feature-map cells; labels from `Labels.pointer`)
     pointer_subcell: bool = False  # pointer targets spread over the 4 cells around the label (bilinear), so the
                                   # attended position can fall between cell centres: one cell is about a step
                                   # of the robot, and whole cells cap steps-to-go's ranking (docs/stage1.md)
@@ -69,90 +75,71 @@ class Arrays:
     stg: torch.Tensor         # (N,) steps-to-go label; -1 where there is none (failed episodes)
     episode: torch.Tensor     # (N,) episode index
     text_vectors: torch.Tensor  # (len(texts), D)
-    aux: torch.Tensor | None = None  # (N, 4) named block xy and its target xy (normalised); nan where unknown
+    aux: torch.Tensor | None = None  # (N, AUX_LABELS) what the aux head regresses (`Labels.aux`); nan: unknown
     wordings: torch.Tensor | None = None  # (N, P) indices into `texts` of the goal's wordings (padded by repeats)
     goal: torch.Tensor | None = None      # (N,) goal id: equal ids, equal goals (for mismatched-goal negatives)
-    pointer: torch.Tensor | None = None   # (N, 3, 2) image positions of block, target, effector; nan where unknown
-    scene_blocks: torch.Tensor | None = None  # (N, B, 2) image position of every block in the scene; nan: none
-    scene_names: torch.Tensor | None = None   # (N, B) each of those blocks' index into `name_wordings`; -1: none
+    pointer: torch.Tensor | None = None   # (N, POINTER_LABELS, 2) where pointer head j should look; nan: unknown
+    scene_blocks: torch.Tensor | None = None  # (N, B, 2) image position of every object in the scene; nan: none
+    scene_names: torch.Tensor | None = None   # (N, B) each of those objects' index into `name_wordings`; -1: none
     name_wordings: torch.Tensor | None = None  # (names, W) wordings (indices into `texts`) of goals naming each
-                                               # block, padded by repeats; -1 rows: no goal names it
-    wording_points: torch.Tensor | None = None  # (names, W) True where that wording's goal is to reach the block
-                                                # itself (point2block), so the target is the block too
+                                               # object, padded by repeats; -1 rows: no goal names it
+    wording_points: torch.Tensor | None = None  # (names, W) True where that wording's goal is to reach the object
+                                                # itself, so pointer head 1 (the target) finds it too
 
 
-BOARD_CENTER, BOARD_SCALE = np.array([0.35, 0.0]), 0.3
+# --- labels from privileged state ------------------------------------------------------------------
+
+AUX_LABELS = 4        # the aux head's targets per observation (model.aux_outputs)
+POINTER_LABELS = 3    # pointer label j teaches pointer head j; heads beyond the labels are not supervised
 
 
-def goal_positions(episode) -> tuple[np.ndarray, np.ndarray] | None:
-    """Per observation, from privileged state: the world xy of the instructed block and of where it
-    should go ((T+1, 2) each; the target is nan where the family has no fixed target point), or None
-    where the data set lacks the state (e.g. recorded on ROS)."""
-    goal, names = episode.metadata.get("goal") or {}, episode.metadata.get("blocks")
-    xy = episode.extras.get("block_xy")
-    if xy is None or not names or goal.get("block") not in names:
-        return None
-    block = xy[:, names.index(goal["block"])].astype(np.float32)
-    target = np.full_like(block, np.nan)
-    if goal.get("family") == "block2block" and goal.get("reference") in names:
-        target = xy[:, names.index(goal["reference"])]
-    elif goal.get("family") == "point2block":
-        target = block
-    elif goal.get("fixed_target") is not None:
-        target = np.broadcast_to(np.asarray(goal["fixed_target"], np.float32), block.shape)
-    elif goal.get("family") == "block2block_relative" and goal.get("reference") in names:
-        target = xy[:, names.index(goal["reference"])] + np.asarray(goal["offset"], np.float32)
-    return block, np.asarray(target, np.float32)
+class Labels(Protocol):
+    """What privileged state says about an episode, for the losses that need more than the demo itself.
+    Every array is per observation (T+1 rows), nan where unknown; the losses skip unknown labels."""
+
+    def aux(self, episode) -> np.ndarray:
+        """(T+1, AUX_LABELS): the aux head's regression targets."""
+
+    def pointer(self, episode) -> np.ndarray:
+        """(T+1, POINTER_LABELS, 2): where pointer head j should look, in image coordinates in [-1, 1]."""
+
+    def scene_blocks(self, episode) -> tuple[np.ndarray, list[str]]:
+        """Where every nameable object of the scene appears in the image ((T+1, B, 2) in [-1, 1]) and the
+        objects' names; (T+1, 0, 2) and [] without them."""
+
+    def goal_key(self, entry: dict) -> str:
+        """What the goal of a data-set index entry is, independent of its wording: equal keys, equal goals."""
+
+    def goal_object(self, episode) -> tuple[str | None, bool]:
+        """The scene object the goal names (None: unknown), and whether the goal is to reach that object
+        itself (so the target is the object too)."""
 
 
-def aux_labels(episode) -> np.ndarray:
-    """Per observation: the instructed block's xy and where it should go, normalised to the board; nan
-    where unknown (see `goal_positions`)."""
-    out = np.full((episode.steps + 1, 4), np.nan, np.float32)
-    positions = goal_positions(episode)
-    if positions is not None:
-        out[:, :2] = (positions[0] - BOARD_CENTER) / BOARD_SCALE
-        out[:, 2:] = (positions[1] - BOARD_CENTER) / BOARD_SCALE
-    return out
+class NoLabels:
+    """No privileged state (a real robot's bags): every label unknown, and a goal is its instruction."""
 
+    def aux(self, episode) -> np.ndarray:
+        return np.full((episode.steps + 1, AUX_LABELS), np.nan, np.float32)
 
-POINTER_TARGETS = ("block", "target", "effector")  # what pointer head 0, 1, 2 is taught to find
+    def pointer(self, episode) -> np.ndarray:
+        return np.full((episode.steps + 1, POINTER_LABELS, 2), np.nan, np.float32)
 
-
-def pointer_labels(episode) -> np.ndarray:
-    """Per observation: where the instructed block, its target and the effector appear in the camera
-    image ((T+1, 3, 2), normalised to [-1, 1], x right, y down), from privileged state and the camera
-    projection the collector stored (metadata "camera"); nan where unknown."""
-    out = np.full((episode.steps + 1, len(POINTER_TARGETS), 2), np.nan, np.float32)
-    camera, positions = episode.metadata.get("camera"), goal_positions(episode)
-    if not camera or positions is None:
-        return out
-    heights = (camera["block_z"], camera["block_z"], camera["effector_z"])
-    for j, (xy, z) in enumerate(zip((*positions, episode.proprio[:, :2]), heights)):
-        out[:, j] = to_image(camera, xy, z)
-    return out
-
-
-def to_image(camera: dict, xy: np.ndarray, z: float) -> np.ndarray:
-    """World points (..., 2) at height z -> their position in the camera image (..., 2), normalised to [-1, 1]."""
-    world = np.concatenate([xy, np.full((*xy.shape[:-1], 1), z), np.ones((*xy.shape[:-1], 1))], axis=-1)
-    image = world @ np.asarray(camera["projection"], np.float64).T
-    return (image[..., :2] / image[..., 2:]).astype(np.float32)
-
-
-def scene_block_labels(episode) -> tuple[np.ndarray, list[str]]:
-    """Where every block of the scene appears in the camera image, per observation ((T+1, B, 2) in [-1, 1]),
-    and the blocks' names; empty where the data set lacks the state or the camera."""
-    camera, names, xy = episode.metadata.get("camera"), episode.metadata.get("blocks") or [], \
-        episode.extras.get("block_xy")
-    if not camera or xy is None or not names:
+    def scene_blocks(self, episode) -> tuple[np.ndarray, list[str]]:
         return np.zeros((episode.steps + 1, 0, 2), np.float32), []
-    return to_image(camera, xy, camera["block_z"]), list(names)
+
+    def goal_key(self, entry: dict) -> str:
+        return entry["instruction"]
+
+    def goal_object(self, episode) -> tuple[str | None, bool]:
+        return None, False
+
+
+NO_LABELS: Labels = NoLabels()
 
 
 def referring_labels(scene_xy, scene_names, lengths, n_names, wordings_of):
-    """Pad the per-episode scene blocks to one width and tabulate each block name's wordings (and whether each
-    asks to reach the block itself); all None without scene blocks or wordings."""
+    """Pad the per-episode scene objects to one width and tabulate each object name's wordings (and whether each
+    asks to reach the object itself); all None without scene objects or wordings."""
     width = max((len(n) for n in scene_names), default=0)
     if width == 0 or not wordings_of:
         return None, None, None, None
@@ -169,13 +156,6 @@ def referring_labels(scene_xy, scene_names, lengths, n_names, wordings_of):
         table[name] = np.resize(list(words), most)
         points[name] = np.resize(list(words.values()), most)
     return torch.from_numpy(xy), torch.from_numpy(names), torch.from_numpy(table), torch.from_numpy(points)
-
-
-def goal_key(entry: dict) -> str:
-    """What the goal is, independent of its wording: the structured goal if recorded, else the instruction."""
-    goal = entry.get("metadata", {}).get("goal") or {}
-    fields = {k: goal.get(k) for k in ("family", "block", "reference", "location", "fixed_target", "offset")}
-    return json.dumps(fields, sort_keys=True) if goal.get("family") else entry["instruction"]
 
 
 def all_texts(dataset: EpisodeDataset) -> list[str]:
@@ -215,7 +195,8 @@ def tower_cache(model: EFM, dataset: EpisodeDataset, log=print, batch: int = 64)
 
 
 def flatten(model: EFM, dataset: EpisodeDataset, episode_ids: list[int], fmap_all, texts, text_vectors,
-            bc_rest_frames: int = -1) -> Arrays:
+            bc_rest_frames: int = -1, labels: Labels = NO_LABELS) -> Arrays:
+    """Every observation of the episodes with its labels; `labels` reads what privileged state the data set has."""
     tokenizer, k = model.tokenizer, model.config.max_steps_to_go
     text_of = {t: i for i, t in enumerate(texts)}
     offsets = np.cumsum([0] + [e["steps"] + 1 for e in dataset.index])
@@ -237,17 +218,17 @@ def flatten(model: EFM, dataset: EpisodeDataset, episode_ids: list[int], fmap_al
         stg.append(hindsight_labels(n, first if ep.success and first is not None else ep.success_index, k))
         episode_of.append(np.full(n, i))
         text_index.append(np.full(n, text_of[ep.instruction]))
-        aux.append(aux_labels(ep))
-        pointer.append(pointer_labels(ep))
-        positions, names = scene_block_labels(ep)
+        aux.append(labels.aux(ep))
+        pointer.append(labels.pointer(ep))
+        positions, names = labels.scene_blocks(ep)
         scene_xy.append(positions)
         scene_names.append(np.array([name_of.setdefault(b, len(name_of)) for b in names], np.int64))
         words = [text_of[t] for t in ep.metadata.get("paraphrases", [])] or [text_of[ep.instruction]]
-        if ep.metadata.get("goal", {}).get("block") in names:
-            points = ep.metadata["goal"].get("family") == "point2block"
-            wordings_of.setdefault(name_of[ep.metadata["goal"]["block"]], {}).update(dict.fromkeys(words, points))
+        named, reach = labels.goal_object(ep)
+        if named in names:
+            wordings_of.setdefault(name_of[named], {}).update(dict.fromkeys(words, reach))
         wordings.append(np.tile(np.resize(words, width), (n, 1)))
-        goal_ids.append(np.full(n, goal_of.setdefault(goal_key(dataset.index[i]), len(goal_of))))
+        goal_ids.append(np.full(n, goal_of.setdefault(labels.goal_key(dataset.index[i]), len(goal_of))))
     scene = referring_labels(scene_xy, scene_names, [len(r) for r in rows], len(name_of), wordings_of)
     rows = np.concatenate(rows)
     return Arrays(fmap_all[torch.from_numpy(rows)], torch.from_numpy(np.concatenate(text_index)), texts,
@@ -264,7 +245,7 @@ def smoothed_targets(labels: torch.Tensor, classes: int, sigma: float) -> torch.
     return w / w.sum(-1, keepdim=True)
 
 
-def losses(model: EFM, batch: Arrays, idx: torch.Tensor, stg_weight: float, smoothing: float = 0.0,
+def losses(model: EFM, batch: Arrays, idx: torch.Tensor, stg_weight: float,
            stg_sigma: float = 0.0, aux_weight: float = 0.0, generator: torch.Generator | None = None,
            negative_weight: float = 0.0, negative_min_steps: int = 10, negatives: torch.Generator | None = None,
            pointer_weight: float = 0.0, pointer_subcell: bool = False):
@@ -276,8 +257,8 @@ def losses(model: EFM, batch: Arrays, idx: torch.Tensor, stg_weight: float, smoo
     action_logits, stg_logits = model.heads.outputs(features)
     tokens, stg = batch.tokens[idx], batch.stg[idx]
     has_action = tokens[:, 0] >= 0
-    bc = F.cross_entropy(action_logits[has_action].flatten(0, 1), tokens[has_action].flatten(),
-                         label_smoothing=smoothing) if has_action.any() else action_logits.sum() * 0
+    bc = F.cross_entropy(action_logits[has_action].flatten(0, 1), tokens[has_action].flatten()) \
+        if has_action.any() else action_logits.sum() * 0
     has_stg = stg >= 0
     if not has_stg.any():
         stg_loss = stg_logits.sum() * 0
@@ -327,10 +308,10 @@ def losses(model: EFM, batch: Arrays, idx: torch.Tensor, stg_weight: float, smoo
 
 def referring_cross_entropy(model: EFM, batch: Arrays, idx: torch.Tensor, generator: torch.Generator | None,
                             subcell: bool = False):
-    """Pointer head 0 must find whichever block the words name, not only the one the demo went to: each
-    observation is paired with a wording (from any goal) that names a random block of its scene, and head 0's
-    attention is trained towards that block's cell (head 1's too when the words ask to reach the block itself).
-    Demos alone let it learn "the block the robot heads for"."""
+    """Pointer head 0 must find whichever object the words name, not only the one the demo went to: each
+    observation is paired with a wording (from any goal) that names a random object of its scene, and head 0's
+    attention is trained towards that object's cell (head 1's too when the words ask to reach the object
+    itself). Demos alone let it learn "the object the robot heads for"."""
     if batch.scene_names is None or batch.name_wordings is None:
         return None
     names = batch.scene_names[idx]
@@ -345,7 +326,7 @@ def referring_cross_entropy(model: EFM, batch: Arrays, idx: torch.Tensor, genera
     text = batch.name_wordings[name, pick]
     logits = model.heads.point(batch.fmap[sel].float(), batch.text_vectors[text])
     block = batch.scene_blocks[sel, column]
-    # Head 0 finds the named block; head 1 (the target) too when the words ask to reach the block itself.
+    # Head 0 finds the named object; head 1 (the target) too when the words ask to reach the object itself.
     target = torch.where(batch.wording_points[name, pick][:, None], block, torch.full_like(block, float("nan")))
     loss, hit = pointer_cross_entropy(logits[:, :2], torch.stack([block, target], dim=1), subcell)
     return None if loss is None else (loss, hit)
@@ -400,8 +381,10 @@ def split_episodes(n: int, val_fraction: float, seed: int) -> tuple[list[int], l
     return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
 
 
-def train(cfg: SFTConfig, model_cfg: ModelConfig, resume: bool = False, log=print) -> pathlib.Path:
-    """Run Stage 1; returns the final checkpoint directory."""
+def train(cfg: SFTConfig, model_cfg: ModelConfig, resume: bool = False, log=print,
+          labels: Labels = NO_LABELS) -> pathlib.Path:
+    """Run Stage 1; returns the final checkpoint directory. `labels`: what privileged state the data set holds
+    (the aux, pointer and referring losses train only on known labels)."""
     torch.manual_seed(cfg.seed)
     run = pathlib.Path(cfg.run_dir)
     run.mkdir(parents=True, exist_ok=True)
@@ -421,8 +404,8 @@ def train(cfg: SFTConfig, model_cfg: ModelConfig, resume: bool = False, log=prin
                          "text towers (backbone pretrained, scratch or siglip, trainable_backbone false)")
     fmap, texts, text_vectors = tower_cache(model, dataset, log)
     train_ids, val_ids = split_episodes(len(dataset), cfg.val_fraction, cfg.seed)
-    train_set = flatten(model, dataset, train_ids, fmap, texts, text_vectors, cfg.bc_rest_frames)
-    val_set = flatten(model, dataset, val_ids, fmap, texts, text_vectors, cfg.bc_rest_frames)
+    train_set = flatten(model, dataset, train_ids, fmap, texts, text_vectors, cfg.bc_rest_frames, labels)
+    val_set = flatten(model, dataset, val_ids, fmap, texts, text_vectors, cfg.bc_rest_frames, labels)
     (run / "split.json").write_text(json.dumps({"train": train_ids, "val": val_ids}))
     (run / "config.json").write_text(json.dumps({"sft": asdict(cfg), "model": asdict(model.config)}, indent=2))
     log(f"{len(train_ids)} train / {len(val_ids)} val episodes, {len(train_set.tokens)} / {len(val_set.tokens)} "
@@ -452,7 +435,7 @@ def train(cfg: SFTConfig, model_cfg: ModelConfig, resume: bool = False, log=prin
         for group in optimizer.param_groups:
             group["lr"] = lr
         idx = torch.randint(0, n, (cfg.batch_size,), generator=generator)
-        loss, parts = losses(model, train_set, idx, cfg.stg_weight, cfg.label_smoothing, cfg.stg_sigma,
+        loss, parts = losses(model, train_set, idx, cfg.stg_weight, cfg.stg_sigma,
                              cfg.aux_weight, generator if cfg.paraphrase else None,
                              cfg.negative_weight, cfg.negative_min_steps, generator, cfg.pointer_weight,
                              cfg.pointer_subcell)
@@ -491,7 +474,7 @@ def evaluate_losses(model: EFM, data: Arrays, cfg: SFTConfig) -> dict[str, float
     pairing = torch.Generator().manual_seed(0)  # the same referring wordings at every validation
     for start in range(0, len(data.tokens), 512):
         idx = torch.arange(start, min(start + 512, len(data.tokens)))
-        loss, parts = losses(model, data, idx, cfg.stg_weight, 0.0, cfg.stg_sigma, cfg.aux_weight,
+        loss, parts = losses(model, data, idx, cfg.stg_weight, cfg.stg_sigma, cfg.aux_weight,
                              negatives=pairing, pointer_weight=cfg.pointer_weight,
                              pointer_subcell=cfg.pointer_subcell)
         for k, v in {"loss": loss.item(), **parts}.items():
