@@ -15,12 +15,13 @@ SEFM = os.path.join(os.path.dirname(sys.executable), "sefm")
 def test_bench_paper_miniature_writes_the_tables_and_resumes(tmp_path):
     sft = tmp_path / "sft.yaml"
     sft.write_text(yaml.safe_dump({"sft": {"steps": 5, "batch_size": 16, "val_every": 5, "val_fraction": 0.34},
-                                   "model": {"channels": 16, "hidden": 32, "pointer_heads": 3}}))
+                                   "model": {"channels": 16, "hidden": 32, "pointer_heads": 3,
+                                             "stg_input": "pointer"}}))
     config = {"out": str(tmp_path / "paper"), "image_size": "64x36", "base_demos": 3, "budgets": [1.0],
               "test_demos": 2, "sft_config": str(sft), "max_steps": 6, "eval_episodes": 2,
               "practice": {"versions": 1, "episodes-per-batch": 2, "updates-per-batch": 1, "gamma": 0.0,
                            "center-returns": True},
-              "sft_overrides": ["--stg-input", "pointer"], "success_threshold": -1}
+              "success_threshold": -1}
     path = tmp_path / "paper.yaml"
     path.write_text(yaml.safe_dump(config))
     cmd = [SEFM, "bench", "paper", "--config", str(path), "--experiments", "1,4"]

@@ -9,7 +9,7 @@ SEFM = os.path.join(os.path.dirname(sys.executable), "sefm")
 def test_improve_flags_come_from_the_config_fields_and_bad_values_are_one_line_errors(tmp_path):
     """Typed flags (sefm_core.config.add_flags): strict bools, choices from Literal types, finite numbers."""
     for args, says in ((["--rounds", "yes", "--lr", "nan"], "finite"), (["--rounds", "maybe"], "true or false"),
-                       (["--mode", "fast"], "invalid choice"), (["--stations", "0"], "at least 1"),
+                       (["--mode", "fast"], "invalid choice"), (["--stations", "0"], "out of range [1, inf]"),
                        (["--gamma", "2"], "gamma")):
         run = subprocess.run([SEFM, "improve", "--checkpoint", "x", "--run-dir", str(tmp_path / "run"), *args],
                              capture_output=True, text=True, timeout=60)

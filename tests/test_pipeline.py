@@ -52,9 +52,11 @@ def drop_last_version(improve):
 
 
 def test_pipeline_miniature_runs_every_stage_and_writes_the_report(tmp_path):
+    sft = tmp_path / "sft.yaml"
+    sft.write_text(yaml.safe_dump({"sft": {"steps": 5, "batch_size": 16}}))
     config = {
         "run_dir": str(tmp_path / "run"), "demos": 3, "demo_stations": 1, "families": "block2block",
-        "image_size": "64x36", "sft_overrides": ["--steps", "5", "--batch-size", "16"],
+        "image_size": "64x36", "sft_config": str(sft),
         "improve_overrides": ["--stations", "1", "--versions", "1", "--episodes-per-batch", "1",
                               "--updates-per-batch", "1", "--max-steps", "8", "--rounds", "true"],
         "eval_episodes": 2, "eval_every": 1, "eval_policy": "sampled", "eval_max_steps": 8, "success_threshold": -1,
@@ -95,11 +97,10 @@ def test_pipeline_miniature_runs_every_stage_and_writes_the_report(tmp_path):
         assert f"[{stage}] an interrupted run left" in resumed.stdout and word in resumed.stdout, resumed.stdout
         assert dataset_sizes(run_dir) == sizes, stage
     # a finished stage with a changed configuration is refused, naming the stage and what changed
-    config["sft_overrides"] = ["--steps", "6", "--batch-size", "16"]
-    path.write_text(yaml.safe_dump(config))
+    sft.write_text(yaml.safe_dump({"sft": {"steps": 6, "batch_size": 16}}))
     changed = subprocess.run([SEFM, "pipeline", "--config", str(path)], capture_output=True, text=True, timeout=120)
     assert changed.returncode == 1 and "stage sft finished earlier with another configuration" in changed.stderr
-    assert "'5' -> '6'" in changed.stderr
+    assert str(sft) in changed.stderr
     # a bad config is a clear error
     bad = tmp_path / "bad.yaml"
     bad.write_text("demos: many\n")
