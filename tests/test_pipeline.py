@@ -57,8 +57,8 @@ def test_pipeline_miniature_runs_every_stage_and_writes_the_report(tmp_path):
     config = {
         "run_dir": str(tmp_path / "run"), "demos": 3, "demo_stations": 1, "families": "block2block",
         "image_size": "64x36", "sft_config": str(sft),
-        "improve_overrides": ["--stations", "1", "--versions", "1", "--episodes-per-batch", "1",
-                              "--updates-per-batch", "1", "--max-steps", "8", "--rounds", "true"],
+        "improve": {"stations": 1, "versions": 1, "max_steps": 8, "rounds": True,
+                    "reinforce": {"episodes_per_batch": 1, "updates_per_batch": 1}},
         "eval_episodes": 2, "eval_every": 1, "eval_policy": "sampled", "eval_max_steps": 8, "success_threshold": -1,
     }
     path = tmp_path / "demo.yaml"
@@ -100,7 +100,7 @@ def test_pipeline_miniature_runs_every_stage_and_writes_the_report(tmp_path):
     sft.write_text(yaml.safe_dump({"sft": {"steps": 6, "batch_size": 16}}))
     changed = subprocess.run([SEFM, "pipeline", "--config", str(path)], capture_output=True, text=True, timeout=120)
     assert changed.returncode == 1 and "stage sft finished earlier with another configuration" in changed.stderr
-    assert str(sft) in changed.stderr
+    assert "configs/sft.yaml" in changed.stderr
     # a bad config is a clear error
     bad = tmp_path / "bad.yaml"
     bad.write_text("demos: many\n")
@@ -124,3 +124,14 @@ def test_pipeline_config_threshold_is_unset_a_number_or_a_clear_error(tmp_path):
         assert "success_threshold" in str(exc)
     else:
         raise AssertionError("a word for a threshold must be an error")
+    for text, word in (("improve: {stations: 0}\n", "stations"), ("improve: {reinforce: {lr: nan}}\n", "lr"),
+                       ("sft: {sft: {steps: many}}\n", "steps"), ("sft: {optim: {}}\n", "optim"),
+                       ("image_size: 0x3\n", "image_size"), ("eval_policy: best\n", "eval_policy")):
+        path.write_text(text)
+        try:
+            load_pipeline_config(str(path), str(tmp_path / "never"))
+        except ConfigError as exc:
+            assert word in str(exc), (text, exc)
+        else:
+            raise AssertionError(f"{text!r} must be a config error")
+    assert not (tmp_path / "never").exists()   # refused before any folder is made

@@ -21,33 +21,71 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 from sefm_cli.stages import SEFM, StageError, run_stage
 from sefm_core import seeds
-from sefm_core.config import ConfigError, from_dict, load_yaml
+from sefm_core.config import ConfigError, from_dict, load_yaml, setting
+from sefm_sim.station import BlockMode
 
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    run_dir: str = "runs/demo"
-    demos: int = 200                     # oracle demonstrations recorded through the graph
-    demo_stations: int = 2
-    families: str = "point2block"        # the Stage-1 default task (docs/stage1.md)
-    block_mode: str = "BLOCK_4"
-    settle_steps: int = 10               # resting frames at the goal after success, as the Stage-1 recipe
-    image_size: str = "128x72"
-    seed: int | None = None              # first demo seed (default: the seed plan's train_demos start)
-    sft_config: str = "src/sefm_bringup/config/sft_language_table.yaml"   # the whole Stage-1 recipe, seed included
-    improve_config: str = "src/sefm_bringup/config/improve_language_table.yaml"
-    improve_overrides: tuple[str, ...] = ()
-    eval_episodes: int = 100
-    eval_seed: int | None = None         # first evaluation seed (default: the seed plan's eval start)
-    eval_every: int = 5                  # also evaluate every this many policy versions (the practice curve)
-    eval_policy: str = "greedy"          # greedy | sampled (the policy REINFORCE trains; docs/results.md)
-    eval_max_steps: int = 200            # step cap of an evaluation episode (as Stage 2's practice cap)
-    # The reward node's success detector d <= s. Unset: the s that Stage 1's evaluation picks by F1 on
-    # held-out demo states. Negative: detector off; the station's own success (the operator) ends episodes.
-    success_threshold: float | None = None
+    run_dir: str = setting("runs/demo", "the run folder: bags, data set, checkpoints, evaluations, report")
+    demos: int = setting(200, "oracle demonstrations recorded through the graph", low=1)
+    demo_stations: int = setting(2, "stations recording demonstrations", low=1)
+    families: str = setting("point2block", "LanguageTable instruction families (docs/stage1.md)")
+    block_mode: BlockMode = setting("BLOCK_4", "LanguageTable blocks")
+    settle_steps: int = setting(10, "resting frames recorded at the goal after success", low=0)
+    image_size: str = setting("128x72", "camera image size WxH")
+    seed: int | None = setting(None, "first demo seed (default: the seed plan's train_demos start)")
+    sft_config: str = setting("src/sefm_bringup/config/sft_language_table.yaml", "the Stage-1 recipe (sft: and "
+                                                                                "model: sections)")
+    sft: dict = setting({}, "values put over the Stage-1 recipe's sections, e.g. {sft: {steps: 5}}")
+    improve_config: str = setting("src/sefm_bringup/config/improve_language_table.yaml", "the Stage-2 recipe "
+                                                                                        "(ImproveConfig)")
+    improve: dict = setting({}, "ImproveConfig values put over the Stage-2 recipe, e.g. {versions: 1}")
+    eval_episodes: int = setting(100, "held-out evaluation episodes per policy version", low=1)
+    eval_seed: int | None = setting(None, "first evaluation seed (default: the seed plan's eval start)")
+    eval_every: int = setting(5, "also evaluate every this many policy versions (the practice curve)", low=1)
+    eval_policy: Literal["greedy", "sampled"] = setting("greedy", "greedy, or sampled: the policy REINFORCE "
+                                                                  "trains (docs/results.md)")
+    eval_max_steps: int = setting(200, "step cap of an evaluation episode (as Stage 2's practice cap)", low=1)
+    success_threshold: float | None = setting(None, "the reward node's detector d <= s; unset: the s Stage 1's "
+                                                    "evaluation picks by F1 on held-out demo states; negative: "
+                                                    "detector off (the station's own success ends episodes)")
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+            else value
+    return out
+
+
+def stage_configs(cfg: PipelineConfig, run: pathlib.Path, checkpoint: str = "<Stage-1 checkpoint>",
+                  threshold: float = 1.0) -> tuple[dict, "ImproveConfig"]:
+    """The Stage-1 and Stage-2 configs this run uses: the recipes with the pipeline's values on top, checked
+    whole (a ConfigError before anything runs)."""
+    from sefm_bringup.graph import load_config
+
+    sft = deep_merge(load_yaml(cfg.sft_config), cfg.sft)
+    unknown = sorted(set(sft) - {"sft", "model"})
+    if unknown:
+        raise ConfigError(f"sft: unknown section(s) {unknown}; valid: sft, model")
+    from sefm_core.model import ModelConfig
+    from sefm_core.sft import SFTConfig
+
+    from_dict(SFTConfig, sft.get("sft", {}), "sft.sft")
+    from_dict(ModelConfig, sft.get("model", {}), "sft.model")
+    width, height = cfg.image_size.lower().split("x")
+    improve = deep_merge(load_yaml(cfg.improve_config), {
+        "checkpoint": checkpoint, "run_dir": str(run / "improve"), "families": cfg.families,
+        "block_mode": cfg.block_mode, "image_width": int(width), "image_height": int(height),
+        "success_threshold": threshold})
+    improve = deep_merge(improve, cfg.improve)
+    return sft, load_config(None, improve)
 
 
 PipelineError = StageError
@@ -91,24 +129,22 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> pathlib.Path:
               run, [bag], bag / "metadata.yaml", log)
     run_stage("import", SEFM + ["bag", "import", str(bag), "--out", str(dataset)], run, [dataset],
               dataset / "episodes.jsonl", log)
-    run_stage("sft", SEFM + ["sft", str(dataset), "--config", cfg.sft_config, "--run-dir", str(sft_run)],
+    sft_config, _ = stage_configs(cfg, run)
+    sft_path = run / "configs" / "sft.yaml"   # the recipe as this run trains it (its stage signature hashes it)
+    write_yaml(sft_path, sft_config)
+    run_stage("sft", SEFM + ["sft", str(dataset), "--config", str(sft_path), "--run-dir", str(sft_run)],
               run, [sft_run], sft_run / "checkpoints" / "final" / "model.safetensors", log, resume=["--resume"])
     bc_checkpoint = sft_run / "checkpoints" / "final"
     # BC, and the steps-to-go quality with the success threshold s the reward node will use
     bc = evaluate(run, cfg, bc_checkpoint, "v0", log, ("--dataset", str(dataset), "--run-dir", str(sft_run)))
     results = {0: bc["success"]["all"]}
-    threshold = f"{bc['steps_to_go']['threshold'] if cfg.success_threshold is None else cfg.success_threshold:.3f}"
-    improve_run = run / "improve"
-    width, height = cfg.image_size.lower().split("x")
-    versions = int(load_yaml(cfg.improve_config).get("versions", 10))
-    for i, opt in enumerate(cfg.improve_overrides[:-1]):
-        if opt == "--versions":
-            versions = int(cfg.improve_overrides[i + 1])
+    threshold = bc["steps_to_go"]["threshold"] if cfg.success_threshold is None else cfg.success_threshold
+    _, improve = stage_configs(cfg, run, str(bc_checkpoint), round(float(threshold), 3))
+    improve_path = run / "configs" / "improve.yaml"
+    write_yaml(improve_path, asdict(improve))
+    versions, improve_run = improve.versions, pathlib.Path(improve.run_dir)
     # an interrupted Stage 2 resumes: the trainer continues from its newest checkpoint
-    run_stage("improve", SEFM + ["improve", "--config", cfg.improve_config, "--checkpoint", str(bc_checkpoint),
-                                 "--run-dir", str(improve_run), "--families", cfg.families, "--block-mode",
-                                 cfg.block_mode, "--image-width", width, "--image-height", height,
-                                 "--success-threshold", threshold, *cfg.improve_overrides],
+    run_stage("improve", SEFM + ["improve", "--config", str(improve_path)],
               run, [improve_run], improve_run / "checkpoints" / f"v{versions}" / "model.safetensors", log, resume=[])
     for v in sorted({*range(cfg.eval_every, versions, cfg.eval_every), versions}):
         results[v] = evaluate(run, cfg, improve_run / "checkpoints" / f"v{v}", f"v{v}", log)["success"]["all"]
@@ -240,15 +276,25 @@ def load_pipeline_config(path: str | None, run_dir: str | None) -> PipelineConfi
     if run_dir:
         values["run_dir"] = run_dir
     cfg = from_dict(PipelineConfig, values, path or "pipeline")
-    if cfg.eval_policy not in ("greedy", "sampled"):
-        raise ConfigError(f"{path or 'pipeline'}: eval_policy must be greedy or sampled, got {cfg.eval_policy!r}")
-    if cfg.demos < 1 or cfg.demo_stations < 1 or cfg.eval_episodes < 1:
-        raise ConfigError(f"{path or 'pipeline'}: demos, demo_stations and eval_episodes must be at least 1")
+    try:
+        size = [int(v) for v in cfg.image_size.lower().split("x")]
+    except ValueError:
+        size = []
+    if len(size) != 2 or min(size) < 1:
+        raise ConfigError(f"{path or 'pipeline'}: image_size {cfg.image_size!r}: WxH, each at least 1")
     try:
         seed_use(cfg)
     except seeds.SeedPlanError as exc:
         raise ConfigError(f"{path or 'pipeline'}: {exc}") from None
+    stage_configs(cfg, pathlib.Path(cfg.run_dir))   # both recipes with this run's values: checked now
     return cfg
+
+
+def write_yaml(path: pathlib.Path, values: dict) -> None:
+    import yaml
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(values, sort_keys=False))
 
 
 def main(argv=None) -> int:

@@ -38,7 +38,10 @@ def from_dict(cls, values: dict, where: str = "config"):
 def setting(default, help: str, low: float | None = None, high: float | None = None):  # noqa: A002
     """A config field with its help text (shown by `--help` of every command that derives flags from it) and,
     for numbers, its inclusive range (checked by `from_dict`; a node declares it in its parameter descriptor)."""
-    return dataclasses.field(default=default, metadata={"help": help, "low": low, "high": high})
+    metadata = {"help": help, "low": low, "high": high}
+    if isinstance(default, (dict, list)):   # a mutable default: each config gets its own copy
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def check_range(f: dataclasses.Field, value, where: str) -> None:
