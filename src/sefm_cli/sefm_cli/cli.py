@@ -46,7 +46,24 @@ def main(argv=None) -> int:
         return 2
     apply_runtime_defaults()
     module = importlib.import_module(COMMANDS[command][0])
-    return int(module.main(rest) or 0)
+    try:
+        return int(module.main(rest) or 0)
+    except Exception as exc:
+        if isinstance(exc, input_errors()):   # bad input the command did not catch: one line, never a traceback
+            print(f"sefm {command}: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+# The errors that mean "bad input" (a checkpoint, a data set, a bag, a config, a seed), by module: a module
+# that raised one has been imported, so nothing is imported here for it.
+INPUT_ERRORS = {"sefm_core.config": "ConfigError", "sefm_core.seeds": "SeedPlanError",
+                "sefm_core.checkpoint": "CheckpointError", "sefm_core.data": "DatasetError",
+                "sefm_bags.importer": "BagImportError", "sefm_ros.parameters": "ParameterError"}
+
+
+def input_errors() -> tuple[type, ...]:
+    return tuple(getattr(sys.modules[m], name) for m, name in INPUT_ERRORS.items() if m in sys.modules)
 
 
 if __name__ == "__main__":
