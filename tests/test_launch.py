@@ -9,6 +9,7 @@ import dataclasses
 import importlib.util
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import types
@@ -23,8 +24,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 def share(tmp_path_factory):
     """share/sefm_bringup of the installed package (from its wheel)."""
     out = tmp_path_factory.mktemp("wheel")
+    source = shutil.copytree(ROOT / "src" / "sefm_bringup", out / "source")   # a build writes into its source
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
-                    str(ROOT / "src" / "sefm_bringup")], check=True, capture_output=True)
+                    str(source)], check=True, capture_output=True)
     wheel = next(out.glob("sefm_bringup-*.whl"))
     zipfile.ZipFile(wheel).extractall(out / "x")
     return next((out / "x").glob("sefm_bringup-*.data")) / "data" / "share" / "sefm_bringup"
