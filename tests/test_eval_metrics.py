@@ -50,24 +50,110 @@ def test_policy_evaluation_runs_batched_seeded_episodes():
     from sefm_core.model import EFM, ModelConfig
 
     model = EFM(ModelConfig(backbone="pretrained", channels=16, hidden=32))
-    rates = policy_success(model, episodes=3, families=["point2block"], parallel=2, image_size=(64, 36),
-                           max_steps=5, log=lambda *a: None)
-    assert rates["all"].trials == 3 and rates["point2block"].trials == 3
-    assert 0.0 <= rates["all"].value <= 1.0
+    rates = policy_success(model, episodes=3, families=["point2block", "block2block"], parallel=2,
+                           image_size=(64, 36), max_steps=5, log=lambda *a: None)
+    # families round-robin over the seeds: episodes 0 and 2 point2block, episode 1 block2block
+    assert (rates["point2block"].trials, rates["block2block"].trials, rates["all"].trials) == (2, 1, 3)
+    assert rates["all"].successes == rates["point2block"].successes + rates["block2block"].successes
 
 
-def test_swapped_goal_detections_pair_goal_states_with_other_goals(tmp_path):
+class ScriptedModel:
+    """Stands in for a checkpoint in `policy_success`: zero actions, or the scripted oracle acting for whichever
+    env holds each observation (found by its effector target)."""
+
+    def __init__(self, envs, oracle: bool):
+        from sefm_sim.envs.lt_oracle import OrientedPushOracle
+
+        self.envs, self.oracle = envs, OrientedPushOracle() if oracle else None
+
+    def eval(self):
+        return self
+
+    def act(self, images, texts, proprio, greedy=True):
+        if self.oracle is None:
+            return None, np.zeros((len(texts), 2)), None, None
+        envs = [next(e for e in self.envs if np.allclose(np.asarray(e.target, np.float32), row[2:4]))
+                for row in proprio.numpy()]
+        return None, np.stack([self.oracle.act(e.state(), e.goal) for e in envs]), None, None
+
+
+@pytest.mark.parametrize("oracle", [False, True])
+def test_policy_success_counts_the_simulators_success_and_a_capped_episode_as_a_failure(monkeypatch, oracle):
+    from sefm_cli.evaluate import policy_success
+    from sefm_sim.envs.language_table import LanguageTableEnv
+
+    made, init = [], LanguageTableEnv.__init__
+
+    def recording_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(LanguageTableEnv, "__init__", recording_init)
+    rates = policy_success(ScriptedModel(made, oracle), episodes=4, families=["point2block"], parallel=3,
+                           image_size=(64, 36), max_steps=40, log=lambda *a: None)
+    assert len(made) == 3 and rates["all"].trials == 4
+    # the oracle reaches every named block within the cap; a robot that never moves reaches none
+    assert rates["all"].successes == (4 if oracle else 0), rates
+
+
+def test_swapped_goal_detections_count_detections_under_another_goal_only():
+    """A grounded detector fires only under the state's own goal, an "at a goal" detector under any: paired
+    with other goals' instructions, the first never fires and the second always does."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from sefm_core.stg_eval import observation_steps_to_go, swapped_goal_detections
+
+    goals, per = 3, 4
+    goal = torch.arange(goals).repeat_interleave(per)
+    holds = np.tile([False, False, True, True], goals)     # the last two states of each demo are at its goal
+    data = SimpleNamespace(goal=goal, fmap=torch.eye(goals)[goal][:, :, None, None], text_vectors=torch.eye(goals),
+                           text_index=goal, proprio=torch.from_numpy(holds.astype(np.float32))[:, None])
+
+    class Detector:   # d = 0 (done) or 10 steps
+        def __init__(self, grounded: bool):
+            self.grounded = grounded
+
+        def eval(self):
+            return self
+
+        def heads(self, fmap, text, proprio):
+            own_goal = (fmap[:, :, 0, 0] * text).sum(-1) > 0
+            done = (proprio[:, 0] > 0) & (own_goal | (not self.grounded))
+            logits = torch.full((len(fmap), 11), -30.0)
+            logits[done, 0], logits[~done, 10] = 30.0, 30.0
+            return None, logits
+
+    for grounded in (True, False):
+        d = observation_steps_to_go(Detector(grounded), data)
+        np.testing.assert_array_equal(d <= 0.5, holds)   # under their own goals both detect exactly the goal states
+    share, pairs = swapped_goal_detections(Detector(True), data, holds, threshold=0.5)
+    assert (share, 0 < pairs <= holds.sum()) == (0.0, True)
+    assert swapped_goal_detections(Detector(False), data, holds, threshold=0.5) == (1.0, pairs)
+    one_goal = SimpleNamespace(**{**vars(data), "goal": torch.zeros_like(goal)})   # nothing to pair with
+    share, pairs = swapped_goal_detections(Detector(False), one_goal, holds, threshold=0.5)
+    assert np.isnan(share) and pairs == 0
+
+
+def test_held_out_states_align_goal_flags_with_labels_and_key_goals_by_the_label_schema(tmp_path):
     import torch
 
     from sefm_cli.collect import collect_language_table
-    from sefm_cli.evaluate import held_out_states, swapped_goal_detections
     from sefm_core.model import EFM, ModelConfig
+    from sefm_core.stg_eval import held_out_states
+    from sefm_sim.labels import LANGUAGE_TABLE
 
     data = collect_language_table(str(tmp_path / "demos"), episodes=6, families=["point2block"], mode="BLOCK_4",
                                   seed0=0, noise=0.0, image_size=(64, 36), log=lambda *a, **k: None, hold_steps=2)
     torch.manual_seed(0)
     model = EFM(ModelConfig(backbone="pretrained", channels=16, hidden=32))
-    states, holds = held_out_states(model, data, list(range(len(data))))
-    everything, pairs = swapped_goal_detections(model, states, holds, threshold=1e9)
-    nothing, same = swapped_goal_detections(model, states, holds, threshold=-1.0)
-    assert pairs > 0 and same == pairs and (everything, nothing) == (1.0, 0.0)
+    states, holds = held_out_states(model, data, list(range(len(data))), LANGUAGE_TABLE)
+    assert len(holds) == len(states.stg) == sum(data.index[i]["steps"] + 1 for i in range(len(data)))
+    np.testing.assert_array_equal(holds, states.stg.numpy() == 0)   # the simulator's flags match the labels
+    blocks = {data.index[i]["metadata"]["goal"]["block"] for i in range(len(data))}
+    texts = {data[i].instruction for i in range(len(data))}
+    assert len(blocks) < len(texts)   # these seeds word one goal in several ways ...
+    assert len(states.goal.unique()) == len(blocks)   # ... and the schema keys it as one goal, not by its words
+    plain, _ = held_out_states(model, data, list(range(len(data))))
+    assert len(plain.goal.unique()) == len(texts)      # without labels a goal is its instruction

@@ -103,7 +103,7 @@ def test_practice_loop_scores_every_observation_and_updates_the_policy():
 
 
 def test_practice_batch_scores_the_observation_after_every_action():
-    from sefm_experiments.practice import run_batch
+    from sefm_experiments.practice import detected, run_batch
     from sefm_core import episode_rules as rules
     from sefm_core.model import EFM, ModelConfig
     from sefm_sim.envs.language_table import LanguageTableEnv
@@ -114,25 +114,26 @@ def test_practice_batch_scores_the_observation_after_every_action():
     episodes = run_batch(model, model, envs, [1, 2, 3], ["point2block"] * 3, threshold=-1.0,
                          generator=torch.Generator().manual_seed(0))
     for ep in episodes:  # no detection at s = -1: the simulator ended each (success or the step cap)
-        assert ep.outcome in (rules.ENV_SUCCESS, rules.TIMEOUT) and not ep.detected and 1 <= len(ep.tokens) <= 4
-        assert len(ep.d) == len(ep.tokens) + 1 and len(ep.rewards()) == len(ep.tokens)
-        assert len(ep.tokens) == 4 or ep.goal_holds
+        assert ep.outcome in (rules.ENV_SUCCESS, rules.TIMEOUT) and not detected(ep) and 1 <= ep.steps <= 4
+        assert len(ep.d) == ep.steps + 1 and len(ep.rewards) == len(ep.extras) == ep.steps
+        assert ep.rewards == [rules.transition_reward(a, b) for a, b in zip(ep.d, ep.d[1:])]
+        assert ep.steps == 4 or ep.success
     # s above every d: the second observation ends each episode as a detected success, after one action.
     episodes = run_batch(model, model, envs, [1, 2, 3], ["point2block"] * 3, threshold=1e9,
                          generator=torch.Generator().manual_seed(0))
-    assert all(ep.detected and len(ep.tokens) == 1 and len(ep.d) == 2 for ep in episodes)
+    assert all(detected(ep) and ep.steps == 1 and len(ep.d) == 2 for ep in episodes)
     assert all(ep.detections == [False, True] for ep in episodes)   # the first observation is never judged
 
 
-def test_update_steps_through_minibatches_and_normalised_returns_push_both_ways():
-    """`reinforce_update`: each step sees `minibatch` transitions; with normalised returns the
+def test_update_steps_through_minibatches_and_centred_returns_push_both_ways():
+    """`reinforce_update`: each step sees `minibatch` transitions; with centred returns the
     below-mean episode's actions lose probability and the above-mean one's gain."""
     from sefm_core.reinforce import ReinforceConfig, reinforce_update
 
     model, fmap, text, proprio = tiny_policy_batch(8)
     n = 8
     tokens = torch.randint(0, model.config.action_bins, (n, 2))
-    returns = torch.tensor([5.0] * 4 + [1.0] * 4)   # all positive: only the normalisation makes some negative
+    returns = torch.tensor([5.0] * 4 + [1.0] * 4)   # all positive: only the centring makes some negative
 
     def logp():
         with torch.no_grad():
@@ -142,7 +143,7 @@ def test_update_steps_through_minibatches_and_normalised_returns_push_both_ways(
     before = logp()
     seen = []
     hook = model.heads.action_head.register_forward_hook(lambda m, i, o: seen.append(len(o)))
-    cfg = ReinforceConfig(lr=1e-2, updates_per_batch=6, minibatch=4, normalize_returns=True)
+    cfg = ReinforceConfig(lr=1e-2, updates_per_batch=6, minibatch=4, center_returns=True)
     reinforce_update(model, torch.optim.SGD(model.heads.parameters(), lr=cfg.lr), fmap, text, proprio, tokens,
                      returns, cfg, torch.Generator().manual_seed(0))
     hook.remove()
@@ -171,19 +172,6 @@ def test_reinforce_update_defaults_to_one_pass_and_centred_returns_push_both_way
     after = torch.log_softmax(model.heads(fmap, text, proprio)[0], -1).gather(-1, tokens[..., None]).sum((1, 2))
     change = (after - before).detach()
     assert change[:5].mean() > 0 > change[5:].mean(), change
-
-
-def test_oracle_distance_diagnostic_counts_oracle_steps_to_the_named_block():
-    from sefm_experiments.practice import true_steps_to_go
-    from sefm_sim.envs.language_table import LanguageTableEnv
-    from sefm_sim.envs.lt_oracle import POINT_STOP
-
-    env = LanguageTableEnv(block_mode="BLOCK_4", image_size=(64, 36), max_steps=10)
-    env.reset(seed=5, options={"family": "point2block"})
-    state = env.state()
-    distance = float(np.linalg.norm(state.xy(env.goal.block) - state.target))
-    assert true_steps_to_go(env) == pytest.approx((distance - POINT_STOP) / 0.03, rel=1e-6)
-    env.close()
 
 
 def test_kl_anchor_pulls_the_policy_back_towards_the_stage1_policy():
@@ -228,26 +216,21 @@ def test_frozen_towers_give_the_acting_features_in_train_mode():
     assert all(torch.equal(a, b) for a, b in zip(stats, model.backbone.buffers()))  # running stats untouched
 
 
-@pytest.mark.parametrize("scope", ["heads", "trunk", "action"])
-def test_train_scope_moves_only_its_parameters(scope):
+def test_the_update_moves_every_part_of_the_heads():
+    # AdamW over every trainable parameter of the heads: the paper fine-tunes the whole model
     from sefm_core.reinforce import ReinforceConfig, make_optimizer, reinforce_update
 
     model, fmap, text, proprio = tiny_policy_batch(8)
-    cfg = ReinforceConfig(lr=1e-2, minibatch=8, train_scope=scope)
+    cfg = ReinforceConfig(lr=1e-2, minibatch=8)
+    optimizer = make_optimizer(model.heads, cfg)
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert {id(p) for g in optimizer.param_groups for p in g["params"]} == {id(p) for p in model.heads.parameters()}
     before = {k: v.clone() for k, v in model.heads.state_dict().items()}
-    _, moved_kl = reinforce_update(model, make_optimizer(model.heads, cfg), fmap, text, proprio,
+    _, moved_kl = reinforce_update(model, optimizer, fmap, text, proprio,
                                    torch.randint(0, model.config.action_bins, (8, 2)), torch.ones(8), cfg)
     assert moved_kl > 0   # the update reports how far it moved the policy
     moved = {k.split(".")[0] for k, v in model.heads.state_dict().items() if not torch.equal(v, before[k])}
-    if scope == "heads":
-        assert {"blocks", "trunk", "action_head"} <= moved   # the perception (FiLM maps) moves too
-    else:
-        assert moved == {"trunk": {"trunk", "action_head"}, "action": {"action_head"}}[scope]
-    with pytest.raises(ValueError, match="train_scope"):
-        make_optimizer(model.heads, ReinforceConfig(train_scope="backbone"))
-    assert isinstance(make_optimizer(model.heads, ReinforceConfig(optimizer="sgd")), torch.optim.SGD)
-    with pytest.raises(ValueError, match="optimizer"):
-        make_optimizer(model.heads, ReinforceConfig(optimizer="lion"))
+    assert {"blocks", "trunk", "action_head"} <= moved   # the perception (FiLM maps) moves too
 
 
 def test_a_reissued_observation_replaces_the_one_it_repeats():

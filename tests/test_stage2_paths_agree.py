@@ -36,6 +36,7 @@ def practice_episodes(ckpt, seeds, threshold):
 
 def test_the_graph_and_the_ros_free_loop_agree_on_every_episode(tmp_path):
     from sefm_bringup.graph import ImproveConfig
+    from sefm_experiments.practice import detected
 
     ckpt = tmp_path / "stage1"
     tiny_checkpoint(ckpt, 3)
@@ -48,7 +49,7 @@ def test_the_graph_and_the_ros_free_loop_agree_on_every_episode(tmp_path):
     gap = 1 + int(np.argmax(np.diff(d1)[1:-1]))
     threshold = float((d1[gap] + d1[gap + 1]) / 2)
     expected = practice_episodes(ckpt, seeds, threshold)
-    assert any(ep.detected and len(ep.tokens) == 1 for ep in expected) and any(len(ep.tokens) > 1 for ep in expected)
+    assert any(detected(ep) and ep.steps == 1 for ep in expected) and any(ep.steps > 1 for ep in expected)
 
     config = tmp_path / "improve.yaml"
     config.write_text(yaml.safe_dump({
@@ -66,9 +67,9 @@ def test_the_graph_and_the_ros_free_loop_agree_on_every_episode(tmp_path):
     stored = sorted((e for e in data if e.metadata["policy_version"] == 0), key=lambda e: e.metadata["episode_id"])
     assert len(stored) == EPISODES
     for got, want in zip(stored, expected):
-        assert got.steps == len(want.tokens), (got.metadata, want.outcome)
-        np.testing.assert_allclose(got.rewards, want.rewards(), atol=1e-4)
+        assert got.steps == want.steps, (got.metadata, want.outcome)
+        np.testing.assert_allclose(got.rewards, want.rewards, atol=1e-4)
         np.testing.assert_allclose(got.extras["steps_to_go"], want.d, atol=1e-4)
         assert got.extras["detected"].astype(bool).tolist() == want.detections
         assert got.metadata["outcome"] == want.outcome
-        assert got.metadata["oracle_success"] == want.goal_holds
+        assert got.metadata["oracle_success"] == want.success

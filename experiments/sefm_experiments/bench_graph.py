@@ -42,10 +42,15 @@ def default_checkpoint(directory: str) -> str:
 
 
 def bare_loop(checkpoint_dir: str, stations: int, steps: int, warmup: int, image_size) -> tuple[float, np.ndarray]:
+    """The stations' envs stepped in lockstep by `sefm_sim.rollout` with the same per-step work as the graph:
+    one batched policy pass (sampled), one batched steps-to-go pass; an ended episode restarts at once, on the
+    station's next seed. Returns (env steps per second after the warm-up, observation -> action latencies)."""
     import torch
 
     from sefm_core import checkpoint
-    from sefm_sim.station import Station, StationConfig
+    from sefm_core import episode_rules as rules
+    from sefm_sim.rollout import Lockstep
+    from sefm_sim.station import Station, StationConfig, language_table_proprio
 
     policy, _ = checkpoint.load(checkpoint_dir)
     reward, _ = checkpoint.load(checkpoint_dir)
@@ -54,34 +59,56 @@ def bare_loop(checkpoint_dir: str, stations: int, steps: int, warmup: int, image
     generator = torch.Generator().manual_seed(0)
     # the stations' practice seeds, as the graph run of the same benchmark uses them
     starts = ImproveConfig(stations=stations).station_seeds()
-    fleet = [Station(StationConfig(image_width=image_size[0], image_height=image_size[1], seed=seed))
-             for seed in starts]
-    born = []
-    for s in fleet:
-        s.reset()
-        born.append(time.perf_counter())
-    latencies, done, start = [], 0, None
-    while done < (warmup + steps) * stations:
-        if done >= warmup * stations and start is None:
-            start, latencies = time.perf_counter(), []
-        images = torch.from_numpy(np.stack([s.obs["rgb"] for s in fleet]))
-        proprio = torch.from_numpy(np.stack([s.state_vector()[0].astype(np.float32) for s in fleet]))
-        texts = [s.instruction for s in fleet]
+    config = StationConfig(image_width=image_size[0], image_height=image_size[1])
+    fleet = [Station(config, seed) for seed in starts]
+    born = [0.0] * stations   # when each station's current observation was made
+    latencies, clock = [], {"steps": 0, "start": None}
+
+    def act(observations):
+        if clock["steps"] == warmup:
+            clock["start"] = time.perf_counter()
+            latencies.clear()
+        clock["steps"] += 1
+        images = torch.from_numpy(np.stack([obs["rgb"] for obs in observations]))
+        proprio = torch.from_numpy(np.stack([language_table_proprio(obs) for obs in observations]))
+        texts = [obs["instruction"] for obs in observations]
         with torch.no_grad():
             _, actions, _, _ = policy.act(images, texts, proprio, greedy=False, generator=generator)
         acted = time.perf_counter()
-        latencies += [acted - b for b in born]
-        reward.steps_to_go(images, texts, proprio)
-        for i, (s, action) in enumerate(zip(fleet, actions)):
-            _, terminated, truncated, _ = s.step(np.clip(action, -0.1, 0.1))
-            if terminated or truncated:
-                s.reset()
-            born[i] = time.perf_counter()
-        done += stations
-    elapsed = time.perf_counter() - start
+        latencies.extend(acted - b for b in born)
+        reward.steps_to_go(images, texts, proprio)   # the reward node's pass: work only, nothing ends on it
+        return np.clip(actions, -0.1, 0.1)
+
+    run = Lockstep([_Clocked(s.env, born, i) for i, s in enumerate(fleet)], act,
+                   end=lambda env, ep: rules.end_after_action(ep.steps, config.max_steps, ep.success, True))
+    episodes = [0] * stations
+    for i, seed in enumerate(starts):
+        run.start(i, seed)
+    for _ in range(warmup + steps):
+        for ep in run.step():   # a station starts its next episode at once, on its next seed
+            episodes[ep.env] += 1
+            run.start(ep.env, starts[ep.env] + episodes[ep.env])
+    elapsed = time.perf_counter() - clock["start"]
     for s in fleet:
         s.close()
     return steps * stations / elapsed, np.array(latencies)
+
+
+class _Clocked:
+    """An env that notes when each of its observations was made (the bare loop's latency clock)."""
+
+    def __init__(self, env, born: list[float], index: int):
+        self.env, self.born, self.index = env, born, index
+
+    def reset(self, **kwargs):
+        out = self.env.reset(**kwargs)
+        self.born[self.index] = time.perf_counter()
+        return out
+
+    def step(self, action):
+        out = self.env.step(action)
+        self.born[self.index] = time.perf_counter()
+        return out
 
 
 def graph_run(checkpoint_dir: str, stations: int, steps: int, warmup: int, image_size,

@@ -11,7 +11,7 @@ import argparse
 import numpy as np
 import torch
 
-from sefm_cli.collect import language_table_proprio
+from sefm_sim.station import language_table_proprio
 from sefm_core import checkpoint
 from sefm_core import seeds
 from sefm_sim.envs.language_table import LanguageTableEnv

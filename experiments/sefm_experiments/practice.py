@@ -9,14 +9,16 @@ them: only the heads are trained).
 
 Per step and station: d(o_t) from the frozen copy; r_{t-1} = d(o_t-1) - d(o_t);
 the detector may end the episode at o_t; otherwise the policy samples a_t. The
-rules (reward, detector, step cap, the simulator's success ending an episode)
-are `sefm_core.episode_rules`, the ones the graph's nodes use. The simulator's
+batched stepping is `sefm_sim.rollout` (as `sefm eval`'s); the rules (reward,
+detector, step cap, the simulator's success ending an episode) are
+`sefm_core.episode_rules`, the ones the graph's nodes use. The simulator's
 verdict is recorded for the report only; it never enters a reward.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -26,51 +28,34 @@ from sefm_core import seeds
 from sefm_core.reinforce import (ReinforceConfig, discounted_returns, make_optimizer,
                                  reinforce_update)
 from sefm_core.steps_to_go import expected_steps
+from sefm_sim.rollout import Episode
 
 
-@dataclass
-class PracticeEpisode:
-    fmap: list = field(default_factory=list)     # per action: the observation's tower features ...
-    text: list = field(default_factory=list)
-    proprio: list = field(default_factory=list)
-    tokens: list = field(default_factory=list)   # ... and the sampled action tokens
-    d: list = field(default_factory=list)        # d(o_t) of every observation, the last one included
-    entropy: list = field(default_factory=list)  # per action: the policy's entropy (nats, summed over dims)
-    detections: list = field(default_factory=list)  # per observation scored: did the detector fire there
-    goal_holds: bool = False                     # the simulator's predicate on the newest observation (oracle)
-    outcome: int | None = None                   # how it ended (episode_rules.OUTCOMES); None while running
-
-    @property
-    def detected(self) -> bool:                  # ended by the learned detector
-        return self.outcome == rules.SUCCESS_DETECTED
-
-    def rewards(self, oracle: bool = False) -> np.ndarray:
-        if oracle:  # diagnostic only: the simulator's success as a sparse reward (not the method)
-            return np.eye(len(self.tokens))[-1] * float(self.goal_holds) if self.tokens else np.zeros(0)
-        d = np.asarray(self.d, np.float64)
-        return d[:-1] - d[1:]  # r_t = d(o_t) - d(o_t+1), one per action
+class Acted(NamedTuple):
+    """What an episode keeps of each action for the update (`sefm_sim.rollout.Episode.extras`)."""
+    fmap: torch.Tensor      # the observation's tower features ...
+    text: torch.Tensor
+    proprio: torch.Tensor
+    tokens: torch.Tensor    # ... and the sampled action tokens
+    entropy: float          # the policy's entropy there (nats, summed over the action dims)
 
 
 def run_batch(policy, reward_model, envs, reset_seeds: list[int], families: list[str | None], threshold: float,
-              generator: torch.Generator, potential=None, greedy: bool = False,
-              oracle_ends: bool = True) -> list[PracticeEpisode]:
-    """One on-policy episode per env, stepped together; returns them when all have ended.
-    potential(env) -> d, DIAGNOSTIC only: replaces the reward model's d (e.g. the true distance in steps).
-    oracle_ends: the simulator's success ends an episode (as a simulated station's does)."""
-    from sefm_cli.collect import language_table_proprio
+              generator: torch.Generator, greedy: bool = False, oracle_ends: bool = True) -> list[Episode]:
+    """One on-policy episode per env, stepped together (`sefm_sim.rollout`); returns them when all have ended.
+    Every observation is scored by the frozen reward model (its d, the last one included); the rules are
+    `episode_rules`': the detector d <= s, the step cap, and (oracle_ends) the simulator's success, as a
+    simulated station's. Each episode's `extras` are its actions' `Acted` records."""
+    from sefm_sim.rollout import Decision, rollout
+    from sefm_sim.station import language_table_proprio
 
     shared_towers = (policy.config.backbone_key() == reward_model.config.backbone_key()
                      and not policy.config.trainable_backbone and not reward_model.config.trainable_backbone)
-    observations, episodes = [], []
-    for env, seed, family in zip(envs, reset_seeds, families):
-        obs, _ = env.reset(seed=seed, options={"family": family} if family else None)
-        observations.append(obs)
-        episodes.append(PracticeEpisode())
-    active = list(range(len(envs)))
-    while active:
-        images = torch.from_numpy(np.stack([observations[i]["rgb"] for i in active]))
-        proprio = torch.from_numpy(np.stack([language_table_proprio(observations[i]) for i in active]))
-        texts = [observations[i]["instruction"] for i in active]
+
+    def decide(observations):
+        images = torch.from_numpy(np.stack([obs["rgb"] for obs in observations]))
+        proprio = torch.from_numpy(np.stack([language_table_proprio(obs) for obs in observations]))
+        texts = [obs["instruction"] for obs in observations]
         with torch.no_grad():
             fmap, text = policy.tower_features(images, texts)
             if not shared_towers:
@@ -81,46 +66,26 @@ def run_batch(policy, reward_model, envs, reset_seeds: list[int], families: list
             tokens = (logp.argmax(-1) if greedy else
                       torch.multinomial(logp.exp().flatten(0, 1), 1, generator=generator).view(logp.shape[:2]))
             entropy = -(logp.exp() * logp).sum(-1).sum(-1)
-        actions = policy.tokenizer.decode(tokens.numpy())
-        still = []
-        for row, i in enumerate(active):
-            ep = episodes[i]
-            ep.d.append(float(d[row]) if potential is None else potential(envs[i]))
-            ep.detections.append(rules.detector_fires(ep.d[-1], threshold, len(ep.tokens)))
-            if ep.outcome is not None:
-                continue  # its last observation is scored now: that was the last reward
-            if ep.detections[-1]:
-                ep.outcome = rules.SUCCESS_DETECTED
-                continue
-            ep.fmap.append(fmap[row])
-            ep.text.append(text[row])
-            ep.proprio.append(proprio[row])
-            ep.tokens.append(tokens[row])
-            ep.entropy.append(float(entropy[row]))
-            observations[i], _, terminated, _, info = envs[i].step(actions[row])
-            ep.goal_holds = bool(info.get("success", terminated))
-            ep.outcome = rules.end_after_action(len(ep.tokens), envs[i].config.max_steps, ep.goal_holds, oracle_ends)
-            still.append(i)
-        active = still
-    return episodes
+        return Decision(policy.tokenizer.decode(tokens.numpy()), d.tolist(),
+                        [Acted(fmap[r], text[r], proprio[r], tokens[r], float(entropy[r])) for r in range(len(texts))])
+
+    return rollout(envs, decide, reset_seeds, [{"family": family} if family else None for family in families],
+                   end=lambda env, ep: rules.end_after_action(ep.steps, env.config.max_steps, ep.success, oracle_ends),
+                   detect=lambda d, step: rules.SUCCESS_DETECTED if rules.detector_fires(d, threshold, step) else None,
+                   reward=rules.transition_reward)
 
 
-def true_steps_to_go(env) -> float:
-    """DIAGNOSTIC potential for point2block: the effector's distance to the named block in oracle steps."""
-    from sefm_sim.envs import lt_constants as C
-    from sefm_sim.envs.lt_oracle import POINT_STOP, SPEED_APPROACH
-
-    state = env.state()
-    distance = float(np.linalg.norm(state.xy(env.goal.block) - state.target))
-    return max(distance - POINT_STOP, 0.0) / (SPEED_APPROACH / C.CONTROL_HZ)
+def detected(episode: Episode) -> bool:
+    """Ended by the learned detector."""
+    return episode.outcome == rules.SUCCESS_DETECTED
 
 
-def update_from(policy, optimizer, episodes: list[PracticeEpisode], returns: list[np.ndarray],
+def update_from(policy, optimizer, episodes: list[Episode], returns: list[np.ndarray],
                 cfg: ReinforceConfig, generator: torch.Generator | None = None, reference=None) -> tuple[float, float]:
-    """REINFORCE on one batch of episodes and their returns (then discarded by the caller: on-policy).
-    reference: the frozen Stage-1 model, whose action head anchors the policy when cfg.kl_weight > 0.
+    """REINFORCE on one batch of episodes (`run_batch`) and their returns (then discarded by the caller:
+    on-policy). reference: the frozen Stage-1 model, whose action head anchors the policy when cfg.kl_weight > 0.
     Returns (the mean loss, KL(policy before || after) per state over the batch: how far one update moved it)."""
-    stack = lambda name: torch.stack([x for ep in episodes for x in getattr(ep, name)])  # noqa: E731
+    stack = lambda name: torch.stack([getattr(x, name) for ep in episodes for x in ep.extras])  # noqa: E731
     fmap, text, proprio = stack("fmap"), stack("text"), stack("proprio")
     reference_logits = None
     if cfg.kl_weight > 0:
@@ -129,6 +94,11 @@ def update_from(policy, optimizer, episodes: list[PracticeEpisode], returns: lis
     return reinforce_update(policy, optimizer, fmap, text, proprio, stack("tokens").long(),
                             torch.as_tensor(np.concatenate(returns), dtype=torch.float32), cfg, generator,
                             reference_logits)
+
+
+def returns_of(episode: Episode, gamma: float) -> np.ndarray:
+    """The discounted returns of an episode's rewards r_t = d(o_t) - d(o_t+1), one per action."""
+    return discounted_returns(np.asarray(episode.rewards, np.float64), gamma)
 
 
 @dataclass
@@ -140,12 +110,9 @@ class PracticeResult:
 
 def practice(policy, reward_model, cfg: ReinforceConfig, versions: int, threshold: float,
              families: list[str] | None, mode: str = "BLOCK_4", image_size=(128, 72), max_steps: int = 100,
-             seed0: int | None = None, torch_seed: int = 0, on_version=None, oracle_reward: str | None = None,
-             log=print) -> PracticeResult:
+             seed0: int | None = None, torch_seed: int = 0, on_version=None, log=print) -> PracticeResult:
     """`versions` rounds of: a batch of `cfg.episodes_per_batch` practice episodes, then an update.
-    on_version(version, policy) runs after each update (e.g. a held-out evaluation).
-    oracle_reward, DIAGNOSTIC only (it separates a weak reward model from a weak update): "sparse" rewards
-    the simulator's success; "distance" replaces d by the true distance to the named block in oracle steps."""
+    on_version(version, policy) runs after each update (e.g. a held-out evaluation)."""
     from sefm_sim.envs.language_table import LanguageTableEnv
 
     seed0 = seeds.first_seed("practice") if seed0 is None else seed0
@@ -161,18 +128,17 @@ def practice(policy, reward_model, cfg: ReinforceConfig, versions: int, threshol
         n = cfg.episodes_per_batch
         batch_seeds = [seed0 + used + k for k in range(n)]
         fams = [families[(used + k) % len(families)] if families else None for k in range(n)]
-        batch = run_batch(policy, reward_model, envs, batch_seeds, fams, threshold, generator,
-                          true_steps_to_go if oracle_reward == "distance" else None)
+        batch = run_batch(policy, reward_model, envs, batch_seeds, fams, threshold, generator)
         used += n
-        returns = [discounted_returns(ep.rewards(oracle_reward == "sparse"), cfg.gamma) for ep in batch]
+        returns = [returns_of(ep, cfg.gamma) for ep in batch]
         loss, moved = update_from(policy, optimizer, batch, returns, cfg, generator, reward_model)
         row = {"version": version, "episodes": used,
-               "detected": sum(ep.detected for ep in batch) / n,
-               "true_success": sum(ep.goal_holds for ep in batch) / n,
-               "false_detections": sum(ep.detected and not ep.goal_holds for ep in batch),
+               "detected": sum(detected(ep) for ep in batch) / n,
+               "true_success": sum(ep.success for ep in batch) / n,
+               "false_detections": sum(detected(ep) and not ep.success for ep in batch),
                "mean_return": float(np.mean([r[0] if len(r) else 0.0 for r in returns])),
-               "steps": sum(len(ep.tokens) for ep in batch), "loss": loss, "update_kl": moved,
-               "entropy": float(np.mean([h for ep in batch for h in ep.entropy])),
+               "steps": sum(ep.steps for ep in batch), "loss": loss, "update_kl": moved,
+               "entropy": float(np.mean([x.entropy for ep in batch for x in ep.extras])),
                "seconds": round(time.monotonic() - start, 1)}
         rows.append(row)
         log(f"  v{version}: {used} episodes, detected {row['detected']:.2f}, true {row['true_success']:.2f} "
@@ -215,11 +181,6 @@ def main(argv=None) -> int:
     parser.add_argument("--save", help="write the practised policy here (a checkpoint directory)")
     parser.add_argument("--eval-every", type=int, default=0, help="also evaluate every N versions (0: only the ends)")
     parser.add_argument("--seed", type=int, default=0, help="torch seed of the sampled actions")
-    parser.add_argument("--oracle-reward", nargs="?", const="sparse", choices=["sparse", "distance"],
-                        help="DIAGNOSTIC, not the method (separates a weak reward model from a weak update): "
-                             "sparse (the default): reward 1 when the simulator's success predicate holds; "
-                             "distance: d = the true distance to the named block in oracle steps (point2block); "
-                             "use with --threshold -1")
     parser.add_argument("--json", help="write the versions and evaluations here")
     args = parser.parse_args(argv)
     try:
@@ -254,7 +215,7 @@ def main(argv=None) -> int:
 
     evaluate(0, policy)
     result = practice(policy, reward_model, cfg, args.versions, args.threshold, families, args.block_mode, image_size,
-                      max_steps=args.max_steps, seed0=args.practice_seed, torch_seed=args.seed, oracle_reward=args.oracle_reward,
+                      max_steps=args.max_steps, seed0=args.practice_seed, torch_seed=args.seed,
                       on_version=lambda v, m: evaluate(v, m) if args.eval_every and v % args.eval_every == 0
                       and v != args.versions else None)
     evaluate(args.versions, policy)

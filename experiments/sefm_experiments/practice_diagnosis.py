@@ -9,7 +9,7 @@ import argparse
 import numpy as np
 import torch
 
-from sefm_experiments.practice import run_batch
+from sefm_experiments.practice import detected, run_batch
 from sefm_core import checkpoint
 from sefm_core.metrics import spearman
 from sefm_sim.envs.language_table import LanguageTableEnv
@@ -38,13 +38,13 @@ def main() -> None:
         named = np.linalg.norm(state.xy(goal.block) - state.target)
         others = {b: np.linalg.norm(state.xy(b) - state.target) for b in state.blocks if b != goal.block}
         near = min(others, key=others.get)
-        print(f"{ep.detected!s:9} {ep.goal_holds!s:9} {len(ep.tokens):5d}  {goal.block:16s} {named:.3f}  "
+        print(f"{detected(ep)!s:9} {ep.success!s:9} {ep.steps:5d}  {goal.block:16s} {named:.3f}  "
               f"{near:16s} {others[near]:.3f}  {ep.d[-1]:.1f}")
-    successes = [ep for ep in episodes if ep.goal_holds]
+    successes = [ep for ep in episodes if ep.success]
     print(f"d at the first observation: median {np.median([ep.d[0] for ep in episodes]):.1f}")
     if successes:
-        steps = [len(ep.tokens) for ep in successes]
-        drop = [(ep.d[0] - ep.d[-1]) / len(ep.tokens) for ep in successes]
+        steps = [ep.steps for ep in successes]
+        drop = [(ep.d[0] - ep.d[-1]) / ep.steps for ep in successes]
         print(f"true successes: {len(successes)} of {len(episodes)}; steps: median {np.median(steps):.0f} "
               f"(range {min(steps)}-{max(steps)}); d fell by a median {np.median(drop):.2f} per step along them")
     reward_quality(episodes, distances, args.threshold)

@@ -7,10 +7,11 @@ import argparse
 
 import numpy as np
 
-from sefm_cli.evaluate import held_out_states, observation_steps_to_go
 from sefm_core import checkpoint
 from sefm_core.data import EpisodeDataset
 from sefm_core.metrics import approach_states, spearman
+from sefm_core.stg_eval import held_out_states, observation_steps_to_go
+from sefm_sim.labels import LANGUAGE_TABLE
 
 
 def main() -> None:
@@ -23,7 +24,8 @@ def main() -> None:
     model, _ = checkpoint.load(args.checkpoint)
     model.eval()
     dataset = EpisodeDataset(args.dataset)
-    data, _ = held_out_states(model, dataset, [i for i in range(len(dataset)) if dataset.index[i]["success"]])
+    data, _ = held_out_states(model, dataset, [i for i in range(len(dataset)) if dataset.index[i]["success"]],
+                              LANGUAGE_TABLE)
     d, labels, episode = observation_steps_to_go(model, data), data.stg.numpy(), data.episode.numpy()
     print("label  states  d mean  d std")
     for label in range(args.max_label + 1):

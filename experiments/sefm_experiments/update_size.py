@@ -1,9 +1,9 @@
 """How far one REINFORCE update moves the policy: KL(before || after) per state, averaged over one on-policy
-batch, for several optimizers, train scopes and learning rates applied to the same batch. PPO-style methods
-keep this near 0.01-0.02 nats; far above that, one update replaces the policy instead of nudging it.
+batch, for several learning rates of the Stage-2 update (AdamW over the heads) applied to the same batch.
+PPO-style methods keep this near 0.01-0.02 nats; far above that, one update replaces the policy instead of
+nudging it.
 
-    .venv/bin/python experiments/sefm_experiments/update_size.py runs/p2bc_s2/checkpoints/final \
-        --settings adamw:heads:1e-4 adamw:trunk:3e-5 sgd:action:0.1 --oracle-reward distance
+    .venv/bin/python experiments/sefm_experiments/update_size.py runs/p2bc_s2/checkpoints/final --lrs 1e-5 1e-4
 """
 import argparse
 import copy
@@ -11,20 +11,19 @@ import copy
 import numpy as np
 import torch
 
-from sefm_experiments.practice import run_batch, true_steps_to_go, update_from
+from sefm_experiments.practice import returns_of, run_batch, update_from
 from sefm_core import checkpoint
-from sefm_core.reinforce import ReinforceConfig, discounted_returns, make_optimizer
+from sefm_core.reinforce import ReinforceConfig, make_optimizer
 from sefm_sim.envs.language_table import LanguageTableEnv
 from sefm_core import seeds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", help="the policy (and, without --oracle-reward, the reward model)")
-    parser.add_argument("--settings", nargs="+", required=True, help="optimizer:scope:lr, e.g. adamw:trunk:3e-5")
+    parser.add_argument("checkpoint", help="the policy and the frozen reward model")
+    parser.add_argument("--lrs", nargs="+", type=float, required=True, help="learning rates to try, e.g. 1e-5 1e-4")
     parser.add_argument("--episodes", type=int, default=16)
     parser.add_argument("--threshold", type=float, default=-1.0, help="success detector d <= s (-1: never)")
-    parser.add_argument("--oracle-reward", choices=["distance"], help="the true distance as d (diagnostic)")
     parser.add_argument("--families", default="point2block")
     parser.add_argument("--max-steps", type=int, default=100)
     parser.add_argument("--center-returns", action="store_true")
@@ -37,17 +36,16 @@ def main() -> None:
             for _ in range(args.episodes)]
     batch = run_batch(policy, policy, envs, [seeds.first_seed("practice") + k for k in range(args.episodes)],
                       [args.families or None] * args.episodes, args.threshold,
-                      torch.Generator().manual_seed(args.seed), true_steps_to_go if args.oracle_reward else None)
-    returns = [discounted_returns(ep.rewards(), 0.9) for ep in batch]
+                      torch.Generator().manual_seed(args.seed))
+    returns = [returns_of(ep, 0.9) for ep in batch]
     flat = np.concatenate(returns)
     print(f"{len(flat)} transitions, return mean {flat.mean():.2f} std {flat.std():.2f}")
-    for setting in args.settings:
-        optimizer, scope, lr = setting.split(":")
-        cfg = ReinforceConfig(lr=float(lr), train_scope=scope, optimizer=optimizer, center_returns=args.center_returns)
+    for lr in args.lrs:
+        cfg = ReinforceConfig(lr=lr, center_returns=args.center_returns)
         moved = copy.deepcopy(policy)
         _, kl = update_from(moved, make_optimizer(moved.heads, cfg), batch, returns, cfg,
                             torch.Generator().manual_seed(args.seed))
-        print(f"{optimizer:6s} {scope:6s} lr {float(lr):<8g} KL per state {kl:.4f}", flush=True)
+        print(f"lr {lr:<8g} KL per state {kl:.4f}", flush=True)
     for env in envs:
         env.close()
 

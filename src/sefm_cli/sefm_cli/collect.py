@@ -16,13 +16,10 @@ import numpy as np
 
 from sefm_core import seeds
 from sefm_core.data import Episode, EpisodeDataset
+from sefm_sim.station import language_table_proprio
 
 HOLD_STEPS = 3  # zero actions recorded after success: states where the goal holds (steps-to-go 0)
 PARAPHRASES = 16  # other wordings of each goal, stored for language augmentation in training
-
-
-def language_table_proprio(obs: dict) -> np.ndarray:
-    return np.concatenate([obs["effector_translation"], obs["effector_target_translation"]]).astype(np.float32)
 
 
 def collect_language_table_episode(env, oracle, seed: int, family: str | None, hold_steps: int = HOLD_STEPS,

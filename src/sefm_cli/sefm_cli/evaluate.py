@@ -10,7 +10,6 @@ episode uses. Success rates come with Wilson 95% intervals, per family and overa
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import pathlib
 import sys
@@ -20,54 +19,45 @@ import numpy as np
 import torch
 
 from sefm_core import checkpoint, seeds
+from sefm_core import episode_rules as rules
 from sefm_core.data import EpisodeDataset
-from sefm_core.metrics import best_threshold, steps_to_go_quality
 from sefm_core.stats import wilson
-from sefm_core.steps_to_go import expected_steps, hindsight_labels
 
 
 def policy_success(model, episodes: int, families: list[str] | None, mode: str = "BLOCK_4", seed0: int | None = None,
                    parallel: int = 8, image_size=(128, 72), greedy: bool = True, max_steps: int = 200,
                    log=print) -> dict:
     """Run `episodes` seeded episodes (families round-robin) from the seed plan's eval range (seed0: its start
-    unless given; seeds outside it are an error); returns {family: Rate, "all": Rate}."""
-    from sefm_cli.collect import language_table_proprio
+    unless given; seeds outside it are an error), `parallel` at a time with one batched forward pass per step
+    (`sefm_sim.rollout`); an episode ends by the simulator's success or the step cap (`episode_rules`).
+    Returns {family: Rate, "all": Rate}."""
     from sefm_sim.envs.language_table import LanguageTableEnv
+    from sefm_sim.rollout import rollout
+    from sefm_sim.station import language_table_proprio
 
     seed0 = seeds.first_seed("eval") if seed0 is None else seed0
     seeds.check("eval", seed0, episodes)
     model.eval()
+
+    def act(observations):
+        images = torch.from_numpy(np.stack([obs["rgb"] for obs in observations]))
+        proprio = torch.from_numpy(np.stack([language_table_proprio(obs) for obs in observations]))
+        _, actions, _, _ = model.act(images, [obs["instruction"] for obs in observations], proprio, greedy=greedy)
+        return actions
+
+    picked = [families[n % len(families)] if families else None for n in range(episodes)]
     envs = [LanguageTableEnv(block_mode=mode, image_size=image_size, max_steps=max_steps)
             for _ in range(min(parallel, episodes))]
-    queue = list(range(episodes))
-    results: dict[str, list[int]] = {}
-    slots: list[dict | None] = [None] * len(envs)
     start = time.monotonic()
-
-    def launch(i):
-        n = queue.pop(0)
-        family = families[n % len(families)] if families else None
-        obs, _ = envs[i].reset(seed=seed0 + n, options={"family": family} if family else None)
-        slots[i] = {"obs": obs, "family": envs[i].goal.family}
-
-    for i in range(len(envs)):
-        launch(i)
-    while any(slots):
-        active = [i for i, s in enumerate(slots) if s]
-        images = torch.from_numpy(np.stack([slots[i]["obs"]["rgb"] for i in active]))
-        proprio = torch.from_numpy(np.stack([language_table_proprio(slots[i]["obs"]) for i in active]))
-        texts = [slots[i]["obs"]["instruction"] for i in active]
-        _, actions, _, _ = model.act(images, texts, proprio, greedy=greedy)
-        for i, action in zip(active, actions):
-            obs, _, terminated, truncated, _ = envs[i].step(action)
-            slots[i]["obs"] = obs
-            if terminated or truncated:
-                results.setdefault(slots[i]["family"], []).append(int(terminated))
-                slots[i] = None
-                if queue:
-                    launch(i)
-    for env in envs:
-        env.close()
+    try:
+        done = rollout(envs, act, [seed0 + n for n in range(episodes)],
+                       [{"family": family} if family else None for family in picked], end=_station_end)
+    finally:
+        for env in envs:
+            env.close()
+    results: dict[str, list[int]] = {}
+    for ep in done:
+        results.setdefault(ep.reset_info["family"], []).append(int(ep.outcome == rules.ENV_SUCCESS))
     rates = {family: wilson(sum(v), len(v)) for family, v in sorted(results.items())}
     everything = [x for v in results.values() for x in v]
     rates["all"] = wilson(sum(everything), len(everything))
@@ -75,82 +65,16 @@ def policy_success(model, episodes: int, families: list[str] | None, mode: str =
     return rates
 
 
-def held_out_states(model, dataset: EpisodeDataset, episode_ids: list[int]):
-    """Every observation of the episodes with its labels (`sft.Arrays`; tower outputs cached beside the
-    data set), and the simulator's goal-holds flag of each."""
-    from sefm_core.sft import flatten, tower_cache
-    from sefm_sim.labels import LANGUAGE_TABLE
-
-    fmap, texts, vectors = tower_cache(model, dataset, log=lambda *a, **k: None)
-    data = flatten(model, dataset, episode_ids, fmap, texts, vectors, labels=LANGUAGE_TABLE)
-    holds = np.concatenate([_goal_holds(dataset[i], model) for i in episode_ids]).astype(bool)
-    return data, holds
-
-
-@torch.no_grad()
-def _steps_to_go(model, fmap: torch.Tensor, text: torch.Tensor, proprio: torch.Tensor) -> np.ndarray:
-    model.eval()
-    return torch.cat([expected_steps(model.heads(fmap[i:i + 512].float(), text[i:i + 512], proprio[i:i + 512])[1])
-                      for i in range(0, len(fmap), 512)]).numpy()
-
-
-def observation_steps_to_go(model, data) -> np.ndarray:
-    """d(o, g) of every observation of `held_out_states` data, with the episode's own goal."""
-    return _steps_to_go(model, data.fmap, data.text_vectors[data.text_index], data.proprio)
-
-
-def swapped_goal_detections(model, data, holds: np.ndarray, threshold: float, seed: int = 0) -> tuple[float, int]:
-    """Is the detector grounded in the words? Every at-goal state of the demos, paired with the goal of
-    another demo (a different block or target), should NOT be detected. Returns (share detected, pairs)."""
-    rng = np.random.default_rng(seed)
-    goal = data.goal.numpy()
-    rows = np.flatnonzero(holds)
-    others = rng.integers(len(goal), size=len(rows))
-    keep = goal[rows] != goal[others]
-    if not keep.any():
-        return float("nan"), 0
-    rows, others = torch.from_numpy(rows[keep]), torch.from_numpy(others[keep])
-    d = _steps_to_go(model, data.fmap[rows], data.text_vectors[data.text_index[others]], data.proprio[rows])
-    return float((d <= threshold).mean()), len(rows)
-
-
-def _goal_holds(episode, model) -> np.ndarray:
-    """The simulator's per-observation success flags, or (data without them) the states labelled 0."""
-    if "goal_holds" in episode.extras:
-        return episode.extras["goal_holds"]
-    labels = hindsight_labels(episode.steps + 1, episode.success_index, model.config.max_steps_to_go)
-    return (labels == 0).astype(np.uint8)
-
-
-def steps_to_go_report(model, dataset: EpisodeDataset, train_ids: list[int], val_ids: list[int],
-                       test: EpisodeDataset | None = None, by_family: bool = False):
-    """Quality on held-out successful demos, at a success threshold s chosen on other demos.
-
-    Without `test`: measured on the split's val demos, s chosen on the training demos (optimistic
-    there: the heads fit them, so d sits near 0 at success and s comes out too low).
-    With `test` (a separate data set, all of its episodes): s is chosen on the val demos, which
-    training never saw, and everything is measured on `test`.
-    by_family: also {family: quality} for each instruction family among the measured demos.
-    """
-    calibrate = train_ids if test is None else val_ids
-    data, holds = held_out_states(model, dataset, [i for i in calibrate if dataset.index[i]["success"]])
-    threshold = best_threshold(observation_steps_to_go(model, data), holds)
-    held, ids = (dataset, val_ids) if test is None else (test, list(range(len(test))))
-    data, holds = held_out_states(model, held, [i for i in ids if held.index[i]["success"]])
-    d, labels, episode = observation_steps_to_go(model, data), data.stg.numpy(), data.episode.numpy()
-    swapped, pairs = swapped_goal_detections(model, data, holds, threshold)
-    overall = dataclasses.replace(steps_to_go_quality(d, labels, episode, holds, threshold),
-                                  swapped_goal_detected=swapped, swapped_pairs=pairs)
-    if not by_family:
-        return overall
-    family = np.array([held.index[i].get("metadata", {}).get("family", "?") for i in episode])
-    per = {f: steps_to_go_quality(d[family == f], labels[family == f], episode[family == f], holds[family == f],
-                                  threshold) for f in sorted(set(family))}
-    return overall, per
+def _station_end(env, episode):
+    """As a simulated station ends an episode (`episode_rules.end_after_action`): after an action, by the
+    simulator's success or the env's step cap."""
+    return rules.end_after_action(episode.steps, env.config.max_steps, episode.success, oracle_ends=True)
 
 
 def main(argv=None) -> int:
     from sefm_cli.scene_flags import add_scene_flags
+    from sefm_core.stg_eval import steps_to_go_report
+    from sefm_sim.labels import LANGUAGE_TABLE
 
     parser = argparse.ArgumentParser(prog="sefm eval", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="the checkpoint directory to evaluate")
@@ -181,7 +105,8 @@ def main(argv=None) -> int:
     if args.dataset and args.run_dir:
         split = json.loads((pathlib.Path(args.run_dir) / "split.json").read_text())
         test = EpisodeDataset(args.test_dataset) if args.test_dataset else None
-        q, per = steps_to_go_report(model, EpisodeDataset(args.dataset), split["train"], split["val"], test, True)
+        q, per = steps_to_go_report(model, EpisodeDataset(args.dataset), split["train"], split["val"], test, True,
+                                    labels=LANGUAGE_TABLE)
         print(f"steps-to-go on {q.episodes} held-out demos ({q.states} states): rank correlation per episode "
               f"{q.approach_spearman:.3f} over the approach, {q.per_episode_spearman:.3f} over every state; "
               f"pooled {q.pooled_spearman:.3f}; MAE {q.mae:.1f} steps; "

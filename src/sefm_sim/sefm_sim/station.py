@@ -22,6 +22,12 @@ ALOHA_NAMES = tuple(f"{arm}_{j}" for arm in ("left", "right")
                     for j in ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate", "gripper"))
 
 
+def language_table_proprio(obs: dict) -> np.ndarray:
+    """A LanguageTable observation's robot state as the models read it: float32, in the order of
+    LT_STATE_NAMES (the effector's position, then its target's)."""
+    return np.concatenate([obs["effector_translation"], obs["effector_target_translation"]]).astype(np.float32)
+
+
 Env = Literal["language_table", "aloha"]
 BlockMode = Literal["BLOCK_4", "BLOCK_8", "N_CHOOSE_K", "BANANA"]
 AlohaTask = Literal["transfer_cube", "insertion"]
