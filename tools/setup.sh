@@ -71,32 +71,36 @@ else
   rm -f "$STAMPS/interfaces"  # new wheels: rebuild the interfaces against them
 fi
 
-# --- 4. sefm_interfaces (ament_cmake, built with colcon) -----------------------
-IF_HASH=$(hash_of "$ROOT"/src/sefm_interfaces/CMakeLists.txt "$ROOT"/src/sefm_interfaces/package.xml \
-  "$ROOT"/src/sefm_interfaces/msg/*.msg "$ROOT"/src/sefm_interfaces/srv/*.srv)
-step "sefm_interfaces: colcon build in ros2_ws/, install into the venv"
-if fresh interfaces "$IF_HASH" && "$VENV/bin/python" -c 'import sefm_interfaces.msg' 2>/dev/null; then
+# --- 4. interface packages (ament_cmake, built with colcon) -------------------
+# sefm_interfaces (the learning layer) and interbotix_xs_msgs (the vendor's X-Series driver contract)
+IF_PACKAGES=(interbotix_xs_msgs sefm_interfaces)
+IF_HASH=$(hash_of $(for p in "${IF_PACKAGES[@]}"; do echo "$ROOT/src/$p/CMakeLists.txt" "$ROOT/src/$p/package.xml" \
+  "$ROOT"/src/$p/msg/*.msg "$ROOT"/src/$p/srv/*.srv; done))
+IF_IMPORT="import interbotix_xs_msgs.msg, interbotix_xs_msgs.srv, sefm_interfaces.msg, sefm_interfaces.srv"
+step "interfaces (${IF_PACKAGES[*]}): colcon build in ros2_ws/, install into the venv"
+if fresh interfaces "$IF_HASH" && "$VENV/bin/python" -c "$IF_IMPORT" 2>/dev/null; then
   echo "up to date"
 else
   # The wheels' CMake exports name their build container's Python; point them at ours.
   "$VENV/bin/python" "$ROOT/tools/fix_wheel_cmake_paths.py" "$VENV"
   [[ -e "$WS/src" ]] || ln -s ../src "$WS/src"
-  rm -rf "$WS/build/sefm_interfaces" "$WS/install/sefm_interfaces"
+  for p in "${IF_PACKAGES[@]}"; do rm -rf "$WS/build/$p" "$WS/install/$p"; done
   (
     cd "$WS"
     export PATH="$VENV/bin:$PATH" CMAKE_PREFIX_PATH="$VENV" AMENT_PREFIX_PATH="$VENV" MAKEFLAGS="-j$(nproc)"
-    colcon --log-base "$WS/log" build --packages-select sefm_interfaces \
+    colcon --log-base "$WS/log" build --packages-select "${IF_PACKAGES[@]}" \
       --event-handlers console_cohesion- status- \
       --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF >"$WS/colcon_build.log" 2>&1 \
       || { tail -40 "$WS/colcon_build.log"; die "colcon build failed (full log: ros2_ws/colcon_build.log)"; }
-    # The same build, installed into the venv: the ROS wheels' bootstrapper puts
-    # $VENV/lib on LD_LIBRARY_PATH, so nothing needs to be sourced to import it.
-    cmake --install "$WS/build/sefm_interfaces" --prefix "$VENV" >/dev/null
+    # The same builds, installed into the venv: the ROS wheels' bootstrapper puts
+    # $VENV/lib on LD_LIBRARY_PATH, so nothing needs to be sourced to import them.
+    for p in "${IF_PACKAGES[@]}"; do cmake --install "$WS/build/$p" --prefix "$VENV" >/dev/null; done
   )
-  "$VENV/bin/python" -c 'import sefm_interfaces.msg, sefm_interfaces.srv' \
-    || die "sefm_interfaces built but does not import"
+  "$VENV/bin/python" -c "$IF_IMPORT" || die "the interfaces built but do not import"
   mark interfaces "$IF_HASH"
-  echo "built ($(ls "$ROOT"/src/sefm_interfaces/msg | wc -l) messages, $(ls "$ROOT"/src/sefm_interfaces/srv | wc -l) services)"
+  for p in "${IF_PACKAGES[@]}"; do
+    echo "built $p ($(ls "$ROOT"/src/$p/msg | wc -l) messages, $(ls "$ROOT"/src/$p/srv | wc -l) services)"
+  done
 fi
 
 # --- 5. SEFM Python packages (development mode) --------------------------------
