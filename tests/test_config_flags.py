@@ -49,3 +49,18 @@ def test_every_option_of_every_sefm_command_has_help_text(monkeypatch):
                 elif not isinstance(action, argparse._HelpAction) and not action.help:
                     missing.append(f"{parser.prog} {'/'.join(action.option_strings) or action.dest}")
     assert not missing, missing
+
+
+def test_bad_inputs_of_the_other_commands_are_one_line_errors_before_anything_is_made(tmp_path):
+    out = tmp_path / "out"
+    cases = ((["eval", "x", "--episodes", "0"], "--dataset"), (["eval", "x", "--max-steps", "0"], "at least 1"),
+             (["eval", str(out), "--episodes", "2"], "not a checkpoint"),
+             (["eval", "x", "--parallel", "abc"], "expected an integer"),
+             (["collect", "language_table", str(out), "--episodes", "0"], "at least 1"),
+             (["demos", str(out), "--stations", "0"], "at least 1"),
+             (["demos", str(out), "--image-size", "0x3"], "at least 1"),
+             (["sft", str(out)], "data set"))
+    for args, says in cases:
+        run = subprocess.run([SEFM, *args], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 2 and says in run.stderr and "Traceback" not in run.stderr, (args, run.stderr)
+        assert not out.exists(), args

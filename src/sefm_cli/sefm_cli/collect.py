@@ -111,12 +111,12 @@ def collect_language_table(out: str, episodes: int, families: list[str] | None, 
 
 
 def main(argv=None) -> int:
-    from sefm_cli.scene_flags import add_scene_flags
+    from sefm_cli.scene_flags import add_scene_flags, at_least
 
     parser = argparse.ArgumentParser(prog="sefm collect", description=__doc__.splitlines()[0])
     parser.add_argument("env", choices=["language_table"], help="the simulator whose oracle demonstrates")
     parser.add_argument("out", help="data set directory (created, or appended to)")
-    parser.add_argument("--episodes", type=int, default=100, help="successful demos to write")
+    parser.add_argument("--episodes", type=at_least(1), default=100, help="successful demos to write")
     add_scene_flags(parser)
     parser.add_argument("--seeds", choices=["train_demos", "test_demos"], default="train_demos",
                         help="the seed plan's range to draw from (sefm_core.seeds): training or held-out test demos")

@@ -160,21 +160,21 @@ def record_demos(out: str, episodes: int, stations: int = 1, storage: str = "mca
 
 
 def main(argv=None) -> int:
-    from sefm_cli.scene_flags import add_scene_flags
+    from sefm_cli.scene_flags import add_scene_flags, at_least
 
     parser = argparse.ArgumentParser(prog="sefm demos", description=__doc__.splitlines()[0])
     parser.add_argument("out", help="bag folder to create")
-    parser.add_argument("--episodes", type=int, default=20, help="episodes to record, split over the stations")
-    parser.add_argument("--stations", type=int, default=1, help="simulated stations recording at once")
+    parser.add_argument("--episodes", type=at_least(1), default=20, help="episodes to record, split over the stations")
+    parser.add_argument("--stations", type=at_least(1), default=1, help="simulated stations recording at once")
     parser.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="rosbag2 storage format")
     add_scene_flags(parser)
     parser.add_argument("--seed", type=int, default=None,
                         help="first reset seed of station 0 (default: the seed plan's train_demos start; station i "
                              "starts one block later, sefm_core.seeds)")
     parser.add_argument("--noise", type=float, default=0.0, help="oracle action noise (std, m)")
-    parser.add_argument("--settle-steps", type=int, default=SETTLE_STEPS,
+    parser.add_argument("--settle-steps", type=at_least(0), default=SETTLE_STEPS,
                         help="commands the teleoperator rests at the goal after the success (resting frames)")
-    parser.add_argument("--max-steps", type=int, default=200, help="step cap of an episode")
+    parser.add_argument("--max-steps", type=at_least(1), default=200, help="step cap of an episode")
     args = parser.parse_args(argv)
     if args.episodes < 1 or args.stations < 1:
         parser.error("--episodes and --stations must be at least 1")

@@ -38,11 +38,14 @@ def policy_success(model, episodes: int, families: list[str] | None, mode: str =
     seed0 = seeds.first_seed("eval") if seed0 is None else seed0
     seeds.check("eval", seed0, episodes)
     model.eval()
+    # sampled actions from a generator seeded by the first episode's seed: the same command, the same numbers
+    generator = torch.Generator().manual_seed(seed0)
 
     def act(observations):
         images = torch.from_numpy(np.stack([obs["rgb"] for obs in observations]))
         proprio = torch.from_numpy(np.stack([language_table_proprio(obs) for obs in observations]))
-        _, actions, _, _ = model.act(images, [obs["instruction"] for obs in observations], proprio, greedy=greedy)
+        _, actions, _, _ = model.act(images, [obs["instruction"] for obs in observations], proprio, greedy=greedy,
+                                     generator=generator)
         return actions
 
     picked = [families[n % len(families)] if families else None for n in range(episodes)]
@@ -72,19 +75,19 @@ def _station_end(env, episode):
 
 
 def main(argv=None) -> int:
-    from sefm_cli.scene_flags import add_scene_flags
+    from sefm_cli.scene_flags import add_scene_flags, at_least
     from sefm_core.stg_eval import steps_to_go_report
     from sefm_sim.labels import LANGUAGE_TABLE
 
     parser = argparse.ArgumentParser(prog="sefm eval", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="the checkpoint directory to evaluate")
-    parser.add_argument("--episodes", type=int, default=100, help="held-out rollouts (0: only the steps-to-go measures)")
+    parser.add_argument("--episodes", type=at_least(0), default=100, help="held-out rollouts (0: only the steps-to-go measures)")
     add_scene_flags(parser)
     parser.add_argument("--seed", type=int, default=None,
                         help="first evaluation seed (default: the start of the seed plan's eval range; seeds "
                              "outside it are refused)")
-    parser.add_argument("--parallel", type=int, default=8, help="envs stepped together (one batched forward pass)")
-    parser.add_argument("--max-steps", type=int, default=200, help="step cap of an evaluation episode")
+    parser.add_argument("--parallel", type=at_least(1), default=8, help="envs stepped together (one batched forward pass)")
+    parser.add_argument("--max-steps", type=at_least(1), default=200, help="step cap of an evaluation episode")
     parser.add_argument("--policy", choices=["greedy", "sampled"], default="greedy",
                         help="act by the argmax of each action dimension, or sample (the policy REINFORCE trains)")
     parser.add_argument("--dataset", help="demonstrations the checkpoint was trained on")
@@ -92,6 +95,8 @@ def main(argv=None) -> int:
     parser.add_argument("--test-dataset", help="held-out demos (another seed range) for the steps-to-go measures")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
+    if args.episodes == 0 and not (args.dataset and args.run_dir):
+        parser.error("--episodes 0 measures only steps-to-go: give --dataset and --run-dir too")
     first = seeds.first_seed("eval") if args.seed is None else args.seed
     try:
         seeds.check("eval", first, args.episodes)

@@ -28,6 +28,20 @@ def image_size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def at_least(low: int):
+    """An argparse type: an integer >= low (e.g. `--episodes`, `--max-steps`: 0 would do nothing or hang)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value}: must be at least {low}")
+        return value
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
 def add_scene_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--families", default="", type=families,
                         help="comma-separated LanguageTable instruction families (default: all)")
