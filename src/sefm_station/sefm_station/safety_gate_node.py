@@ -1,0 +1,256 @@
+"""The safety gate: a lifecycle node between the policy and a robot's driver (console script `safety_gate`).
+
+Per station namespace (pushed from outside):
+  subscribes joint_command   (sensor_msgs/JointState: the policy's target, names + position in command order)
+             <arm state topics of the profile> (sensor_msgs/JointState: the driver's measured state)
+             /estop          (EStop, transient local: latched fleet e-stop)
+  publishes  the driver's commands, by the profile's output type:
+               interbotix            <arm>/commands/joint_group (JointGroupCommand, the arm group's joints, rad)
+                                     <arm>/commands/joint_single (JointSingleCommand, the gripper, rad)
+               ros2_control_forward  <topic> (std_msgs/Float64MultiArray, the arms' joints in profile order)
+               joint_trajectory      <topic> (trajectory_msgs/JointTrajectory, one point at now + one period)
+               effector_delta        <topic> (geometry_msgs/TwistStamped, linear.x/y = delta in m per period)
+             safety_status   (std_msgs/String, JSON: state, counters per reason; transient local, depth 1)
+
+Lifecycle: configure loads and checks the profile (a bad one fails the transition with its reason) and
+creates the subscriptions, publishers and the watchdog timer (the control rate); activate starts passing
+checked commands, with the ramp-in from the measured state; deactivate publishes the hold target once and
+stops passing; cleanup removes it all. The rules are `sefm_station.safety.Gate`. An e-stop publishes the
+hold in its callback and latches: no later command passes until it is released. A refused command sends
+nothing (the driver keeps the last safe target), except on a delta output, whose driver repeats its last
+command: there the refusal sends the hold (zero).
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from builtin_interfaces.msg import Duration
+from geometry_msgs.msg import TwistStamped
+from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray, String
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from sefm_interfaces.msg import EStop
+from sefm_ros.common import LATCHED, reliable, spin_main
+from sefm_ros.parameters import declare
+from sefm_station.params import GateParams
+from sefm_station.profiles import Profile, ProfileError, load_profile
+from sefm_station.safety import Gate
+
+# --- messages per output type (pure: the profile does the math) ---------------------------------------
+
+
+def command_messages(profile: Profile, target, stamp=None) -> list[tuple[str, object]]:
+    """(topic, message) pairs that send a checked target (command order) to the profile's driver."""
+    kind = profile.output.type
+    if kind == "interbotix":
+        out = []
+        for arm, joints, values in profile.arm_targets(target):
+            arm_values = [float(v) for j, v in zip(joints, values) if j != arm.gripper]
+            out.append((arm.topic("commands/joint_group"), JointGroupCommand(name=arm.group, cmd=arm_values)))
+            if arm.gripper:
+                rad = float(values[list(joints).index(arm.gripper)])
+                out.append((arm.topic("commands/joint_single"), JointSingleCommand(name=arm.gripper, cmd=rad)))
+        return out
+    if kind == "ros2_control_forward":
+        _, values = profile.driver_order(target)
+        return [(profile.output.topic, Float64MultiArray(data=[float(v) for v in values]))]
+    if kind == "joint_trajectory":
+        names, values = profile.driver_order(target)
+        period_ns = int(round(profile.period * 1e9))
+        msg = JointTrajectory(joint_names=list(names), points=[JointTrajectoryPoint(
+            positions=[float(v) for v in values],
+            time_from_start=Duration(sec=period_ns // 1_000_000_000, nanosec=period_ns % 1_000_000_000))])
+        if stamp is not None:
+            msg.header.stamp = stamp
+        return [(profile.output.topic, msg)]
+    if kind == "effector_delta":
+        msg = TwistStamped()
+        for axis, value in zip("xyz", target):
+            setattr(msg.twist.linear, axis, float(value))
+        msg.header.frame_id = profile.output.frame_id
+        if stamp is not None:
+            msg.header.stamp = stamp
+        return [(profile.output.topic, msg)]
+    raise ValueError(f"unknown output type {kind!r}")
+
+
+def message_types(profile: Profile) -> dict[str, type]:
+    """{topic: message type} of every command publisher the profile needs."""
+    kind = profile.output.type
+    if kind == "interbotix":
+        out = {}
+        for arm in profile.arms:
+            out[arm.topic("commands/joint_group")] = JointGroupCommand
+            if arm.gripper:
+                out[arm.topic("commands/joint_single")] = JointSingleCommand
+        return out
+    return {profile.output.topic: {"ros2_control_forward": Float64MultiArray, "joint_trajectory": JointTrajectory,
+                                   "effector_delta": TwistStamped}[kind]}
+
+
+class SafetyGateNode(LifecycleNode):
+    def __init__(self, namespace: str = "", context=None, **overrides):
+        super().__init__("safety_gate", namespace=namespace, context=context,
+                         parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
+        try:
+            self.params = declare(self, GateParams)   # works on any rclpy Node, a LifecycleNode included
+        except ValueError:
+            self.destroy_node()
+            raise
+        self.station_name = self.params.station or self.get_namespace().strip("/") or "station"
+        self.profile: Profile | None = None
+        self.gate: Gate | None = None
+        self.entities: list = []       # subscriptions, publishers, timers made by configure
+        self.pubs: dict[str, object] = {}
+        self.status_pub = None
+        self.logged: dict[str, float] = {}
+        self._autostart = self.create_timer(0.01, self._autostart_once) if self.params.autostart else None
+
+    def _autostart_once(self) -> None:
+        self.destroy_timer(self._autostart)
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        try:
+            self.profile = load_profile(self.params.profile)
+        except ProfileError as exc:
+            self.get_logger().error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        p = self.profile
+        self.gate = Gate(p)
+        for topic, kind in message_types(p).items():
+            self.pubs[topic] = self.create_publisher(kind, topic, reliable(10))
+        self.status_pub = self.create_publisher(String, "safety_status", LATCHED)
+        self.entities = list(self.pubs.values()) + [self.status_pub]
+        for arm in p.arms:
+            self.entities.append(self.create_subscription(JointState, arm.state_topic, self._state_callback(arm),
+                                                          reliable(10)))
+        self.entities.append(self.create_subscription(JointState, self.params.command_topic, self.on_command,
+                                                      reliable(10)))
+        self.entities.append(self.create_subscription(EStop, "/estop", self.on_estop, LATCHED))
+        self.entities.append(self.create_timer(p.period, self.on_tick))
+        self.entities.append(self.create_timer(self.params.status_period, self.publish_status))
+        self.get_logger().info(f"configured with profile {p.name} ({p.output.type}, {p.size} commands, "
+                               f"{p.control.rate_hz:g} Hz)")
+        self.publish_status()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        self.gate.activate(time.monotonic())
+        if not self.gate.has_state and self.gate.needs_state():
+            self.get_logger().warning("activated before the driver's first joint states: commands wait for them")
+        self.get_logger().info(f"active: passing checked commands (ramp-in {self.profile.control.ramp_in:g} s)")
+        self.publish_status()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        hold = self.gate.deactivate()
+        if hold is not None:
+            self.send(hold)
+        self.get_logger().info("inactive: holding position, no commands pass")
+        self.publish_status()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        self._destroy_entities()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        if self.gate is not None:
+            hold = self.gate.deactivate()
+            if hold is not None:
+                self.send(hold)
+        self._destroy_entities()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _destroy_entities(self) -> None:
+        for entity in self.entities:
+            kind = type(entity).__name__
+            destroy = {"Publisher": self.destroy_publisher, "Subscription": self.destroy_subscription,
+                       "Timer": self.destroy_timer}.get(kind)
+            if destroy is not None:
+                destroy(entity)
+        self.entities, self.pubs, self.status_pub = [], {}, None
+        self.gate = None
+
+    # --- inputs -----------------------------------------------------------------------------------------
+
+    def _state_callback(self, arm):
+        def callback(msg: JointState) -> None:
+            if self.gate is not None:
+                self.gate.set_measured(self.profile.measured(arm, msg.name, msg.position))
+        return callback
+
+    def on_command(self, msg: JointState) -> None:
+        if self.gate is None:
+            return
+        decision = self.gate.check(msg.position, msg.name, time.monotonic())
+        if decision.ok:
+            self.send(decision.target)
+            for note in decision.notes:
+                if note != "rate_limited":   # the ramp and the rate limit shape most commands: counted only
+                    self.log_throttled(note, f"command adjusted: {note}")
+        else:
+            if self.profile.delta and self.gate.active and not self.gate.estopped:
+                # a delta driver repeats its last command (zero-order hold): a refused one must stop it
+                self.send(self.gate.hold_target())
+            self.log_throttled(decision.reason, f"command refused ({decision.reason}): {decision.detail}")
+
+    def on_estop(self, msg: EStop) -> None:
+        if self.gate is None:
+            return
+        was = self.gate.estopped
+        hold = self.gate.estop(msg.engaged, time.monotonic())
+        if hold is not None:
+            self.send(hold)   # first: the latency of a stop matters more than its log line
+        if msg.engaged and not was:
+            self.get_logger().warning(f"e-stop by {msg.source}: {msg.reason}; holding, every command dropped")
+        elif not msg.engaged and was:
+            self.get_logger().warning("e-stop released: re-armed with a new ramp-in from the measured state")
+        self.publish_status()
+
+    def on_tick(self) -> None:
+        if self.gate is None:
+            return
+        hold = self.gate.tick(time.monotonic())
+        if hold is not None:
+            self.send(hold)
+            self.get_logger().warning(f"watchdog: no command for {self.profile.control.watchdog_timeout:g} s, "
+                                   "holding the last safe target")
+
+    # --- outputs ----------------------------------------------------------------------------------------
+
+    def send(self, target) -> None:
+        stamp = self.get_clock().now().to_msg()
+        for topic, msg in command_messages(self.profile, target, stamp):
+            self.pubs[topic].publish(msg)
+
+    def log_throttled(self, reason: str, text: str) -> None:
+        now = time.monotonic()
+        if now - self.logged.get(reason, -1e9) >= self.params.log_throttle:
+            self.logged[reason] = now
+            count = self.gate.counts[reason] if self.gate is not None else 0
+            self.get_logger().warning(f"{text} [{reason}: {count} so far]")
+
+    def publish_status(self) -> None:
+        if self.status_pub is None or self.gate is None:
+            return
+        body = {"station": self.station_name, "profile": self.profile.name, **self.gate.status()}
+        self.status_pub.publish(String(data=json.dumps(body, sort_keys=True)))
+
+
+def main(argv=None) -> int:
+    return spin_main(SafetyGateNode, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
