@@ -117,3 +117,47 @@ def station_with_node(module: str, node_params: dict, max_steps: int, families: 
 def spawn(module, *args):
     return subprocess.Popen([sys.executable, "-m", module, "--ros-args", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def fail_with_output(procs):
+    """Stop the node processes and fail with the tail of each one's output."""
+    for p in procs:
+        p.terminate()
+    raise AssertionError("\n".join((p.stdout.read() or "")[-1500:] for p in procs))
+
+
+class Stage2Graph:
+    """Stage 2's nodes as real processes on a private graph: a station namespace, e-stop and policy-version topic of
+    their own, every node started from one tiny stage-1 checkpoint (tmp_path/stage1); the trainer runs in
+    tmp_path/run. Each method starts one more process."""
+
+    def __init__(self, tmp_path):
+        self.checkpoint, self.run_dir = tmp_path / "stage1", tmp_path / "run"
+        tiny_checkpoint(self.checkpoint, 0)
+        self.ns = f"station_{uuid.uuid4().hex[:6]}"
+        self.estop, self.version_topic = f"/estop_{uuid.uuid4().hex[:6]}", f"/policy_version_{uuid.uuid4().hex[:6]}"
+        self.remap = ["-r", f"/policy/version:={self.version_topic}"]
+
+    def _serving(self):
+        return ("-p", f"checkpoint:={self.checkpoint}", "-p", f"stations:={self.ns}")
+
+    def bridge(self, max_steps: int):
+        """The station (block2block, 64x36 images): it starts its first episode once 4 subscribers listen."""
+        return spawn("sefm_sim_bridge.bridge_node", "-r", f"__ns:=/{self.ns}", "-r", f"/estop:={self.estop}",
+                     "-p", "image_width:=64", "-p", "image_height:=36", "-p", f"max_steps:={max_steps}",
+                     "-p", "families:=block2block", "-p", "min_subscribers:=4")
+
+    def policy(self):
+        return spawn("sefm_policy.policy_node", *self.remap, *self._serving())
+
+    def reward(self):
+        """The reward node, its detector never firing (threshold -1)."""
+        return spawn("sefm_reward.reward_node", *self._serving(), "-p", "success_threshold:=-1.0")
+
+    def trainer(self, **params):
+        """The trainer, with `params` (e.g. episodes_per_batch=2) after its checkpoint, stations and run folder."""
+        return spawn("sefm_trainer.trainer_node", *self.remap, *self._serving(), "-p", f"run_dir:={self.run_dir}",
+                     *[a for k, v in params.items() for a in ("-p", f"{k}:={v}")])
+
+    def driver(self):
+        return Driver(f"/{self.ns}", self.estop)

@@ -15,24 +15,22 @@ SEEDS = [30_000_000, 30_000_001, 30_000_002]
 P2B = {"family": "point2block"}
 
 
-def make_envs(max_steps: int, n: int = 2):
-    return [LanguageTableEnv(block_mode="BLOCK_4", image_size=(64, 36), max_steps=max_steps) for _ in range(n)]
+def opened_envs(max_steps: int, n: int = 2):
+    """A fixture's body: `n` small envs capped at `max_steps`, closed after the test."""
+    made = [LanguageTableEnv(block_mode="BLOCK_4", image_size=(64, 36), max_steps=max_steps) for _ in range(n)]
+    yield made
+    for env in made:
+        env.close()
 
 
 @pytest.fixture
 def envs():
-    made = make_envs(6)
-    yield made
-    for env in made:
-        env.close()
+    yield from opened_envs(6)
 
 
 @pytest.fixture
 def long_envs():
-    made = make_envs(40)
-    yield made
-    for env in made:
-        env.close()
+    yield from opened_envs(40)
 
 
 def zero_policy(calls=None):

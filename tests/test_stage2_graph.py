@@ -1,6 +1,5 @@
 """Stage 2 on a real graph: bridge, policy, reward and trainer nodes as separate processes over DDS."""
 import csv
-import uuid
 
 import numpy as np
 import pytest
@@ -9,38 +8,28 @@ from sefm_bringup.graph import terminate
 from sefm_core.data import EpisodeDataset
 from sefm_interfaces.msg import PolicyAction, PolicyVersion, StepsToGo
 
-from helpers import Driver, LATCHED, RELIABLE, spawn, tiny_checkpoint
+from helpers import LATCHED, RELIABLE, Stage2Graph, fail_with_output
 
 pytestmark = pytest.mark.slow   # an end-to-end run: `make test` runs it, `make test-fast` does not
 
 
 def test_trainer_joins_episodes_exactly_updates_and_the_policy_adopts_the_new_version(tmp_path):
-    tiny_checkpoint(tmp_path / "stage1", 0)
-    ns = f"station_{uuid.uuid4().hex[:6]}"
-    estop, version_topic = f"/estop_{uuid.uuid4().hex[:6]}", f"/policy_version_{uuid.uuid4().hex[:6]}"
-    remap = ["-r", f"/policy/version:={version_topic}"]
+    g = Stage2Graph(tmp_path)
     procs = [
-        spawn("sefm_sim_bridge.bridge_node", "-r", f"__ns:=/{ns}", "-r", f"/estop:={estop}", "-p", "image_width:=64",
-              "-p", "image_height:=36", "-p", "max_steps:=6", "-p", "families:=block2block",
-              "-p", "min_subscribers:=4"),  # policy, reward, trainer and this test: nobody misses a start
-        spawn("sefm_policy.policy_node", *remap, "-p", f"checkpoint:={tmp_path / 'stage1'}", "-p", f"stations:={ns}"),
-        spawn("sefm_reward.reward_node", "-p", f"checkpoint:={tmp_path / 'stage1'}", "-p", f"stations:={ns}",
-              "-p", "success_threshold:=-1.0"),
-        spawn("sefm_trainer.trainer_node", *remap, "-p", f"checkpoint:={tmp_path / 'stage1'}", "-p", f"stations:={ns}",
-              "-p", f"run_dir:={tmp_path / 'run'}", "-p", "episodes_per_batch:=2", "-p", "updates_per_batch:=2",
-              "-p", "max_versions:=1"),
+        g.bridge(max_steps=6),  # its 4 subscribers: policy, reward, trainer and this test: nobody misses a start
+        g.policy(),
+        g.reward(),
+        g.trainer(episodes_per_batch=2, updates_per_batch=2, max_versions=1),
     ]
-    d = Driver(f"/{ns}", estop)
+    d = g.driver()
     actions, scores, versions = [], [], []
     d.node.create_subscription(PolicyAction, "action", actions.append, RELIABLE)
     d.node.create_subscription(StepsToGo, "steps_to_go", scores.append, RELIABLE)
-    d.node.create_subscription(PolicyVersion, version_topic, versions.append, LATCHED)
+    d.node.create_subscription(PolicyVersion, g.version_topic, versions.append, LATCHED)
     try:
         ok = d.spin_until(lambda: any(a.policy_version == 1 for a in actions), timeout=180)
         if not ok:
-            for p in procs:
-                p.terminate()
-            raise AssertionError("\n".join((p.stdout.read() or "")[-1500:] for p in procs))
+            fail_with_output(procs)
         assert any(v.version == 1 and v.sha256 for v in versions)
         data = EpisodeDataset(tmp_path / "run" / "episodes")
         assert len(data) >= 2
@@ -76,23 +65,15 @@ def test_stale_policy_versions_are_dropped_on_the_graph(tmp_path):
 
     from sensor_msgs.msg import Image
 
-    tiny_checkpoint(tmp_path / "stage1", 0)
-    ns = f"station_{uuid.uuid4().hex[:6]}"
-    estop, version_topic = f"/estop_{uuid.uuid4().hex[:6]}", f"/policy_version_{uuid.uuid4().hex[:6]}"
-    remap = ["-r", f"/policy/version:={version_topic}"]
+    g = Stage2Graph(tmp_path)
     procs = [
-        spawn("sefm_sim_bridge.bridge_node", "-r", f"__ns:=/{ns}", "-r", f"/estop:={estop}", "-p", "image_width:=64",
-              "-p", "image_height:=36", "-p", "max_steps:=4", "-p", "families:=block2block",
-              "-p", "min_subscribers:=4"),  # reward, trainer, this test and the test's go signal below
-        spawn("sefm_reward.reward_node", "-p", f"checkpoint:={tmp_path / 'stage1'}", "-p", f"stations:={ns}",
-              "-p", "success_threshold:=-1.0"),
-        spawn("sefm_trainer.trainer_node", *remap, "-p", f"checkpoint:={tmp_path / 'stage1'}", "-p", f"stations:={ns}",
-              "-p", f"run_dir:={tmp_path / 'run'}", "-p", "episodes_per_batch:=1", "-p", "updates_per_batch:=1",
-              "-p", "max_versions:=1"),
+        g.bridge(max_steps=4),  # its 4 subscribers: reward, trainer, this test and the test's go signal below
+        g.reward(),
+        g.trainer(episodes_per_batch=1, updates_per_batch=1, max_versions=1),
     ]
-    d = Driver(f"/{ns}", estop)
+    d = g.driver()
     versions = []
-    d.node.create_subscription(PolicyVersion, version_topic, versions.append, LATCHED)
+    d.node.create_subscription(PolicyVersion, g.version_topic, versions.append, LATCHED)
     action_pub = d.node.create_publisher(PolicyAction, "action", RELIABLE)
     answered = {}   # observation stamp -> episode id
 
@@ -120,9 +101,7 @@ def test_stale_policy_versions_are_dropped_on_the_graph(tmp_path):
         ok = d.spin_until(lambda: versions and versions[-1].version == 1 and unused.exists()
                           and "stale policy version" in unused.read_text(), timeout=120)
         if not ok:
-            for p in procs:
-                p.terminate()
-            raise AssertionError("\n".join((p.stdout.read() or "")[-1500:] for p in procs))
+            fail_with_output(procs)
         data = EpisodeDataset(tmp_path / "run" / "episodes")
         records = [json.loads(line) for line in unused.read_text().splitlines()]
         first = min(answered.values())

@@ -1,7 +1,6 @@
 """Killing the policy or the trainer mid-run: the graph recovers and no stored episode is corrupt."""
 import signal
 import time
-import uuid
 
 import pytest
 
@@ -9,31 +8,20 @@ from sefm_bringup.graph import terminate
 from sefm_core.data import EpisodeDataset
 from sefm_interfaces.msg import PolicyAction, PolicyVersion
 
-from helpers import Driver, LATCHED, RELIABLE, spawn, tiny_checkpoint
+from helpers import LATCHED, RELIABLE, Stage2Graph
 
 pytestmark = pytest.mark.slow   # an end-to-end run: `make test` runs it, `make test-fast` does not
 
 
 def test_policy_and_trainer_restarts_lose_nothing_they_stored(tmp_path):
-    tiny_checkpoint(tmp_path / "stage1", 0)
-    ns = f"station_{uuid.uuid4().hex[:6]}"
-    estop, version_topic = f"/estop_{uuid.uuid4().hex[:6]}", f"/policy_version_{uuid.uuid4().hex[:6]}"
-    remap = ["-r", f"/policy/version:={version_topic}"]
-    policy_args = ("sefm_policy.policy_node", *remap, "-p", f"checkpoint:={tmp_path / 'stage1'}",
-                   "-p", f"stations:={ns}")
-    trainer_args = ("sefm_trainer.trainer_node", *remap, "-p", f"checkpoint:={tmp_path / 'stage1'}",
-                    "-p", f"stations:={ns}", "-p", f"run_dir:={tmp_path / 'run'}", "-p", "episodes_per_batch:=2",
-                    "-p", "updates_per_batch:=1")
-    bridge = spawn("sefm_sim_bridge.bridge_node", "-r", f"__ns:=/{ns}", "-r", f"/estop:={estop}",
-                   "-p", "image_width:=64", "-p", "image_height:=36", "-p", "max_steps:=5",
-                   "-p", "families:=block2block", "-p", "min_subscribers:=4")
-    reward = spawn("sefm_reward.reward_node", "-p", f"checkpoint:={tmp_path / 'stage1'}", "-p", f"stations:={ns}",
-                   "-p", "success_threshold:=-1.0")
-    policy, trainer = spawn(*policy_args), spawn(*trainer_args)
-    d = Driver(f"/{ns}", estop)
+    g = Stage2Graph(tmp_path)
+    trainer_params = {"episodes_per_batch": 2, "updates_per_batch": 1}
+    bridge, reward = g.bridge(max_steps=5), g.reward()
+    policy, trainer = g.policy(), g.trainer(**trainer_params)
+    d = g.driver()
     actions, versions = [], []
     d.node.create_subscription(PolicyAction, "action", actions.append, RELIABLE)
-    d.node.create_subscription(PolicyVersion, version_topic, versions.append, LATCHED)
+    d.node.create_subscription(PolicyVersion, g.version_topic, versions.append, LATCHED)
     procs = [bridge, reward, policy, trainer]
     try:
         assert d.spin_until(lambda: any(v.version >= 1 for v in versions), timeout=180)
@@ -43,14 +31,14 @@ def test_policy_and_trainer_restarts_lose_nothing_they_stored(tmp_path):
         n = len(actions)
         d.spin_for(1.5)
         assert len(actions) == n  # nobody acts: the station holds
-        policy = spawn(*policy_args)
+        policy = g.policy()
         procs.append(policy)
         assert d.spin_until(lambda: len(actions) > n + 5, timeout=120)
         # Kill the trainer: it comes back from its newest checkpoint and keeps improving.
         latest = max(v.version for v in versions)
         trainer.send_signal(signal.SIGKILL)
         trainer.wait()
-        trainer = spawn(*trainer_args)
+        trainer = g.trainer(**trainer_params)
         procs.append(trainer)
         assert d.spin_until(lambda: any(v.version > latest for v in versions), timeout=180)
         time.sleep(0.5)

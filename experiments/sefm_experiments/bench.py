@@ -76,12 +76,30 @@ def caption(image: np.ndarray, *texts: tuple[str, tuple[int, int, int]]) -> np.n
     return np.concatenate([image, strip], axis=0)
 
 
-def speed_rows(cases, steps: int) -> list[str]:
-    """One Markdown row `| name | rendering | steps/s |` per (name, rendering, make_env) case, printed as measured."""
-    rows: list[str] = []
-    for name, rendering, make_env in cases:
-        emit(rows, f"| {name} | {rendering} | {steps_per_second(make_env, steps):.0f} |")
-    return rows
+# Each simulator's report head: title, speed-table heading, its first column, what a rendered frame is.
+SPEED_REPORTS = {
+    "language_table": ("LanguageTable (MuJoCo) benchmark", "Speed (one core, random actions)", "block mode", "rgb"),
+    "aloha": ("ALOHA (MuJoCo, gym-aloha model) benchmark",
+              "Speed (one core, random joint targets near the start pose)", "task", "top camera"),
+}
+
+
+def speed_report(env_name: str, args, names, size: tuple[int, int], make_env) -> list[str]:
+    """A report's title, machine and command lines, then its speed table: one row `| name | rendering | steps/s |`
+    per name, rendered and not (`make_env(name, render)`), printed as measured. Pins this process to one core."""
+    title, heading, first_column, frame = SPEED_REPORTS[env_name]
+    lines = [f"# {title}", "",
+             f"Machine: {machine_line()}; {pin_to_one_core()}.", "",
+             f"Command: `sefm bench env {env_name} --episodes {args.episodes} --speed-steps {args.speed_steps}`",
+             "", f"## {heading}", "",
+             f"| {first_column} | rendering | steps/s |", "|---|---|---|"]
+    print("\n".join(lines), flush=True)
+    for name in names:
+        for render in (True, False):
+            rendering = f"{size[0]}x{size[1]} {frame}" if render else "none"
+            rate = steps_per_second(lambda: make_env(name, render), args.speed_steps)
+            emit(lines, f"| {name} | {rendering} | {rate:.0f} |")
+    return lines
 
 
 # --- LanguageTable ----------------------------------------------------------------------
@@ -109,16 +127,8 @@ def bench_language_table(args) -> list[str]:
     from sefm_sim.envs.language_table import LanguageTableConfig, LanguageTableEnv
     from sefm_sim.envs.lt_tasks import FAMILIES
 
-    size = LanguageTableConfig().image_size
-    lines = ["# LanguageTable (MuJoCo) benchmark", "",
-             f"Machine: {machine_line()}; {pin_to_one_core()}.", "",
-             f"Command: `sefm bench env language_table --episodes {args.episodes} --speed-steps {args.speed_steps}`",
-             "", "## Speed (one core, random actions)", "",
-             "| block mode | rendering | steps/s |", "|---|---|---|"]
-    print("\n".join(lines), flush=True)
-    lines += speed_rows([(mode, f"{size[0]}x{size[1]} rgb" if render else "none",
-                          lambda mode=mode, render=render: LanguageTableEnv(block_mode=mode, render_images=render))
-                         for mode in ("BLOCK_4", "BLOCK_8") for render in (True, False)], args.speed_steps)
+    lines = speed_report("language_table", args, ("BLOCK_4", "BLOCK_8"), LanguageTableConfig().image_size,
+                         lambda mode, render: LanguageTableEnv(block_mode=mode, render_images=render))
     head = ["", f"## Scripted oracle success ({args.episodes} seeded episodes per family, seeds 0..{args.episodes - 1})",
             "", "Wilson 95% intervals.", "",
             "| block mode | family | success [95% CI] | mean steps |", "|---|---|---|---|"]
@@ -157,16 +167,8 @@ def bench_aloha(args) -> list[str]:
     from sefm_sim.envs import aloha_scripted
     from sefm_sim.envs.aloha import TASKS, AlohaConfig, AlohaEnv
 
-    size = AlohaConfig().image_size
-    lines = ["# ALOHA (MuJoCo, gym-aloha model) benchmark", "",
-             f"Machine: {machine_line()}; {pin_to_one_core()}.", "",
-             f"Command: `sefm bench env aloha --episodes {args.episodes} --speed-steps {args.speed_steps}`",
-             "", "## Speed (one core, random joint targets near the start pose)", "",
-             "| task | rendering | steps/s |", "|---|---|---|"]
-    print("\n".join(lines), flush=True)
-    lines += speed_rows([(task, f"{size[0]}x{size[1]} top camera" if render else "none",
-                          lambda task=task, render=render: AlohaEnv(task=task, render_images=render))
-                         for task in TASKS for render in (True, False)], args.speed_steps)
+    lines = speed_report("aloha", args, TASKS, AlohaConfig().image_size,
+                         lambda task, render: AlohaEnv(task=task, render_images=render))
     head = ["", f"## Scripted demonstrations ({args.episodes} seeded episodes per task, seeds 0..{args.episodes - 1})",
             "", "End-effector rollout (mocap-driven grippers) and its joint-space replay in the env the policy",
             "uses. Success = staged reward 4 reached within 400 steps (ACT's definition; with",

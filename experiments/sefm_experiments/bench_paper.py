@@ -182,17 +182,27 @@ def rank_cell(q: dict) -> str:
     return f"{q.get('approach_spearman', float('nan')):.3f} / {q['per_episode_spearman']:.3f}"
 
 
+def arm_rows(arms: dict, extra_episodes: bool, threshold: bool) -> list[str]:
+    """One table row per arm (name, BC, + self-improvement, [extra episodes,] rank corr., detector F1 [(s)]),
+    then the blank line that ends the table."""
+    rows = []
+    for name, row in arms.items():
+        q = row["steps_to_go"]
+        cells = [name, cell(row["bc"]), cell(row.get("si"))]
+        if extra_episodes:
+            cells.append(row.get("extra_episodes", "-"))
+        cells += [rank_cell(q), f"{q['f1']:.2f} ({q['threshold']:.1f})" if threshold else f"{q['f1']:.2f}"]
+        rows.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return rows + [""]
+
+
 def tables(results: dict) -> str:
     lines = ["# sefm bench paper", ""]
     if "exp1" in results:
         lines += ["## 1. Demo budgets: BC against BC + self-improvement", "",
                   "| demos | BC | + self-improvement | extra episodes | rank corr. (approach / every state) | detector F1 (s) |",
                   "|---|---|---|---|---|---|"]
-        for n, row in results["exp1"].items():
-            q = row["steps_to_go"]
-            lines.append(f"| {n} | {cell(row['bc'])} | {cell(row.get('si'))} | {row.get('extra_episodes', '-')} | "
-                         f"{rank_cell(q)} | {q['f1']:.2f} ({q['threshold']:.1f}) |")
-        lines.append("")
+        lines += arm_rows(results["exp1"], extra_episodes=True, threshold=True)
     if "exp2" in results:
         lines += ["## 2. More demonstrations against self-improvement", "", "| arm | demos | success |", "|---|---|---|"]
         small = min(results.get("exp1", {}).items(), key=lambda kv: int(kv[0]), default=None)
@@ -206,11 +216,7 @@ def tables(results: dict) -> str:
     if "exp3" in results:
         lines += ["## 3. Reward-model pretraining", "",
                   "| towers | BC | + self-improvement | rank corr. (approach / every state) | detector F1 |", "|---|---|---|---|---|"]
-        for name, row in results["exp3"].items():
-            q = row["steps_to_go"]
-            lines.append(f"| {name} | {cell(row['bc'])} | {cell(row.get('si'))} | {rank_cell(q)} | "
-                         f"{q['f1']:.2f} |")
-        lines.append("")
+        lines += arm_rows(results["exp3"], extra_episodes=False, threshold=False)
     if "exp4" in results:
         r = results["exp4"]
         lines += ["## 4. BananaTable (the LanguageTable policy with an unseen banana)", "",

@@ -115,6 +115,18 @@ def spawn(*args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def close_probe(processes, executor, node, context) -> None:
+    """End a probe: kill the other side's processes, then shut down this side's executor, node and ROS context."""
+    import rclpy
+
+    for proc in processes:
+        proc.kill()
+        proc.wait()
+    executor.shutdown()
+    node.destroy_node()
+    rclpy.shutdown(context=context)
+
+
 def exchange(names=MESSAGE_TYPES, timeout: float = 20.0) -> dict[str, float]:
     """Receive each message type from a publisher in another process.
 
@@ -160,12 +172,7 @@ def exchange(names=MESSAGE_TYPES, timeout: float = 20.0) -> dict[str, float]:
                 if proc.poll() not in (None, 0):
                     raise RuntimeError(f"publisher process failed: {proc.stderr.read().strip()[-2000:]}")
     finally:
-        for proc in publishers:
-            proc.kill()
-            proc.wait()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.shutdown(context=context)
+        close_probe(publishers, executor, node, context)
     if problems:
         raise RuntimeError("; ".join(problems))
     missing = [name for name in names if name not in received]
@@ -204,12 +211,7 @@ def call_services(names=SERVICE_TYPES, timeout: float = 20.0) -> dict[str, str]:
                 raise RuntimeError(f"service {name}: the server saw {future.result().message}, sent {request!r}")
             replies[name] = future.result().message
     finally:
-        for proc in servers:
-            proc.kill()
-            proc.wait()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.shutdown(context=context)
+        close_probe(servers, executor, node, context)
     return replies
 
 
