@@ -2,6 +2,7 @@
 profile is one clear error naming its key."""
 import math
 import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -133,7 +134,8 @@ def test_a_bad_file_or_name_is_a_clear_error(tmp_path):
     data = raw("sim_language_table")
     data["output"]["workspace_upper"] = [0.1, 0.3048]
     bad.write_text(yaml.safe_dump(data))
-    with pytest.raises(ProfileError, match=rf"{bad}.output.workspace_lower: delta_x: lower 0.15 is not below upper 0.1"):
+    with pytest.raises(ProfileError, match=re.escape(f"{bad}.output.workspace_lower: delta_x: lower 0.15 is not "
+                                                     "below upper 0.1")):
         load_profile(bad)
     bad.write_text("- a list\n")
     with pytest.raises(ProfileError, match="the top level must be a mapping"):

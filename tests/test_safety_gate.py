@@ -135,6 +135,12 @@ def test_no_command_passes_before_the_measured_state():
     d = gate.check(np.zeros(14), now=0.1)
     assert d.reason == "no_state" and "left_waist" in d.detail
     assert gate.tick(1.0) is None and gate.state == "holding"   # nothing known to hold
+    # activated before the state: the ramp-in starts when the state is complete
+    late = Gate(profile(ramp_in=1.0))
+    late.activate(0.0)
+    late.set_measured(dict(zip(late.profile.command.names[:7], np.zeros(7))), now=3.0)
+    late.set_measured(dict(zip(late.profile.command.names[7:], np.zeros(7))), now=5.0)
+    assert late.check(np.full(14, 0.5), now=5.5).target == pytest.approx(0.5 * late.profile.step_limit)
 
 
 def test_watchdog_holds_the_last_safe_target_once_per_lapse():

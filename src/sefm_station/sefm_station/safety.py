@@ -13,7 +13,8 @@ The checks, in order (the first that refuses ends it; every outcome is counted b
                                            `position_clipped`, go on
   8. rate limit: the change from the last commanded target (positions) or the delta itself is at most
      min(max_step, velocity / rate) x ramp, where ramp grows from 0 to 1 over `ramp_in` s after
-     (re)activation; the ramp starts from the measured state -> clip, count `rate_limited`
+     (re)activation (or from when the measured state is first complete); the ramp starts from the measured
+     state -> clip, count `rate_limited`
   9. (effector_delta with a workspace) the effector target + delta stays inside it -> clip, count
      `workspace_clipped`
  10. passed -> count `passed`; this is the new last safe target.
@@ -81,11 +82,15 @@ class Gate:
 
     # --- inputs -----------------------------------------------------------------------------------
 
-    def set_measured(self, values: dict[str, float]) -> None:
-        """The driver's state in command units ({command name: value}, e.g. from Profile.measured)."""
+    def set_measured(self, values: dict[str, float], now: float | None = None) -> None:
+        """The driver's state in command units ({command name: value}, e.g. from Profile.measured). Activated
+        before the state was complete, the ramp-in starts when it is (`now`)."""
+        had = self.has_state
         for name, value in values.items():
             if name in self.names and np.isfinite(value):
                 self.measured[self.names[name]] = value
+        if not had and now is not None and self.active and self.last_target is None and self.has_state:
+            self.activated_at = now
 
     @property
     def has_state(self) -> bool:

@@ -187,7 +187,7 @@ class SafetyGateNode(LifecycleNode):
     def _state_callback(self, arm):
         def callback(msg: JointState) -> None:
             if self.gate is not None:
-                self.gate.set_measured(self.profile.measured(arm, msg.name, msg.position))
+                self.gate.set_measured(self.profile.measured(arm, msg.name, msg.position), time.monotonic())
         return callback
 
     def on_command(self, msg: JointState) -> None:
