@@ -15,7 +15,7 @@ PYTHON="${SEFM_PYTHON:-python3.11}"
 STAMPS="$VENV/.sefm-setup"
 WS="$ROOT/ros2_ws"
 APT_PACKAGES=(cmake g++ make libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6)
-PY_PACKAGES=(sefm_core sefm_ros sefm_sim sefm_sim_bridge sefm_drivers sefm_policy sefm_reward sefm_trainer sefm_bags sefm_bringup sefm_cli)
+PY_PACKAGES=(sefm_core sefm_ros sefm_sim sefm_sim_bridge sefm_drivers sefm_policy sefm_reward sefm_trainer sefm_bags sefm_bringup sefm_cli sefm_station)
 
 T0=$(date +%s)
 step() { printf '\n[setup %3ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
