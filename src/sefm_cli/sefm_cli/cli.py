@@ -24,6 +24,8 @@ COMMANDS = {
     "improve": ("sefm_bringup.graph", "Stage 2: a fleet of stations practises, the trainer improves the policy"),
     "practice": ("sefm_experiments.practice", "Stage 2 without ROS: the same REINFORCE loop in one process (experiments)"),
     "pipeline": ("sefm_cli.pipeline", "the whole job (`make demo`): demos -> import -> Stage 1 -> Stage 2 -> report"),
+    "driver": ("sefm_drivers.cli", "start one simulated robot driver alone: aloha (Interbotix xs_sdk arms + "
+                                   "cameras) or language_table"),
     "operator": ("sefm_cli.operator_cli", "watch the stations; e-stop, pause, resume, abort or reset them"),
 }
 
