@@ -102,21 +102,29 @@ def stop(proc) -> str:
 
 # --- ALOHA ----------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def aloha():
+def driver_and_client(module: str, params: tuple[str, ...], topics: dict):
+    """A driver process on a private namespace and a client subscribed to `topics` ({attribute: (type, name)});
+    stops both after the tests and fails on a traceback in the driver's output."""
     ns = f"/robot_{uuid.uuid4().hex[:6]}"
-    proc = spawn("sefm_drivers.aloha_driver", "-r", f"__ns:={ns}", "-p", "image_width:=32", "-p", "image_height:=24",
-                 "-p", "camera_rate:=5.0")
+    proc = spawn(module, "-r", f"__ns:={ns}", *[a for p in params for a in ("-p", p)])
     client = Client(ns)
-    client.states = client.subscribe(JointState, "follower_left/joint_states")
-    client.right_states = client.subscribe(JointState, "follower_right/joint_states")
-    client.frames = client.subscribe(Image, "cam_high/camera/color/image_rect_raw")
+    for attribute, (msg_type, topic) in topics.items():
+        setattr(client, attribute, client.subscribe(msg_type, topic))
     try:
         yield client
     finally:
         client.close()
         out = stop(proc)
         assert "Traceback" not in out, out
+
+
+@pytest.fixture(scope="module")
+def aloha():
+    yield from driver_and_client("sefm_drivers.aloha_driver", ("image_width:=32", "image_height:=24",
+                                                               "camera_rate:=5.0"),
+                                 {"states": (JointState, "follower_left/joint_states"),
+                                  "right_states": (JointState, "follower_right/joint_states"),
+                                  "frames": (Image, "cam_high/camera/color/image_rect_raw")})
 
 
 def arm_group(client, msg_type, topic, **fields):
@@ -270,18 +278,9 @@ def test_aloha_reset_gives_the_same_first_frame(aloha):
 
 @pytest.fixture(scope="module")
 def language_table():
-    ns = f"/table_{uuid.uuid4().hex[:6]}"
-    proc = spawn("sefm_drivers.language_table_driver", "-r", f"__ns:={ns}", "-p", "image_width:=64",
-                 "-p", "image_height:=36", "-p", "families:=block2block", "-p", "seed:=3")
-    client = Client(ns)
-    client.frames = client.subscribe(Image, "camera/image_raw")
-    client.states = client.subscribe(JointState, "joint_states")
-    try:
-        yield client
-    finally:
-        client.close()
-        out = stop(proc)
-        assert "Traceback" not in out, out
+    yield from driver_and_client("sefm_drivers.language_table_driver",
+                                 ("image_width:=64", "image_height:=36", "families:=block2block", "seed:=3"),
+                                 {"frames": (Image, "camera/image_raw"), "states": (JointState, "joint_states")})
 
 
 def delta(x, y):

@@ -116,7 +116,7 @@ def test_gripper_normalisation_and_driver_order():
     (lambda d: d["output"].update(type="ros2_control_forward"), r"profile.output.topic: ros2_control_forward: the "
                                                                 r"command topic is missing"),
     (lambda d: d["arms"][0].update(name=""), r"interbotix: every arm needs its driver namespace"),
-    (lambda d: d["cameras"][1].update(encoding="yuv422"), r"profile.cameras.encoding: 'yuv422' is not one of rgb8"),
+    (lambda d: d["cameras"][0].update(encoding="yuv422"), r"profile.cameras.encoding: 'yuv422' is not one of rgb8"),
 ])
 def test_a_bad_profile_is_one_clear_error(edit, message):
     data = raw("sim_aloha")
