@@ -17,10 +17,12 @@ setup(
     zip_safe=True,
     maintainer='SEFM maintainers',
     maintainer_email='maintainers@sefm-robotics.org',
-    description='The station layer: robot profiles (ROS-free) and the safety gate lifecycle node between the '
-                'policy and a robot driver.',
+    description='The station layer: robot profiles (ROS-free), the station manager lifecycle node (observations, '
+                'tasks, episodes, resets, operator services) and the safety gate lifecycle node between the policy '
+                'and a robot driver.',
     license='Apache-2.0',
     entry_points={
-        'console_scripts': ['safety_gate = sefm_station.safety_gate_node:main'],
+        'console_scripts': ['safety_gate = sefm_station.safety_gate_node:main',
+                            'station_manager = sefm_station.station_manager_node:main'],
     },
 )

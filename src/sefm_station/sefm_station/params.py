@@ -16,3 +16,44 @@ class GateParams:
                                    low=0.01)
     log_throttle: float = setting(2.0, "at most one log line per refusal reason this often (s)", low=0.0)
     autostart: bool = setting(False, "configure and activate at start (no lifecycle manager)")
+
+
+@dataclass(frozen=True)
+class StationManagerParams:
+    """The station manager's parameters. A value left at its default ('' or 0) takes the profile's `station:`
+    section (sefm_station.profiles.StationSettings)."""
+    profile: str = setting("sim_language_table", "robot profile: a shipped name or a path to a .yaml file")
+    station: str = setting("", "station name in messages (default: the node's namespace)")
+    autostart: bool = setting(False, "configure and activate at start (no lifecycle manager)")
+    driver_namespace: str = setting("", "where the driver's topics and sim/reset live, relative to the station "
+                                        "('' = the station's own namespace; a LanguageTable driver, whose "
+                                        "camera/image_raw and joint_states are the manager's output names, runs "
+                                        "under `driver`)")
+    image_topic: str = setting("camera/image_raw", "output: the observation's camera frame (sensor_msgs/Image "
+                                                   "rgb8), the topic the policy, reward and trainer read")
+    joint_states_topic: str = setting("joint_states", "output: the observation's joint state (sensor_msgs/"
+                                                      "JointState, the profile's observation order)")
+    camera: str = setting("", "which of the profile's cameras is the observation's ('' = the first)")
+    policy_rate_hz: float = setting(0.0, "observations per second while an episode runs (0 = the profile's)",
+                                    low=0.0)
+    stale_timeout: float = setting(0.0, "input staleness that faults the station, s (0 = the profile's)", low=0.0)
+    max_steps: int = setting(0, "step cap (0 = the profile's)", low=0)
+    tasks: str = setting("", "task source: sim or list ('' = the profile's)")
+    instructions: str = setting("", "tasks list: the instructions, separated by '|' ('' = the profile's)")
+    resets: str = setting("", "reset mode: sim, operator or none ('' = the profile's)")
+    station_index: int = setting(0, "this station's block of the practice seed range (sefm_core.seeds)", low=0)
+    seed: int = setting(-1, "sim resets: the first episode's seed (-1 = the first of the station's practice "
+                            "block); episode k uses seed + k", low=-1)
+    status_period: float = setting(0.5, "publish `status` this often (s)", low=0.01)
+    reset_timeout: float = setting(10.0, "sim resets: the driver's sim/reset must answer, and its first "
+                                         "observation after the reset arrive, within this (s), else a fault",
+                                   low=0.1)
+
+    def instruction_list(self) -> tuple[str, ...]:
+        return tuple(t.strip() for t in self.instructions.split("|") if t.strip())
+
+    def check(self) -> None:
+        if self.tasks not in ("", "sim", "list"):
+            raise ValueError(f"tasks: {self.tasks!r} is not one of sim, list")
+        if self.resets not in ("", "sim", "operator", "none"):
+            raise ValueError(f"resets: {self.resets!r} is not one of sim, operator, none")

@@ -113,6 +113,33 @@ class Output:
     workspace_upper: tuple[float, ...] = setting((), "effector_delta: highest effector target (m) per command")
 
 
+TaskSource = Literal["sim", "list"]
+ResetMode = Literal["sim", "operator", "none"]
+
+
+@dataclass(frozen=True)
+class StationSettings:
+    """The station manager's settings (optional `station:` section; the node's parameters override them)."""
+    policy_rate_hz: float = setting(10.0, "observations per second the manager publishes while an episode runs "
+                                          "(the policy's rate)", low=1e-3)
+    stale_timeout: float = setting(1.0, "no new camera frame or joint state of an arm for this long (s): the "
+                                        "station faults and the episode ends as a fault", low=1e-3)
+    max_steps: int = setting(200, "step cap: the episode ends after this many observations after its first "
+                                  "(one action each)", low=1)
+    tasks: TaskSource = setting("list", "where tasks come from: sim (a simulated LanguageTable: the scene's "
+                                        "instruction and goal for the reset seed) or list (`instructions`, round "
+                                        "robin: a real robot with an operator)")
+    instructions: tuple[str, ...] = setting((), "tasks: list: the instructions, used in turn")
+    resets: ResetMode = setting("operator", "how a new episode's scene is set: sim (the driver's sim/reset with "
+                                            "the station's next practice seed), operator (wait for the operator's "
+                                            "`reset` call: the scene is ready) or none")
+    env_id: str = setting("", "Task.env_id of the episodes ('' = the profile's name)")
+    sim_block_mode: Literal["BLOCK_4", "BLOCK_8", "N_CHOOSE_K", "BANANA"] = setting(
+        "BLOCK_4", "tasks: sim: the simulated driver's block_mode (must match the driver's)")
+    sim_families: tuple[str, ...] = setting((), "tasks: sim: the simulated driver's instruction families (() = all; "
+                                                "must match the driver's)")
+
+
 @dataclass(frozen=True)
 class Profile:
     name: str = setting("", "the profile's name")
@@ -123,6 +150,7 @@ class Profile:
     arms: tuple[Arm, ...] = setting((), "the driver's arms: commands served, joint states published")
     cameras: tuple[Camera, ...] = setting((), "the cameras (topic, encoding, size)")
     output: Output = setting(Output(), "the command output")
+    station: StationSettings = setting(StationSettings(), "the station manager: rate, timeouts, tasks, resets")
 
     # --- derived -------------------------------------------------------------------------------
 
@@ -232,6 +260,11 @@ class Profile:
             for name, lo, hi in zip(c.names, c.lower, c.upper):
                 if not lo <= 0.0 <= hi:
                     fail("command.lower", f"{name}: a delta's box [{lo}, {hi}] must contain 0 (the hold)")
+        st = self.station
+        if st.tasks == "sim" and st.resets != "sim":
+            fail("station.tasks", "sim tasks come from the reset seed: they need station.resets: sim")
+        if any(not text.strip() for text in st.instructions):
+            fail("station.instructions", "an empty instruction")
         _unique([cam.name for cam in self.cameras], f"{where}.cameras (name)")
         _unique([cam.topic for cam in self.cameras], f"{where}.cameras (topic)")
         return self
@@ -252,6 +285,35 @@ class Profile:
                 value = float(self.gripper.from_finger(value) if arm.gripper_state else self.gripper.from_joint(value))
             out[cmd] = value
         return out
+
+    def observation_names(self) -> tuple[str, ...]:
+        """The names of the learning layer's joint state (the station manager's `joint_states`): a position
+        robot's command names in action order (a gripper normalised 0..1); an effector_delta robot's driver
+        state names of every arm, as published (LanguageTable: effector_x, effector_y, target_x, target_y)."""
+        if self.delta:
+            return tuple(n for arm in self.arms for n in arm.state_names)
+        return self.command.names
+
+    def observation_state(self, states) -> np.ndarray:
+        """The learning layer's joint state from each arm's newest driver message, `states[i]` = (names,
+        positions) of `arms[i]`, in `observation_names()` order. A KeyError names what a message lacks."""
+        if self.delta:
+            out = []
+            for arm, (names, positions) in zip(self.arms, states):
+                where = {n: i for i, n in enumerate(names)}
+                missing = [n for n in arm.state_names if n not in where or where[n] >= len(positions)]
+                if missing:
+                    raise KeyError(f"{arm.state_topic} has no {missing}")
+                out += [float(positions[where[n]]) for n in arm.state_names]
+            return np.asarray(out, dtype=np.float64)
+        values: dict[str, float] = {}
+        for arm, (names, positions) in zip(self.arms, states):
+            got = self.measured(arm, names, positions)
+            missing = [c for c in arm.commands if c not in got]
+            if missing:
+                raise KeyError(f"{arm.state_topic} has no joints for {missing}")
+            values.update(got)
+        return np.asarray([values[c] for c in self.command.names], dtype=np.float64)
 
     def arm_targets(self, target) -> list[tuple[Arm, tuple[str, ...], np.ndarray]]:
         """A checked target (command order) as (arm, driver joint names, values in driver units) per arm:

@@ -1,0 +1,415 @@
+"""The station manager (sefm_station.station_manager_node): observations on one stamp from a driver's own topics,
+tasks, episodes and their outcomes, resets, the operator's services; with the real LanguageTable driver process
+and with a fake Interbotix driver written here (joint states + a camera, no physics). The ROS-free episode logic
+(sefm_station.episodes) on unit cases first."""
+import subprocess
+import sys
+import time
+import uuid
+
+import numpy as np
+import pytest
+import rclpy
+import yaml
+from rclpy.executors import SingleThreadedExecutor
+from sensor_msgs.msg import Image, JointState
+
+from sefm_core import episode_rules as rules
+from sefm_core import seeds
+from sefm_interfaces.msg import EpisodeEvent, EpisodeStep, EStop, StationStatus, StepsToGo, Task
+from sefm_interfaces.srv import AbortEpisode, PauseStation, ResetStation, ResumeStation
+from sefm_ros.common import EPISODE_EVENTS, EPISODES, ns_of
+from sefm_station.episodes import READY, RESETTING, RUNNING, WAIT_RESET, Episodes, ListTasks
+from sefm_station.profiles import PROFILE_DIR, ProfileError, from_mapping, load_profile
+from helpers import LATCHED, RELIABLE
+
+ARM = ["waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate"]
+STATE_NAMES = ARM + ["gripper", "left_finger", "right_finger"]
+
+
+# --- the episode logic, ROS-free -------------------------------------------------------------------------
+
+def test_episode_phases_outcomes_and_the_step_cap():
+    e = Episodes(max_steps=3, resets="none")
+    assert e.phase == READY and e.observe(100) == 0 and e.episode_id == 100 and e.phase == RUNNING
+    assert [e.observe(t) for t in (200, 300)] == [1, 2] and e.after_observation() is None
+    assert e.observe(400) == 3
+    end = e.after_observation()
+    assert (end.outcome, end.num_steps, end.last_observation_ns, end.episode_id) == (rules.TIMEOUT, 3, 400, 100)
+    assert e.phase == READY and e.observe(500) == 0
+    # a success only for the current observation, and only when the detector rule holds
+    assert e.score(500, 500, 0, True, 0.1, 1.0) is None            # step 0 is never judged
+    e.observe(600)
+    assert e.score(500, 500, 0, True, 0.1, 1.0) is None            # an older observation
+    assert e.score(500, 600, 1, True, 2.0, 1.0) is None            # d > s: the rule does not hold
+    assert e.score(500, 600, 1, True, 0.5, -1.0) is None           # detector off
+    assert e.score(500, 600, 1, True, 0.5, 1.0).outcome == rules.SUCCESS_DETECTED
+    # halts
+    e.observe(700)
+    assert e.estop(True, "stop").outcome == rules.ESTOP and e.observe(800) is None
+    assert e.resume("go") == (False, "e-stop engaged: release it first")
+    e.estop(False, "")
+    assert e.paused and e.observe(900) is None and e.resume("go")[0] and e.observe(1000) == 0
+    assert e.set_fault("stale").outcome == rules.FAULT and e.set_fault("again") is None and e.observe(1100) is None
+    assert e.clear_fault() and e.observe(1200) == 0
+    end, ok, _ = e.abort(success=True, reset=False, reason="")
+    assert ok and end.outcome == rules.OPERATOR_SUCCESS and e.observe(1300) is None   # idle until reset
+    end, ok, _ = e.operator_reset(-1, "ready")
+    assert end is None and ok and e.observe(1400) == 0
+
+
+def test_sim_and_operator_resets_and_seeds():
+    first = seeds.first_seed("practice", 2)
+    e = Episodes(max_steps=5, resets="sim", first_seed=first)
+    assert e.phase == RESETTING and e.wants_sim_reset() and e.observe(1) is None
+    assert e.take_seed() == first
+    e.reset_done()
+    assert e.observe(2) == 0
+    e.operator_reset(77, "")
+    assert e.phase == RESETTING and e.take_seed() == 77 and e.take_seed() == first + 1
+    op = Episodes(max_steps=5, resets="operator")
+    assert op.phase == WAIT_RESET and op.observe(1) is None
+    op.operator_reset(-1, "")
+    assert op.observe(2) == 0
+    tasks = ListTasks(["a", "b"], "real")
+    assert [tasks.task(0).instruction for _ in range(3)] == ["a", "b", "a"]
+    with pytest.raises(ValueError):
+        ListTasks([], "real")
+
+
+def test_the_station_section_of_a_profile():
+    data = yaml.safe_load((PROFILE_DIR / "sim_language_table.yaml").read_text())
+    p = from_mapping({**data, "station": {"tasks": "sim", "resets": "sim", "max_steps": 7,
+                                          "sim_families": ["block2block"]}})
+    assert p.station.max_steps == 7 and p.station.sim_families == ("block2block",)
+    assert load_profile("sim_aloha").station.resets == "operator"   # the defaults without a section
+    with pytest.raises(ProfileError, match="station.tasks"):
+        from_mapping({**data, "station": {"tasks": "sim", "resets": "operator"}})
+    with pytest.raises(ProfileError, match="station"):
+        from_mapping({**data, "station": {"resets": "sometimes"}})
+    aloha = load_profile("sim_aloha")
+    left = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 9.9, 0.03, -0.03]     # the gripper joint (9.9) is not the measure
+    right = [-0.1, -0.2, -0.3, -0.4, -0.5, -0.6, 9.9, 0.058, -0.058]
+    state = aloha.observation_state([(STATE_NAMES, left), (STATE_NAMES, right)])
+    g = (0.03 - 0.01844) / (0.058 - 0.01844)
+    assert state == pytest.approx([*left[:6], g, *right[:6], 1.0])
+    with pytest.raises(KeyError, match="follower_right"):
+        aloha.observation_state([(STATE_NAMES, left), (ARM, right[:6])])
+
+
+# --- the node, for real ----------------------------------------------------------------------------------
+
+class Station:
+    """The test's side: records the manager's outputs, scores, e-stops and calls services; optionally a fake
+    Interbotix driver (two follower arms' joint states at 50 Hz and cam_high at 15 Hz, bgr8)."""
+
+    def __init__(self, namespace, estop_topic, fake_aloha=False):
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(f"test_{uuid.uuid4().hex[:6]}", namespace=namespace, context=self.context)
+        self.images, self.states, self.steps, self.tasks, self.events, self.status = [], [], [], [], [], []
+        n = self.node
+        n.create_subscription(Image, "camera/image_raw", self.images.append, RELIABLE)
+        n.create_subscription(JointState, "joint_states", self.states.append, RELIABLE)
+        n.create_subscription(EpisodeStep, "episode_step", self.steps.append, RELIABLE)
+        n.create_subscription(Task, "task", self.tasks.append, EPISODES)
+        n.create_subscription(EpisodeEvent, "episode_event", self.events.append, EPISODE_EVENTS)
+        n.create_subscription(StationStatus, "status", self.status.append, RELIABLE)
+        self.score = n.create_publisher(StepsToGo, "steps_to_go", RELIABLE)
+        self.estop = n.create_publisher(EStop, estop_topic, LATCHED)
+        self.arms_alive = True
+        if fake_aloha:
+            self.arm_pubs = [n.create_publisher(JointState, f"{a}/joint_states", RELIABLE)
+                             for a in ("follower_left", "follower_right")]
+            self.camera = n.create_publisher(Image, "cam_high/camera/color/image_rect_raw", RELIABLE)
+            self.left = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 1.0, 0.03, -0.03]
+            self.right = [-0.1, -0.2, -0.3, -0.4, -0.5, -0.6, -0.5, 0.05, -0.05]
+            n.create_timer(0.02, self.publish_arms)
+            n.create_timer(1 / 15, self.publish_camera)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(n)
+
+    def publish_arms(self):
+        if not self.arms_alive:
+            return
+        stamp = self.node.get_clock().now().to_msg()
+        for pub, position in zip(self.arm_pubs, (self.left, self.right)):
+            msg = JointState(name=STATE_NAMES, position=position, velocity=[0.0] * 9, effort=[0.0] * 9)
+            msg.header.stamp = stamp
+            pub.publish(msg)
+
+    def publish_camera(self):
+        bgr = np.zeros((6, 8, 3), np.uint8)
+        bgr[..., 0], bgr[..., 1], bgr[..., 2] = 30, 20, 10
+        msg = Image(height=6, width=8, encoding="bgr8", step=24, data=bgr.tobytes())
+        msg.header.stamp, msg.header.frame_id = self.node.get_clock().now().to_msg(), "cam_high_color_optical_frame"
+        self.camera.publish(msg)
+
+    def spin_until(self, predicate, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            self.executor.spin_once(timeout_sec=0.02)
+        return predicate()
+
+    def spin_for(self, seconds):
+        self.spin_until(lambda: False, seconds)
+
+    def call(self, srv_type, name, **fields):
+        client = self.node.create_client(srv_type, name)
+        assert client.wait_for_service(timeout_sec=10)
+        future = client.call_async(srv_type.Request(**fields))
+        self.executor.spin_until_future_complete(future, timeout_sec=10)
+        return future.result()
+
+    def ends(self):
+        return [e for e in self.events if e.event == EpisodeEvent.END]
+
+    def starts(self):
+        return [e for e in self.events if e.event == EpisodeEvent.START]
+
+    def close(self):
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+def spawn(module, namespace, estop, params):
+    args = [x for p in params for x in ("-p", p)]
+    return subprocess.Popen([sys.executable, "-m", module, "--ros-args", "-r", f"__ns:={namespace}",
+                             "-r", f"/estop:={estop}", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def stop(*procs):
+    for proc in procs:
+        proc.terminate()
+    out = []
+    for proc in procs:
+        try:
+            out.append(proc.communicate(timeout=10)[0])
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out.append(proc.communicate()[0])
+    return "\n".join(o or "" for o in out)
+
+
+@pytest.fixture
+def names():
+    return f"/station_{uuid.uuid4().hex[:6]}", f"/estop_{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def aloha(names):
+    """A fake Interbotix station and a manager on it (sim_aloha, list tasks); `start(**params)`."""
+    ns, estop = names
+    made = []
+
+    def start(resets="none", **params):
+        station = Station(ns, estop, fake_aloha=True)
+        given = {"profile": "sim_aloha", "autostart": "true", "tasks": "list",
+                 "instructions": "transfer the cube|hand it back", "resets": resets, "stale_timeout": "0.5",
+                 **params}
+        proc = spawn("sefm_station.station_manager_node", ns, estop, [f"{k}:={v}" for k, v in given.items()])
+        made.append((station, proc))
+        return station
+
+    yield start
+    for station, proc in made:
+        station.close()
+        print(stop(proc))
+
+
+def by_stamp(msgs):
+    return {ns_of(m.header.stamp): m for m in msgs}
+
+
+def test_language_table_driver_timeout_success_and_sim_resets(names, tmp_path):
+    """(a) The real LanguageTable driver under <station>/driver: one stamp per observation, a task and START,
+    TIMEOUT at the step cap, a scripted detected success, and every episode reset through sim/reset."""
+    ns, estop = names
+    data = yaml.safe_load((PROFILE_DIR / "sim_language_table.yaml").read_text())
+    data["station"] = {"tasks": "sim", "resets": "sim", "max_steps": 6, "sim_families": ["block2block"]}
+    profile = tmp_path / "lt.yaml"
+    profile.write_text(yaml.safe_dump(data))
+    driver = spawn("sefm_drivers.language_table_driver", f"{ns}/driver", estop,
+                   ["image_width:=64", "image_height:=36", "families:=block2block"])
+    manager = spawn("sefm_station.station_manager_node", ns, estop,
+                    ["autostart:=true", f"profile:={profile}", "driver_namespace:=driver", "station_index:=3"])
+    s = Station(ns, estop)
+    try:
+        assert s.spin_until(lambda: len(s.ends()) >= 1, 15), "no episode ended"
+        first, end = s.starts()[0], s.ends()[0]
+        assert end.outcome == EpisodeEvent.OUTCOME_TIMEOUT and end.num_steps == 6 and end.env_success_known
+        task = next(t for t in s.tasks if t.episode_id == first.episode_id)
+        seed0 = seeds.first_seed("practice", 3)
+        assert task.seed == seed0 and task.family == "block2block" and task.instruction and task.max_steps == 6
+        assert task.env_id == "sefm/LanguageTable-BLOCK_4-v0" and '"block"' in task.goal_json
+        # one stamp per observation: the episode's 7 episode_steps, frames and joint states
+        s.spin_for(0.2)
+        steps = [m for m in s.steps if m.episode_id == first.episode_id]
+        assert [m.step for m in steps] == list(range(7))
+        assert ns_of(steps[0].header.stamp) == first.episode_id == ns_of(task.header.stamp)
+        assert ns_of(end.last_observation_stamp) == ns_of(steps[-1].header.stamp)
+        images, states = by_stamp(s.images), by_stamp(s.states)
+        for m in steps:
+            stamp = ns_of(m.header.stamp)
+            assert stamp in images and stamp in states
+            assert (images[stamp].width, images[stamp].height, images[stamp].encoding) == (64, 36, "rgb8")
+            assert list(states[stamp].name) == ["effector_x", "effector_y", "target_x", "target_y"]
+        stamps = [ns_of(m.header.stamp) for m in steps]
+        assert stamps == sorted(set(stamps))
+        # the second episode: reset through sim/reset with the next seed; a scripted success ends it
+        assert s.spin_until(lambda: len(s.starts()) >= 2, 5)
+        second = s.starts()[1]
+        task2 = next(t for t in s.tasks if t.episode_id == second.episode_id)
+        assert task2.seed == seed0 + 1
+        from sefm_station.episodes import SimLanguageTableTasks
+
+        replica = SimLanguageTableTasks("BLOCK_4", ("block2block",))
+        try:
+            assert replica.task(seed0 + 1).instruction == task2.instruction
+            effector = replica.env.state().effector
+        finally:
+            replica.close()
+        start_state = by_stamp(s.states)[second.episode_id]
+        assert start_state.position[:2] == pytest.approx(effector, abs=0.01)   # the driver's scene was reset
+
+        def current(step_at_least):
+            mine = [m for m in s.steps if m.episode_id == second.episode_id]
+            return mine[-1] if mine and mine[-1].step >= step_at_least and len(s.ends()) == 1 else None
+
+        assert s.spin_until(lambda: current(1) is not None, 5)
+        obs = current(1)
+        not_yet = StepsToGo(observation_stamp=obs.header.stamp, episode_id=second.episode_id, step=obs.step,
+                            expected_steps_to_go=3.0, success=True, success_threshold=1.0)
+        s.score.publish(not_yet)   # d > s: the detector rule does not hold
+        s.spin_for(0.05)
+        obs = current(1)
+        assert obs is not None
+        s.score.publish(StepsToGo(observation_stamp=obs.header.stamp, episode_id=second.episode_id, step=obs.step,
+                                  expected_steps_to_go=0.5, success=True, success_threshold=1.0))
+        assert s.spin_until(lambda: len(s.ends()) >= 2, 3)
+        end2 = s.ends()[1]
+        assert end2.outcome == EpisodeEvent.OUTCOME_SUCCESS_DETECTED and end2.episode_id == second.episode_id
+        assert ns_of(end2.last_observation_stamp) == ns_of(obs.header.stamp) and end2.num_steps == obs.step
+        assert s.spin_until(lambda: len(s.starts()) >= 3, 5)
+        assert next(t for t in s.tasks if t.episode_id == s.starts()[2].episode_id).seed == seed0 + 2
+        assert s.spin_until(lambda: any(st.detected_successes == 1 for st in s.status), 2)
+    finally:
+        s.close()
+        out = stop(manager, driver)
+    assert "Traceback" not in out, out
+
+
+def test_fake_interbotix_driver_gives_the_14_value_state_in_action_order(aloha):
+    """(b) The fake Interbotix driver: the joined joint state, 6 joints + the gripper normalised from
+    left_finger per arm, left first; the camera's bgr8 frame as rgb8; one stamp."""
+    s = aloha()
+    assert s.spin_until(lambda: len(s.steps) >= 3, 10)
+    p = load_profile("sim_aloha")
+    step = s.steps[1]
+    stamp = ns_of(step.header.stamp)
+    assert s.spin_until(lambda: stamp in by_stamp(s.states) and stamp in by_stamp(s.images), 2)
+    state, image = by_stamp(s.states)[stamp], by_stamp(s.images)[stamp]
+    assert list(state.name) == list(p.command.names)
+    g = p.gripper
+    assert list(state.position) == pytest.approx(
+        [*s.left[:6], float(g.from_finger(0.03)), *s.right[:6], float(g.from_finger(0.05))])
+    assert image.encoding == "rgb8" and (image.width, image.height) == (8, 6)
+    assert bytes(image.data)[:3] == bytes([10, 20, 30])
+    task = s.tasks[0]
+    assert task.instruction == "transfer the cube" and task.episode_id == s.starts()[0].episode_id
+    assert task.env_id == "sim_aloha"
+
+
+def test_a_silent_driver_faults_the_episode_within_the_timeout(aloha):
+    """(c) The arms stop publishing: the episode ends as FAULT within the timeout, the status says why; fresh
+    joint states clear the fault and episodes go on."""
+    s = aloha()
+    assert s.spin_until(lambda: len(s.steps) >= 3, 10)
+    s.arms_alive = False
+    stopped = time.monotonic()
+    assert s.spin_until(lambda: s.ends(), 3)
+    assert time.monotonic() - stopped < 0.5 + 0.4
+    end = s.ends()[0]
+    assert end.outcome == EpisodeEvent.OUTCOME_FAULT and "follower_left/joint_states" in end.detail
+    assert s.spin_until(lambda: any(st.state == StationStatus.STATE_FAULT and "no new data" in st.message
+                                    for st in s.status), 2)
+    started = len(s.starts())
+    s.spin_for(0.5)
+    assert len(s.starts()) == started   # no episode while faulted
+    s.arms_alive = True
+    assert s.spin_until(lambda: len(s.starts()) == started + 1, 3)
+
+
+def test_operator_abort_and_success_marks(aloha):
+    """(d) abort -> OPERATOR_ABORT, abort with success -> OPERATOR_SUCCESS; reset=false leaves it idle."""
+    s = aloha()
+    assert s.spin_until(lambda: len(s.steps) >= 2, 10)
+    first = s.starts()[0].episode_id
+    r = s.call(AbortEpisode, "abort", reason="knocked over", reset=True, success=False)
+    assert r.success and r.episode_id == first
+    assert s.spin_until(lambda: len(s.starts()) >= 2, 3)
+    r = s.call(AbortEpisode, "abort", reason="done", reset=False, success=True)
+    assert r.success and r.episode_id == s.starts()[1].episode_id
+    s.spin_for(0.2)
+    outcomes = [e.outcome for e in s.ends()]
+    assert outcomes == [EpisodeEvent.OUTCOME_OPERATOR_ABORT, EpisodeEvent.OUTCOME_OPERATOR_SUCCESS]
+    assert "knocked over" in s.ends()[0].detail
+    s.spin_for(0.5)
+    assert len(s.starts()) == 2   # idle until reset
+    assert not s.call(AbortEpisode, "abort", reason="", reset=True, success=False).success   # none running
+    r = s.call(ResetStation, "reset", seed=-1, reason="again")
+    assert r.success and r.episode_id > 0
+    assert s.spin_until(lambda: len(s.starts()) == 3 and s.starts()[2].episode_id == r.episode_id, 2)
+    # pause holds the episode open: no steps; resume continues it
+    assert s.call(PauseStation, "pause", reason="look").success
+    s.spin_for(0.3)
+    count = len(s.steps)
+    s.spin_for(0.4)
+    assert len(s.steps) == count and len(s.ends()) == 2
+    assert s.call(ResumeStation, "resume", reason="").success
+    assert s.spin_until(lambda: len(s.steps) > count, 2) and s.steps[-1].episode_id == r.episode_id
+
+
+def test_estop_ends_the_episode_and_nothing_starts_until_released(aloha, names):
+    """(e) The latched e-stop: END as ESTOP, no observations or episodes while engaged; released: paused until
+    resumed (EStop.msg), then a new episode."""
+    s = aloha()
+    assert s.spin_until(lambda: len(s.steps) >= 2, 10)
+    s.estop.publish(EStop(engaged=True, source="test", reason="hands in the cell"))
+    assert s.spin_until(lambda: s.ends(), 2)
+    assert s.ends()[0].outcome == EpisodeEvent.OUTCOME_ESTOP and "hands in the cell" in s.ends()[0].detail
+    s.spin_for(0.2)
+    count = len(s.steps)
+    assert not s.call(ResumeStation, "resume", reason="").success
+    assert not s.call(ResetStation, "reset", seed=-1, reason="").success
+    s.spin_for(0.8)
+    assert len(s.starts()) == 1 and len(s.steps) == count
+    assert any(st.state == StationStatus.STATE_ESTOPPED for st in s.status)
+    s.estop.publish(EStop(engaged=False, source="test", reason="clear"))
+    s.spin_for(0.6)
+    assert len(s.starts()) == 1 and s.status[-1].state == StationStatus.STATE_PAUSED
+    assert s.call(ResumeStation, "resume", reason="").success
+    assert s.spin_until(lambda: len(s.starts()) == 2, 2)
+
+
+def test_list_tasks_with_operator_resets_wait_for_the_reset(aloha):
+    """(f) A real station's flow: no episode until the operator's reset says the scene is ready; the list's
+    instructions in turn; after each episode it waits again."""
+    s = aloha(resets="operator", max_steps="3")
+    assert s.spin_until(lambda: s.status and "operator's reset" in s.status[-1].message, 10)
+    s.spin_for(0.5)
+    assert not s.starts() and not s.steps and s.status[-1].state == StationStatus.STATE_IDLE
+    r = s.call(ResetStation, "reset", seed=-1, reason="scene ready")
+    assert r.success and r.episode_id > 0
+    assert s.spin_until(lambda: s.ends(), 3)
+    assert s.ends()[0].outcome == EpisodeEvent.OUTCOME_TIMEOUT and s.ends()[0].num_steps == 3
+    assert s.tasks[0].instruction == "transfer the cube" and s.tasks[0].episode_id == r.episode_id
+    s.spin_for(0.5)
+    assert len(s.starts()) == 1   # waits for the next reset
+    r2 = s.call(ResetStation, "reset", seed=-1, reason="scene ready")
+    assert r2.success and s.spin_until(lambda: len(s.tasks) == 2, 2)
+    assert s.tasks[1].instruction == "hand it back" and s.tasks[1].episode_id == r2.episode_id
