@@ -97,6 +97,54 @@ def test_the_station_section_of_a_profile():
         aloha.observation_state([(STATE_NAMES, left), (ARM, right[:6])])
 
 
+def test_sim_tasks_replay_the_drivers_scene_and_check_it():
+    from sefm_station.episodes import SimLanguageTableTasks
+
+    tasks = SimLanguageTableTasks("BLOCK_4", ("block2block",))
+    try:
+        a = tasks.task(30_000_005)
+        names = list(tasks.xy)
+        xy = [v for n in names for v in tasks.xy[n]]
+        assert a.family == "block2block" and a.seed == 30_000_005 and a.env_id == "sefm/LanguageTable-BLOCK_4-v0"
+        assert tasks.check_truth(names, xy) == ""
+        moved = list(xy)
+        moved[0] += 0.05
+        assert "check that block_mode and families match" in tasks.check_truth(names, moved)
+        assert "blocks" in tasks.check_truth(names[:-1], xy[:-2])
+        assert tasks.task(30_000_005) == a   # the same seed, the same scene and task
+    finally:
+        tasks.close()
+
+
+def test_a_bad_setting_fails_configure_with_its_reason():
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from sefm_station.station_manager_node import StationManagerNode
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        node = StationManagerNode(f"/bad_{uuid.uuid4().hex[:6]}", context=context, profile="sim_aloha",
+                                  tasks="list", resets="operator")    # a list without instructions
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert node._state_machine.current_state[1] == "unconfigured"
+        node.destroy_node()
+        node = StationManagerNode(f"/bad_{uuid.uuid4().hex[:6]}", context=context, profile="sim_aloha",
+                                  tasks="sim", resets="operator")
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        node.destroy_node()
+        node = StationManagerNode(f"/ok_{uuid.uuid4().hex[:6]}", context=context, profile="sim_aloha",
+                                  instructions="a|b", resets="sim", seed=5)    # 5: not a practice seed
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        node.destroy_node()
+        from sefm_ros.parameters import ParameterError
+
+        with pytest.raises(ParameterError, match="resets"):
+            StationManagerNode("/x", context=context, resets="sometimes")
+    finally:
+        rclpy.shutdown(context=context)
+
+
 # --- the node, for real ----------------------------------------------------------------------------------
 
 class Station:
@@ -221,6 +269,11 @@ def aloha(names):
         print(stop(proc))
 
 
+def task_of(s, episode_id):
+    assert s.spin_until(lambda: any(t.episode_id == episode_id for t in s.tasks), 2)
+    return next(t for t in s.tasks if t.episode_id == episode_id)
+
+
 def by_stamp(msgs):
     return {ns_of(m.header.stamp): m for m in msgs}
 
@@ -230,7 +283,7 @@ def test_language_table_driver_timeout_success_and_sim_resets(names, tmp_path):
     TIMEOUT at the step cap, a scripted detected success, and every episode reset through sim/reset."""
     ns, estop = names
     data = yaml.safe_load((PROFILE_DIR / "sim_language_table.yaml").read_text())
-    data["station"] = {"tasks": "sim", "resets": "sim", "max_steps": 6, "sim_families": ["block2block"]}
+    data["station"] = {"tasks": "sim", "resets": "sim", "max_steps": 12, "sim_families": ["block2block"]}
     profile = tmp_path / "lt.yaml"
     profile.write_text(yaml.safe_dump(data))
     driver = spawn("sefm_drivers.language_table_driver", f"{ns}/driver", estop,
@@ -241,15 +294,15 @@ def test_language_table_driver_timeout_success_and_sim_resets(names, tmp_path):
     try:
         assert s.spin_until(lambda: len(s.ends()) >= 1, 15), "no episode ended"
         first, end = s.starts()[0], s.ends()[0]
-        assert end.outcome == EpisodeEvent.OUTCOME_TIMEOUT and end.num_steps == 6 and end.env_success_known
-        task = next(t for t in s.tasks if t.episode_id == first.episode_id)
+        assert end.outcome == EpisodeEvent.OUTCOME_TIMEOUT and end.num_steps == 12 and end.env_success_known
+        task = task_of(s, first.episode_id)
         seed0 = seeds.first_seed("practice", 3)
-        assert task.seed == seed0 and task.family == "block2block" and task.instruction and task.max_steps == 6
+        assert task.seed == seed0 and task.family == "block2block" and task.instruction and task.max_steps == 12
         assert task.env_id == "sefm/LanguageTable-BLOCK_4-v0" and '"block"' in task.goal_json
-        # one stamp per observation: the episode's 7 episode_steps, frames and joint states
+        # one stamp per observation: the episode's 13 episode_steps, frames and joint states
         s.spin_for(0.2)
         steps = [m for m in s.steps if m.episode_id == first.episode_id]
-        assert [m.step for m in steps] == list(range(7))
+        assert [m.step for m in steps] == list(range(13))
         assert ns_of(steps[0].header.stamp) == first.episode_id == ns_of(task.header.stamp)
         assert ns_of(end.last_observation_stamp) == ns_of(steps[-1].header.stamp)
         images, states = by_stamp(s.images), by_stamp(s.states)
@@ -263,7 +316,7 @@ def test_language_table_driver_timeout_success_and_sim_resets(names, tmp_path):
         # the second episode: reset through sim/reset with the next seed; a scripted success ends it
         assert s.spin_until(lambda: len(s.starts()) >= 2, 5)
         second = s.starts()[1]
-        task2 = next(t for t in s.tasks if t.episode_id == second.episode_id)
+        task2 = task_of(s, second.episode_id)
         assert task2.seed == seed0 + 1
         from sefm_station.episodes import SimLanguageTableTasks
 
@@ -273,6 +326,7 @@ def test_language_table_driver_timeout_success_and_sim_resets(names, tmp_path):
             effector = replica.env.state().effector
         finally:
             replica.close()
+        assert s.spin_until(lambda: second.episode_id in by_stamp(s.states), 2)
         start_state = by_stamp(s.states)[second.episode_id]
         assert start_state.position[:2] == pytest.approx(effector, abs=0.01)   # the driver's scene was reset
 
@@ -285,17 +339,20 @@ def test_language_table_driver_timeout_success_and_sim_resets(names, tmp_path):
         not_yet = StepsToGo(observation_stamp=obs.header.stamp, episode_id=second.episode_id, step=obs.step,
                             expected_steps_to_go=3.0, success=True, success_threshold=1.0)
         s.score.publish(not_yet)   # d > s: the detector rule does not hold
-        s.spin_for(0.05)
-        obs = current(1)
-        assert obs is not None
-        s.score.publish(StepsToGo(observation_stamp=obs.header.stamp, episode_id=second.episode_id, step=obs.step,
-                                  expected_steps_to_go=0.5, success=True, success_threshold=1.0))
-        assert s.spin_until(lambda: len(s.ends()) >= 2, 3)
+        s.spin_for(0.15)
+        assert len(s.ends()) == 1
+        for _ in range(5):   # a score counts only while its observation is the current one (a period, 0.1 s)
+            obs = current(1)
+            assert obs is not None
+            s.score.publish(StepsToGo(observation_stamp=obs.header.stamp, episode_id=second.episode_id,
+                                      step=obs.step, expected_steps_to_go=0.5, success=True, success_threshold=1.0))
+            if s.spin_until(lambda: len(s.ends()) >= 2, 0.3):
+                break
         end2 = s.ends()[1]
         assert end2.outcome == EpisodeEvent.OUTCOME_SUCCESS_DETECTED and end2.episode_id == second.episode_id
         assert ns_of(end2.last_observation_stamp) == ns_of(obs.header.stamp) and end2.num_steps == obs.step
         assert s.spin_until(lambda: len(s.starts()) >= 3, 5)
-        assert next(t for t in s.tasks if t.episode_id == s.starts()[2].episode_id).seed == seed0 + 2
+        assert task_of(s, s.starts()[2].episode_id).seed == seed0 + 2
         assert s.spin_until(lambda: any(st.detected_successes == 1 for st in s.status), 2)
     finally:
         s.close()
@@ -332,7 +389,7 @@ def test_a_silent_driver_faults_the_episode_within_the_timeout(aloha):
     s.arms_alive = False
     stopped = time.monotonic()
     assert s.spin_until(lambda: s.ends(), 3)
-    assert time.monotonic() - stopped < 0.5 + 0.4
+    assert time.monotonic() - stopped < 0.5 + 0.6   # the timeout, a tick and slack for a loaded machine
     end = s.ends()[0]
     assert end.outcome == EpisodeEvent.OUTCOME_FAULT and "follower_left/joint_states" in end.detail
     assert s.spin_until(lambda: any(st.state == StationStatus.STATE_FAULT and "no new data" in st.message
@@ -393,6 +450,26 @@ def test_estop_ends_the_episode_and_nothing_starts_until_released(aloha, names):
     s.spin_for(0.6)
     assert len(s.starts()) == 1 and s.status[-1].state == StationStatus.STATE_PAUSED
     assert s.call(ResumeStation, "resume", reason="").success
+    assert s.spin_until(lambda: len(s.starts()) == 2, 2)
+
+
+def test_deactivate_ends_the_episode_and_activate_starts_the_next(aloha):
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    s = aloha()
+    assert s.spin_until(lambda: len(s.steps) >= 2, 10)
+    r = s.call(ChangeState, "station_manager/change_state",
+               transition=Transition(id=Transition.TRANSITION_DEACTIVATE))
+    assert r.success
+    assert s.spin_until(lambda: s.ends(), 2)
+    assert s.ends()[0].outcome == EpisodeEvent.OUTCOME_OPERATOR_ABORT and "deactivated" in s.ends()[0].detail
+    s.spin_for(0.2)
+    count = len(s.steps)
+    s.spin_for(0.5)
+    assert len(s.steps) == count and len(s.starts()) == 1
+    assert s.call(ChangeState, "station_manager/change_state",
+                  transition=Transition(id=Transition.TRANSITION_ACTIVATE)).success
     assert s.spin_until(lambda: len(s.starts()) == 2, 2)
 
 

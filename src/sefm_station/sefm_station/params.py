@@ -41,6 +41,10 @@ class StationManagerParams:
     tasks: str = setting("", "task source: sim or list ('' = the profile's)")
     instructions: str = setting("", "tasks list: the instructions, separated by '|' ('' = the profile's)")
     resets: str = setting("", "reset mode: sim, operator or none ('' = the profile's)")
+    sim_block_mode: str = setting("", "tasks sim: the simulated LanguageTable driver's block_mode ('' = the "
+                                      "profile's station.sim_block_mode)")
+    sim_families: str = setting("", "tasks sim: the driver's comma-separated instruction families ('' = the "
+                                    "profile's station.sim_families)")
     station_index: int = setting(0, "this station's block of the practice seed range (sefm_core.seeds)", low=0)
     seed: int = setting(-1, "sim resets: the first episode's seed (-1 = the first of the station's practice "
                             "block); episode k uses seed + k", low=-1)
@@ -48,6 +52,9 @@ class StationManagerParams:
     reset_timeout: float = setting(10.0, "sim resets: the driver's sim/reset must answer, and its first "
                                          "observation after the reset arrive, within this (s), else a fault",
                                    low=0.1)
+
+    def family_list(self) -> tuple[str, ...]:
+        return tuple(f.strip() for f in self.sim_families.split(",") if f.strip())
 
     def instruction_list(self) -> tuple[str, ...]:
         return tuple(t.strip() for t in self.instructions.split("|") if t.strip())
@@ -57,3 +64,6 @@ class StationManagerParams:
             raise ValueError(f"tasks: {self.tasks!r} is not one of sim, list")
         if self.resets not in ("", "sim", "operator", "none"):
             raise ValueError(f"resets: {self.resets!r} is not one of sim, operator, none")
+        if self.sim_block_mode not in ("", "BLOCK_4", "BLOCK_8", "N_CHOOSE_K", "BANANA"):
+            raise ValueError(f"sim_block_mode: {self.sim_block_mode!r} is not one of BLOCK_4, BLOCK_8, N_CHOOSE_K, "
+                             "BANANA")

@@ -140,12 +140,16 @@ class StationManagerNode(LifecycleNode):
             env_id = st.env_id or profile.name
             first_seed = practice_seed(p.station_index, p.seed) if resets == "sim" else 0
             if self.task_source == "sim":
-                self.tasks = SimLanguageTableTasks(st.sim_block_mode, st.sim_families, st.env_id)
+                self.tasks = SimLanguageTableTasks(p.sim_block_mode or st.sim_block_mode,
+                                                   p.family_list() or st.sim_families, st.env_id)
             else:
                 self.tasks = ListTasks(p.instruction_list() or st.instructions, env_id)
             self.episodes = Episodes(self.max_steps, resets, first_seed)
         except (ProfileError, SeedPlanError, ValueError) as exc:
             self.get_logger().error(f"configure failed: {exc}")
+            if self.tasks is not None and hasattr(self.tasks, "close"):
+                self.tasks.close()
+            self.tasks = self.episodes = None
             return TransitionCallbackReturn.FAILURE
         self.names = list(profile.observation_names())
         self.image_in = Input(self.camera.topic)
@@ -409,7 +413,10 @@ class StationManagerNode(LifecycleNode):
     def publish_end(self, end: End | None) -> None:
         if end is None:
             return
-        truth = self.truth.get(self.last_frame_ns) if self.task_source == "sim" else None
+        truth = None
+        if self.task_source == "sim":   # the simulator's verdict at the last frame (or the newest before it)
+            earlier = [k for k in self.truth if k <= self.last_frame_ns]
+            truth = self.truth[max(earlier)] if earlier else None
         success = bool(truth.goal_holds) if truth is not None else False
         self.env_successes += int(success)
         self.publish_event(EpisodeEvent.END, end.outcome, end.episode_id, end.num_steps, end.last_observation_ns,
@@ -475,7 +482,7 @@ class StationManagerNode(LifecycleNode):
         return response
 
     def destroy_node(self):
-        if self.tasks is not None and hasattr(self.tasks, "close"):
+        if getattr(self, "tasks", None) is not None and hasattr(self.tasks, "close"):
             self.tasks.close()
             self.tasks = None
         return super().destroy_node()
