@@ -151,7 +151,7 @@ class Station:
     """The test's side: records the manager's outputs, scores, e-stops and calls services; optionally a fake
     Interbotix driver (two follower arms' joint states at 50 Hz and cam_high at 15 Hz, bgr8)."""
 
-    def __init__(self, namespace, estop_topic, fake_aloha=False):
+    def __init__(self, namespace, estop_topic, fake_aloha=False, camera_hz=15.0):
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node(f"test_{uuid.uuid4().hex[:6]}", namespace=namespace, context=self.context)
@@ -173,7 +173,8 @@ class Station:
             self.left = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 1.0, 0.03, -0.03]
             self.right = [-0.1, -0.2, -0.3, -0.4, -0.5, -0.6, -0.5, 0.05, -0.05]
             n.create_timer(0.02, self.publish_arms)
-            n.create_timer(1 / 15, self.publish_camera)
+            self.frames = 0
+            n.create_timer(1 / camera_hz, self.publish_camera)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(n)
 
@@ -189,6 +190,8 @@ class Station:
     def publish_camera(self):
         bgr = np.zeros((6, 8, 3), np.uint8)
         bgr[..., 0], bgr[..., 1], bgr[..., 2] = 30, 20, 10
+        bgr[-1, -1, :] = self.frames % 256   # the frame's number, in its last pixel
+        self.frames += 1
         msg = Image(height=6, width=8, encoding="bgr8", step=24, data=bgr.tobytes())
         msg.header.stamp, msg.header.frame_id = self.node.get_clock().now().to_msg(), "cam_high_color_optical_frame"
         self.camera.publish(msg)
@@ -254,8 +257,8 @@ def aloha(names):
     ns, estop = names
     made = []
 
-    def start(resets="none", **params):
-        station = Station(ns, estop, fake_aloha=True)
+    def start(resets="none", camera_hz=15.0, **params):
+        station = Station(ns, estop, fake_aloha=True, camera_hz=camera_hz)
         given = {"profile": "sim_aloha", "autostart": "true", "tasks": "list",
                  "instructions": "transfer the cube|hand it back", "resets": resets, "stale_timeout": "0.5",
                  **params}
@@ -379,6 +382,20 @@ def test_fake_interbotix_driver_gives_the_14_value_state_in_action_order(aloha):
     task = s.tasks[0]
     assert task.instruction == "transfer the cube" and task.episode_id == s.starts()[0].episode_id
     assert task.env_id == "sim_aloha"
+
+
+def test_a_frame_goes_out_once_and_a_slow_camera_sets_the_rate(aloha):
+    """new_frame_only (default): a 4 Hz camera under a 10 Hz policy rate gives ~4 observations a second, each
+    with a frame of its own."""
+    s = aloha(camera_hz=4.0)
+    assert s.spin_until(lambda: len(s.steps) >= 2, 10)
+    t0, n0 = time.monotonic(), len(s.steps)
+    s.spin_for(2.0)
+    rate = (len(s.steps) - n0) / (time.monotonic() - t0)
+    assert 2.5 < rate < 5.5, rate
+    assert s.spin_until(lambda: len(s.images) >= len(s.steps), 1)
+    numbers = [bytes(m.data)[-1] for m in s.images]
+    assert len(numbers) == len(set(numbers)), numbers
 
 
 def test_a_silent_driver_faults_the_episode_within_the_timeout(aloha):

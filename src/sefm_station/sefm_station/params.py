@@ -45,6 +45,10 @@ class StationManagerParams:
                                       "profile's station.sim_block_mode)")
     sim_families: str = setting("", "tasks sim: the driver's comma-separated instruction families ('' = the "
                                     "profile's station.sim_families)")
+    new_frame_only: bool = setting(True, "an observation only with a camera frame not used before: a tick that "
+                                         "finds none waits for the next frame (no repeated frames; a camera "
+                                         "slower than the policy rate sets the rate); false: the newest frame "
+                                         "at every tick")
     station_index: int = setting(0, "this station's block of the practice seed range (sefm_core.seeds)", low=0)
     seed: int = setting(-1, "sim resets: the first episode's seed (-1 = the first of the station's practice "
                             "block); episode k uses seed + k", low=-1)

@@ -26,7 +26,9 @@ of every arm go out with ONE new header stamp (strictly increasing), the joint s
 observation order (`Profile.observation_names`: ALOHA the 14 command values, per arm 6 joints then the gripper
 normalised 0..1 from `left_finger` with the profile's gripper constants; LanguageTable the driver's 4 values
 effector_x, effector_y, target_x, target_y). A frame or joint state counts as new when its driver stamp
-changes; none new within `stale_timeout` -> the station faults (a running episode ends as FAULT) and `status`
+changes; with `new_frame_only` (default) a frame goes out in one observation only: a tick that finds no new
+frame publishes when the next one arrives (no repeated frames; a slower camera sets the rate). None new within
+`stale_timeout` -> the station faults (a running episode ends as FAULT) and `status`
 says which input; fresh inputs clear the fault. The episode logic is `sefm_station.episodes`.
 
 Recommended layout: the manager in `/<station>`, the driver where its names cannot meet the manager's
@@ -161,6 +163,7 @@ class StationManagerNode(LifecycleNode):
         self.reset_stamp_ns: int | None = None   # the sim reset's first observation: inputs must be this new
         self.truth: dict[int, SimGroundTruth] = {}
         self.last_frame_ns = 0                   # the driver stamp of the frame of the last observation
+        self.due = False                         # new_frame_only: a tick is waiting for a new frame
         self.env_successes = 0
 
         self.image_pub = self.create_publisher(Image, p.image_topic, reliable(2))
@@ -172,7 +175,7 @@ class StationManagerNode(LifecycleNode):
         self.entities = [self.image_pub, self.state_pub, self.step_pub, self.task_pub, self.event_pub,
                          self.status_pub]
         self.entities.append(self.create_subscription(Image, self.driver_topic(self.camera.topic),
-                                                      self.image_in.put, CAMERA_QOS))
+                                                      self.on_image, CAMERA_QOS))
         for arm, box in zip(profile.arms, self.arm_in):
             self.entities.append(self.create_subscription(JointState, self.driver_topic(arm.state_topic), box.put,
                                                           reliable(10)))
@@ -234,6 +237,12 @@ class StationManagerNode(LifecycleNode):
 
     # --- inputs ---------------------------------------------------------------------------------------
 
+    def on_image(self, msg: Image) -> None:
+        self.image_in.put(msg)
+        if self.due and self.image_in.stamp_ns != self.last_frame_ns:
+            self.due = False   # a tick waited for this new frame
+            self.publish_observation()
+
     def on_truth(self, msg: SimGroundTruth) -> None:
         self.truth[ns_of(msg.header.stamp)] = msg
         for old in sorted(self.truth)[:-20]:
@@ -270,6 +279,7 @@ class StationManagerNode(LifecycleNode):
         if not self.active or self.episodes is None:
             return
         e = self.episodes
+        self.due = False
         if self.reset_future is not None or self.reset_stamp_ns is not None:
             self.check_reset()
             if self.reset_future is not None or self.reset_stamp_ns is not None:
@@ -292,6 +302,10 @@ class StationManagerNode(LifecycleNode):
             e.message = e.phase_message()
         if e.wants_sim_reset():
             self.start_sim_reset()
+            return
+        if self.params.new_frame_only and self.image_in.stamp_ns == self.last_frame_ns \
+                and e.phase in ("ready", "running") and not e.halted:
+            self.due = True   # this frame went out already: the next one goes out when it arrives
             return
         self.publish_observation()
 
