@@ -398,6 +398,32 @@ def test_a_frame_goes_out_once_and_a_slow_camera_sets_the_rate(aloha):
     assert len(numbers) == len(set(numbers)), numbers
 
 
+def test_score_from_accepts_a_success_only_from_the_named_node(aloha):
+    """score_from:=reward: a success from any other node is refused; the reward node's ends the episode."""
+    s = aloha(score_from="reward")
+    reward_node = rclpy.create_node("reward", namespace=s.node.get_namespace(), context=s.context)
+    s.executor.add_node(reward_node)
+    reward = reward_node.create_publisher(StepsToGo, "steps_to_go", RELIABLE)
+    assert s.spin_until(lambda: len(s.steps) >= 3, 10)
+    s.spin_for(0.5)   # both publishers discovered
+
+    def success_for_current(pub):
+        obs = s.steps[-1]
+        pub.publish(StepsToGo(observation_stamp=obs.header.stamp, episode_id=obs.episode_id, step=obs.step,
+                              expected_steps_to_go=0.1, success=True, success_threshold=1.0))
+
+    for _ in range(3):
+        success_for_current(s.score)
+        s.spin_for(0.05)
+    s.spin_for(0.3)
+    assert not s.ends()
+    for _ in range(5):
+        success_for_current(reward)
+        if s.spin_until(lambda: s.ends(), 0.3):
+            break
+    assert s.ends()[0].outcome == EpisodeEvent.OUTCOME_SUCCESS_DETECTED
+
+
 def test_a_silent_driver_faults_the_episode_within_the_timeout(aloha):
     """(c) The arms stop publishing: the episode ends as FAULT within the timeout, the status says why; fresh
     joint states clear the fault and episodes go on."""

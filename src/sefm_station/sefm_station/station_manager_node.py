@@ -8,6 +8,7 @@ the driver's names are the profile's, under `driver_namespace` ('' = the station
                                           reliable or a best-effort camera), the profile's camera (`camera`)
              <driver>/<arm state_topic>   sensor_msgs/JointState of every arm of the profile, reliable depth 10
              steps_to_go                  StepsToGo: a success for the current observation ends the episode
+                                          (`score_from`: only from publishers with these node names)
              /estop                       EStop, latched
              <driver>/sim/ground_truth    SimGroundTruth (tasks: sim only): checks the scene, env_success
   publishes  camera/image_raw  (`image_topic`)        sensor_msgs/Image rgb8, reliable depth 2 } one stamp per
@@ -179,7 +180,13 @@ class StationManagerNode(LifecycleNode):
         for arm, box in zip(profile.arms, self.arm_in):
             self.entities.append(self.create_subscription(JointState, self.driver_topic(arm.state_topic), box.put,
                                                           reliable(10)))
-        self.entities.append(self.create_subscription(StepsToGo, "steps_to_go", self.on_steps_to_go, reliable(50)))
+        self.score_sources = p.score_sources()
+        self.score_publishers: dict[bytes, str] = {}   # publisher gid -> node name
+        self.refused_scores = 0
+        self.score_sub = self.create_subscription(
+            StepsToGo, "steps_to_go", self.on_checked_steps_to_go if self.score_sources else self.on_steps_to_go,
+            reliable(50))
+        self.entities.append(self.score_sub)
         self.entities.append(self.create_subscription(EStop, "/estop", self.on_estop, LATCHED))
         if self.task_source == "sim":
             self.entities.append(self.create_subscription(SimGroundTruth, self.driver_topic("sim/ground_truth"),
@@ -247,6 +254,21 @@ class StationManagerNode(LifecycleNode):
         self.truth[ns_of(msg.header.stamp)] = msg
         for old in sorted(self.truth)[:-20]:
             del self.truth[old]
+
+    def on_checked_steps_to_go(self, msg: StepsToGo, info) -> None:
+        """score_from: only a publisher whose node has one of the names may end an episode."""
+        gid = bytes((info.get("publisher_gid") or {}).get("data", b""))
+        if gid not in self.score_publishers:
+            self.score_publishers = {bytes(e.endpoint_gid): e.node_name for e in
+                                     self.get_publishers_info_by_topic(self.score_sub.topic_name)}
+        node = self.score_publishers.get(gid)
+        if node not in self.score_sources:
+            self.refused_scores += 1
+            self.get_logger().warning(
+                f"steps_to_go from {node or 'an unknown publisher'} refused (score_from: "
+                f"{', '.join(sorted(self.score_sources))}; {self.refused_scores} so far)", throttle_duration_sec=5.0)
+            return
+        self.on_steps_to_go(msg)
 
     def on_steps_to_go(self, msg: StepsToGo) -> None:
         if self.episodes is None or not self.active:
