@@ -516,6 +516,14 @@ def test_deactivate_ends_the_episode_and_activate_starts_the_next(aloha):
     assert s.spin_until(lambda: len(s.starts()) == 2, 2)
 
 
+def test_sim_resets_without_the_drivers_service_fault_the_station(aloha):
+    """resets: sim on a driver with no sim/reset (a real Interbotix driver): a fault naming it, no episode."""
+    s = aloha(resets="sim", reset_timeout="1.0")
+    assert s.spin_until(lambda: any(st.state == StationStatus.STATE_FAULT and "sim/reset" in st.message
+                                    for st in s.status), 6)
+    assert not s.starts() and not s.steps
+
+
 def test_list_tasks_with_operator_resets_wait_for_the_reset(aloha):
     """(f) A real station's flow: no episode until the operator's reset says the scene is ready; the list's
     instructions in turn; after each episode it waits again."""

@@ -17,8 +17,8 @@ Halts stop observations in any phase (the episode, if one runs, stays open unles
     paused      `pause` .. `resume`: the episode stays open, no steps pass
     estopped    the latched fleet e-stop: ends a running episode as ESTOP; on release the station is paused
                 (EStop.msg: stations stay paused until resumed), so nothing starts before `resume`
-    fault       stale inputs (or a failed sim reset): ends a running episode as FAULT; cleared when the
-                inputs are fresh again (then the reset mode's first phase)
+    fault       stale or unusable inputs, or a failed sim reset: ends a running episode as FAULT; an input
+                fault clears when the inputs are fresh again, any fault with the operator's `reset`
 
 Outcomes (sefm_core.episode_rules codes): SUCCESS_DETECTED when a StepsToGo for this episode's current
 observation says success and `episode_rules.detector_fires` agrees; TIMEOUT; OPERATOR_ABORT (abort, or

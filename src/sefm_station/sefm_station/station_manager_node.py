@@ -30,7 +30,9 @@ effector_x, effector_y, target_x, target_y). A frame or joint state counts as ne
 changes; with `new_frame_only` (default) a frame goes out in one observation only: a tick that finds no new
 frame publishes when the next one arrives (no repeated frames; a slower camera sets the rate). None new within
 `stale_timeout` -> the station faults (a running episode ends as FAULT) and `status`
-says which input; fresh inputs clear the fault. The episode logic is `sefm_station.episodes`.
+says which input; fresh inputs clear the fault. A failed sim reset (no `sim/reset` service, no answer or no
+observation after it within `reset_timeout`, a refusal, or a scene that differs from the manager's copy) faults
+the station until the operator's `reset`. The episode logic is `sefm_station.episodes`.
 
 Recommended layout: the manager in `/<station>`, the driver where its names cannot meet the manager's
 outputs. ALOHA's topics (`follower_*/joint_states`, `cam_high/camera/color/image_rect_raw`) do not: the driver
@@ -210,6 +212,8 @@ class StationManagerNode(LifecycleNode):
 
     def on_activate(self, state) -> TransitionCallbackReturn:
         self.active = True
+        if self.reset_started:   # a sim reset made before a deactivation: its time runs from now
+            self.reset_started = time.monotonic()
         self.get_logger().info("active: running episodes")
         return super().on_activate(state)
 
