@@ -82,7 +82,10 @@ def test_the_station_section_of_a_profile():
     p = from_mapping({**data, "station": {"tasks": "sim", "resets": "sim", "max_steps": 7,
                                           "sim_families": ["block2block"]}})
     assert p.station.max_steps == 7 and p.station.sim_families == ("block2block",)
-    assert load_profile("sim_aloha").station.resets == "operator"   # the defaults without a section
+    assert load_profile("ros2_control_arm").station.resets == "operator"   # the defaults without a section
+    assert (load_profile("sim_language_table").station.tasks, load_profile("sim_language_table").station.resets) \
+        == ("sim", "sim")
+    assert load_profile("aloha_ros2_interbotix").station.resets == "operator"   # a real robot: the operator
     with pytest.raises(ProfileError, match="station.tasks"):
         from_mapping({**data, "station": {"tasks": "sim", "resets": "operator"}})
     with pytest.raises(ProfileError, match="station"):
@@ -124,7 +127,7 @@ def test_a_bad_setting_fails_configure_with_its_reason():
     context = rclpy.Context()
     rclpy.init(context=context)
     try:
-        node = StationManagerNode(f"/bad_{uuid.uuid4().hex[:6]}", context=context, profile="sim_aloha",
+        node = StationManagerNode(f"/bad_{uuid.uuid4().hex[:6]}", context=context, profile="ros2_control_arm",
                                   tasks="list", resets="operator")    # a list without instructions
         assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
         assert node._state_machine.current_state[1] == "unconfigured"
