@@ -18,7 +18,30 @@ RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-class Driver:
+class Spinning:
+    """A test's side of the graph: spin `self.executor` until a predicate holds, call services on `self.node`."""
+    poll = 0.05   # s per spin
+
+    def spin_until(self, predicate, timeout=20.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            self.executor.spin_once(timeout_sec=self.poll)
+        return predicate()
+
+    def spin_for(self, seconds):
+        self.spin_until(lambda: False, seconds)
+
+    def call(self, srv_type, name, **fields):
+        client = self.node.create_client(srv_type, name)
+        assert client.wait_for_service(timeout_sec=10)
+        future = client.call_async(srv_type.Request(**fields))
+        self.executor.spin_until_future_complete(future, timeout_sec=10)
+        return future.result()
+
+
+class Driver(Spinning):
     """The test's side of the graph: records what the bridge publishes and sends commands."""
 
     def __init__(self, namespace: str, estop_topic: str):
@@ -44,28 +67,11 @@ class Driver:
             seen.setdefault((msg.header.stamp.sec, msg.header.stamp.nanosec), msg)
         return list(seen.values())
 
-    def spin_until(self, predicate, timeout=20.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            self.executor.spin_once(timeout_sec=0.05)
-        return predicate()
-
-    def spin_for(self, seconds):
-        self.spin_until(lambda: False, seconds)
 
     def send(self, values, stamp):
         msg = JointState(name=["delta_x", "delta_y"], position=[float(v) for v in values])
         msg.header.stamp = stamp
         self.command.publish(msg)
-
-    def call(self, srv_type, name, **fields):
-        client = self.node.create_client(srv_type, name)
-        assert client.wait_for_service(timeout_sec=10)
-        future = client.call_async(srv_type.Request(**fields))
-        self.executor.spin_until_future_complete(future, timeout_sec=10)
-        return future.result()
 
     def close(self):
         self.executor.shutdown()

@@ -105,8 +105,8 @@ def test_killed_recorder_leaves_a_readable_bag_of_the_finished_episodes(tmp_path
             time.sleep(0.2)
         else:
             pytest.fail("the recorder never closed 3 segments")
-        pids = subprocess.run(["pgrep", "-f", f"sefm_bags.recorder_node.*{bag}"], capture_output=True,
-                              text=True).stdout.split()
+        pids = subprocess.run(["pgrep", "-P", str(demos.pid), "-f", "sefm_bags.recorder_node"], capture_output=True,
+                              text=True).stdout.split()   # the recorder: a process of its own, started by demos
         assert pids, "recorder process not found"
         for pid in pids:
             os.kill(int(pid), signal.SIGKILL)

@@ -20,7 +20,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectoryPoint
 
-from helpers import spawn
+from helpers import Spinning, spawn
 from sefm_interfaces.srv import ResetStation
 
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
@@ -33,8 +33,9 @@ START = [0.0, -0.96, 1.16, 0.0, -0.3, 0.0]
 TARGET = [0.3, -0.6, 0.9, 0.2, -0.1, 0.3]    # within the vx300s limits
 
 
-class Client:
+class Client(Spinning):
     """A ROS client on the driver's namespace: subscriptions, publishers and service calls by relative name."""
+    poll = 0.02
 
     def __init__(self, namespace: str):
         self.context = rclpy.Context()
@@ -69,17 +70,6 @@ class Client:
         assert future.done(), f"{service} did not answer"
         return future.result()
 
-    def spin_until(self, predicate, timeout: float = 10.0) -> bool:
-        import time
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            self.executor.spin_once(timeout_sec=0.02)
-        return predicate()
-
-    def spin_for(self, seconds: float) -> None:
-        self.spin_until(lambda: False, seconds)
 
     def refusals(self, text: str = "refused") -> list[str]:
         return [m.msg for m in self.logs if text in m.msg]

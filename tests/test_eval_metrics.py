@@ -69,7 +69,7 @@ class ScriptedModel:
     def eval(self):
         return self
 
-    def act(self, images, texts, proprio, greedy=True):
+    def act(self, images, texts, proprio, greedy=True, generator=None):
         if self.oracle is None:
             return None, np.zeros((len(texts), 2)), None, None
         envs = [next(e for e in self.envs if np.allclose(np.asarray(e.target, np.float32), row[2:4]))

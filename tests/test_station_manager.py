@@ -21,7 +21,7 @@ from sefm_interfaces.srv import AbortEpisode, PauseStation, ResetStation, Resume
 from sefm_ros.common import EPISODE_EVENTS, EPISODES, ns_of
 from sefm_station.episodes import READY, RESETTING, RUNNING, WAIT_RESET, Episodes, ListTasks
 from sefm_station.profiles import PROFILE_DIR, ProfileError, from_mapping, load_profile
-from helpers import LATCHED, RELIABLE
+from helpers import LATCHED, RELIABLE, Spinning
 
 ARM = ["waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate"]
 STATE_NAMES = ARM + ["gripper", "left_finger", "right_finger"]
@@ -150,9 +150,10 @@ def test_a_bad_setting_fails_configure_with_its_reason():
 
 # --- the node, for real ----------------------------------------------------------------------------------
 
-class Station:
+class Station(Spinning):
     """The test's side: records the manager's outputs, scores, e-stops and calls services; optionally a fake
     Interbotix driver (two follower arms' joint states at 50 Hz and cam_high at 15 Hz, bgr8)."""
+    poll = 0.02
 
     def __init__(self, namespace, estop_topic, fake_aloha=False, camera_hz=15.0):
         self.context = rclpy.Context()
@@ -199,23 +200,6 @@ class Station:
         msg.header.stamp, msg.header.frame_id = self.node.get_clock().now().to_msg(), "cam_high_color_optical_frame"
         self.camera.publish(msg)
 
-    def spin_until(self, predicate, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            self.executor.spin_once(timeout_sec=0.02)
-        return predicate()
-
-    def spin_for(self, seconds):
-        self.spin_until(lambda: False, seconds)
-
-    def call(self, srv_type, name, **fields):
-        client = self.node.create_client(srv_type, name)
-        assert client.wait_for_service(timeout_sec=10)
-        future = client.call_async(srv_type.Request(**fields))
-        self.executor.spin_until_future_complete(future, timeout_sec=10)
-        return future.result()
 
     def ends(self):
         return [e for e in self.events if e.event == EpisodeEvent.END]

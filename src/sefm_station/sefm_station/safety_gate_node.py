@@ -29,15 +29,14 @@ import time
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import TwistStamped
 from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
-from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
-from rclpy.parameter import Parameter
+from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from sefm_interfaces.msg import EStop
 from sefm_ros.common import LATCHED, reliable, spin_main
-from sefm_ros.parameters import declare
+from sefm_station.managed import ManagedNode
 from sefm_station.params import GateParams
 from sefm_station.profiles import Profile, ProfileError, load_profile
 from sefm_station.safety import Gate
@@ -94,28 +93,14 @@ def message_types(profile: Profile) -> dict[str, type]:
                                    "effector_delta": TwistStamped}[kind]}
 
 
-class SafetyGateNode(LifecycleNode):
+class SafetyGateNode(ManagedNode):
     def __init__(self, namespace: str = "", context=None, **overrides):
-        super().__init__("safety_gate", namespace=namespace, context=context,
-                         parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
-        try:
-            self.params = declare(self, GateParams)   # works on any rclpy Node, a LifecycleNode included
-        except ValueError:
-            self.destroy_node()
-            raise
-        self.station_name = self.params.station or self.get_namespace().strip("/") or "station"
         self.profile: Profile | None = None
         self.gate: Gate | None = None
-        self.entities: list = []       # subscriptions, publishers, timers made by configure
         self.pubs: dict[str, object] = {}
         self.status_pub = None
         self.logged: dict[str, float] = {}
-        self._autostart = self.create_timer(0.01, self._autostart_once) if self.params.autostart else None
-
-    def _autostart_once(self) -> None:
-        self.destroy_timer(self._autostart)
-        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-            self.trigger_activate()
+        super().__init__("safety_gate", GateParams, namespace, context, **overrides)
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -160,10 +145,6 @@ class SafetyGateNode(LifecycleNode):
         self.publish_status()
         return super().on_deactivate(state)
 
-    def on_cleanup(self, state) -> TransitionCallbackReturn:
-        self._destroy_entities()
-        return TransitionCallbackReturn.SUCCESS
-
     def on_shutdown(self, state) -> TransitionCallbackReturn:
         if self.gate is not None:
             hold = self.gate.deactivate()
@@ -172,14 +153,8 @@ class SafetyGateNode(LifecycleNode):
         self._destroy_entities()
         return TransitionCallbackReturn.SUCCESS
 
-    def _destroy_entities(self) -> None:
-        for entity in self.entities:
-            kind = type(entity).__name__
-            destroy = {"Publisher": self.destroy_publisher, "Subscription": self.destroy_subscription,
-                       "Timer": self.destroy_timer}.get(kind)
-            if destroy is not None:
-                destroy(entity)
-        self.entities, self.pubs, self.status_pub = [], {}, None
+    def _forget(self) -> None:
+        self.pubs, self.status_pub = {}, None
         self.gate = None
 
     # --- inputs -----------------------------------------------------------------------------------------

@@ -50,8 +50,7 @@ import sys
 import time
 
 import numpy as np
-from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
-from rclpy.parameter import Parameter
+from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 
@@ -60,8 +59,8 @@ from sefm_core.seeds import SeedPlanError
 from sefm_interfaces.msg import EpisodeEvent, EpisodeStep, EStop, SimGroundTruth, StationStatus, StepsToGo, Task
 from sefm_interfaces.srv import AbortEpisode, PauseStation, ResetStation, ResumeStation
 from sefm_ros.common import EPISODE_EVENTS, EPISODES, LATCHED, ns_of, reliable, spin_main, time_of
-from sefm_ros.parameters import declare
 from sefm_station.episodes import End, Episodes, ListTasks, SimLanguageTableTasks, TaskInfo, practice_seed
+from sefm_station.managed import ManagedNode
 from sefm_station.params import StationManagerParams
 from sefm_station.profiles import Profile, ProfileError, load_profile
 
@@ -96,28 +95,14 @@ def rgb8(msg: Image) -> Image:
     raise ValueError(f"camera encoding {msg.encoding!r}: the station takes rgb8 or bgr8")
 
 
-class StationManagerNode(LifecycleNode):
+class StationManagerNode(ManagedNode):
     def __init__(self, namespace: str = "", context=None, **overrides):
-        super().__init__("station_manager", namespace=namespace, context=context,
-                         parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
-        try:
-            self.params = declare(self, StationManagerParams)
-        except ValueError:
-            self.destroy_node()
-            raise
-        self.station_name = self.params.station or self.get_namespace().strip("/") or "station"
         self.profile: Profile | None = None
         self.episodes: Episodes | None = None
         self.tasks = None
-        self.entities: list = []
         self.active = False
         self.obs_ns = 0
-        self._autostart = self.create_timer(0.01, self._autostart_once) if self.params.autostart else None
-
-    def _autostart_once(self) -> None:
-        self.destroy_timer(self._autostart)
-        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-            self.trigger_activate()
+        super().__init__("station_manager", StationManagerParams, namespace, context, **overrides)
 
     def driver_topic(self, name: str) -> str:
         ns = self.params.driver_namespace.strip("/")
@@ -223,24 +208,13 @@ class StationManagerNode(LifecycleNode):
         self.publish_status()
         return super().on_deactivate(state)
 
-    def on_cleanup(self, state) -> TransitionCallbackReturn:
-        self._destroy_entities()
-        return TransitionCallbackReturn.SUCCESS
-
     def on_shutdown(self, state) -> TransitionCallbackReturn:
         if self.episodes is not None and self.active:
             self.publish_end(self.episodes.end(rules.OPERATOR_ABORT, "station manager shut down"))
         self._destroy_entities()
         return TransitionCallbackReturn.SUCCESS
 
-    def _destroy_entities(self) -> None:
-        for entity in self.entities:
-            destroy = {"Publisher": self.destroy_publisher, "Subscription": self.destroy_subscription,
-                       "Timer": self.destroy_timer, "Service": self.destroy_service,
-                       "Client": self.destroy_client}.get(type(entity).__name__)
-            if destroy is not None:
-                destroy(entity)
-        self.entities = []
+    def _forget(self) -> None:
         if self.tasks is not None and hasattr(self.tasks, "close"):
             self.tasks.close()
         self.tasks = self.episodes = None
@@ -495,18 +469,17 @@ class StationManagerNode(LifecycleNode):
         return response
 
     def on_pause(self, request, response):
-        if self.episodes is None:
-            response.success, response.message = False, "station manager not configured"
-            return response
-        response.success, response.message = self.episodes.pause(request.reason)
-        self.publish_status()
-        return response
+        return self._operator_call("pause", request, response)
 
     def on_resume(self, request, response):
+        return self._operator_call("resume", request, response)
+
+    def _operator_call(self, action: str, request, response):
+        """pause / resume: the episode logic's answer, and the new status at once."""
         if self.episodes is None:
             response.success, response.message = False, "station manager not configured"
             return response
-        response.success, response.message = self.episodes.resume(request.reason)
+        response.success, response.message = getattr(self.episodes, action)(request.reason)
         self.publish_status()
         return response
 
