@@ -1,6 +1,8 @@
 """The sim bridge node as a robot driver: a real node in its own process, driven over DDS."""
 import uuid
 
+import rclpy
+
 import pytest
 
 from sefm_interfaces.msg import EpisodeEvent, EStop, StationStatus
@@ -132,7 +134,7 @@ def test_the_fleet_estop_halts_every_station():
 def test_wait_for_score_steps_only_after_the_observation_is_scored():
     from sefm_interfaces.msg import StepsToGo
 
-    d, proc = launch("max_steps:=20", "wait_for_score:=true")
+    d, proc = launch("max_steps:=20", "wait_for_score:=true", "score_from:=''")   # the test plays the reward node
     scores = d.node.create_publisher(StepsToGo, "steps_to_go", RELIABLE)
     try:
         assert d.spin_until(lambda: d.tasks and d.states)
@@ -151,4 +153,39 @@ def test_wait_for_score_steps_only_after_the_observation_is_scored():
         d.send([0.01, 0.0], obs[-1].header.stamp)
         assert d.spin_until(lambda: len(d.observations()) == len(obs) + 1)
     finally:
+        stop(d, proc)
+
+
+def test_only_the_reward_node_can_end_an_episode_with_a_detected_success():
+    """score_from (default: reward): a success from another node on the graph is refused; the reward node's
+    ends the episode as SUCCESS_DETECTED."""
+    from sefm_interfaces.msg import StepsToGo
+
+    d, proc = launch("max_steps:=50")
+    intruder = rclpy.create_node("intruder", namespace=d.node.get_namespace(), context=d.context)
+    reward = rclpy.create_node("reward", namespace=d.node.get_namespace(), context=d.context)
+    publishers = {n: n.create_publisher(StepsToGo, "steps_to_go", RELIABLE) for n in (intruder, reward)}
+    for n in (intruder, reward):
+        d.executor.add_node(n)
+
+    def success_from(node):
+        obs = d.observations()[-1]
+        publishers[node].publish(StepsToGo(observation_stamp=obs.header.stamp, episode_id=d.tasks[-1].episode_id,
+                                           step=len(d.observations()) - 1, expected_steps_to_go=0.0,
+                                           success=True, success_threshold=1.0))
+
+    ends = lambda: [e for e in d.events if e.event == EpisodeEvent.END]   # noqa: E731
+    try:
+        assert d.spin_until(lambda: d.tasks and d.states)
+        d.spin_for(1.0)   # the bridge has seen both publishers
+        success_from(intruder)
+        d.spin_for(1.5)
+        assert not ends(), "a success from a node that is not the reward node ended the episode"
+        success_from(reward)
+        assert d.spin_until(lambda: ends(), 10)
+        assert ends()[0].outcome == EpisodeEvent.OUTCOME_SUCCESS_DETECTED
+    finally:
+        for n in (intruder, reward):
+            d.executor.remove_node(n)
+            n.destroy_node()
         stop(d, proc)

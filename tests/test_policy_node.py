@@ -13,7 +13,9 @@ def test_policy_acts_for_the_station_and_swaps_versions_between_episodes(tmp_pat
     sha0 = tiny_checkpoint(tmp_path / "v0", 0)
     sha1 = tiny_checkpoint(tmp_path / "v1", 1)
     version_topic = f"/policy_version_{uuid.uuid4().hex[:6]}"
-    d, bridge, policy = station_with_node("sefm_policy.policy_node", {"checkpoint": tmp_path / "v0"}, max_steps=6,
+    d, bridge, policy = station_with_node("sefm_policy.policy_node", {"checkpoint": tmp_path / "v0",
+                                          "version_from": "''"},   # the test plays the trainer
+                                          max_steps=6,
                                           remap=(f"/policy/version:={version_topic}",))
     actions = []
     d.node.create_subscription(PolicyAction, "action", actions.append, RELIABLE)
@@ -56,7 +58,8 @@ def test_rounds_start_each_versions_episodes_together_and_never_deadlock(tmp_pat
     sha1 = tiny_checkpoint(tmp_path / "v1", 1)
     version_topic = f"/policy_version_{uuid.uuid4().hex[:6]}"
     d, bridge, policy = station_with_node("sefm_policy.policy_node", {
-        "checkpoint": tmp_path / "v0", "episodes_per_version": 2, "round_timeout": 4.0}, max_steps=4,
+        "checkpoint": tmp_path / "v0", "episodes_per_version": 2, "round_timeout": 4.0,
+        "version_from": "''"}, max_steps=4,
         remap=(f"/policy/version:={version_topic}",))
     actions = []
     d.node.create_subscription(PolicyAction, "action", actions.append, RELIABLE)

@@ -18,6 +18,8 @@ class PolicyParams:
     seed: int = setting(0, "sampling seed", low=0)
     episodes_per_version: int = setting(0, "rounds: episodes (all stations) started per policy version; 0: no "
                                            "limit", low=0)
+    version_from: str = setting("trainer", "policy/version is accepted only from publishers whose node has one of "
+                                           "these comma-separated names (empty: from anyone)")
     round_timeout: float = setting(30.0, "rounds: with no action sent for this long, waiting stations go on "
                                          "with the current version (s)", low=1e-3)
 

@@ -35,8 +35,8 @@ from sensor_msgs.msg import JointState
 from sefm_core import checkpoint
 from sefm_interfaces.msg import PolicyAction, PolicyVersion
 from sefm_policy.params import PolicyParams
-from sefm_ros.common import (LATCHED, SefmNode, StationObservations, hold_for_batch, reliable, spin_main,
-                              station_list, time_of)
+from sefm_ros.common import (LATCHED, SefmNode, StationObservations, hold_for_batch, node_names, reliable, spin_main,
+                              station_list, subscribe_from, time_of)
 
 
 class StationView(StationObservations):
@@ -77,7 +77,7 @@ class PolicyNode(SefmNode):
             self.observe_station(view, on_observation=self.maybe_act)   # an episode starts at its first observation
             self.cmd_pubs[name] = self.create_publisher(JointState, f"{name}/joint_command", reliable(10))
             self.action_pubs[name] = self.create_publisher(PolicyAction, f"{name}/action", reliable(50))
-        self.create_subscription(PolicyVersion, "policy/version", self.on_version, LATCHED)
+        subscribe_from(self, PolicyVersion, "policy/version", self.on_version, LATCHED, node_names(p.version_from))
         self.create_timer(0.005, self.maybe_act)   # acts on arrival; the timer ends a batch wait
         self.get_logger().info(f"acting for {', '.join(self.views)} with {p.checkpoint} (version 0)")
 

@@ -196,6 +196,41 @@ class SefmNode(Node):
         self.create_subscription(Task, f"{view.name}/task", feed(add_task), EPISODES)
 
 
+def node_names(text: str) -> frozenset[str]:
+    """"reward, /trainer" -> {"reward", "trainer"} (empty: anyone)"""
+    return frozenset(n.strip().strip("/") for n in text.split(",") if n.strip())
+
+
+def subscribe_from(node: Node, msg_type, topic: str, callback, qos, names: frozenset[str]):
+    """A subscription that hands `callback` only the messages whose publisher's node has one of `names`
+    (every message where `names` is empty). Where SROS2 (DDS security with enclaves) is not enabled, anyone on
+    the graph can publish a `steps_to_go` success or a `policy/version`: this checks the publisher's identity
+    on the graph (its node name, by the sample's publisher gid). It stops mistakes and strays, not an attacker:
+    that is SROS2's job. A refused message is counted and logged (throttled)."""
+    if not names:
+        return node.create_subscription(msg_type, topic, callback, qos)
+    publishers: dict[bytes, str] = {}   # publisher gid -> node name, refreshed when an unknown gid appears
+    refused = [0]
+
+    def checked(msg, info) -> None:
+        gid = bytes((info.get("publisher_gid") or {}).get("data", b""))
+        if gid not in publishers:
+            publishers.clear()
+            publishers.update({bytes(e.endpoint_gid): e.node_name
+                               for e in node.get_publishers_info_by_topic(subscription.topic_name)})
+        sender = publishers.get(gid)
+        if sender not in names:
+            refused[0] += 1
+            node.get_logger().warning(f"{subscription.topic_name} from {sender or 'an unknown publisher'} refused "
+                                      f"(accepted from: {', '.join(sorted(names))}; {refused[0]} so far)",
+                                      throttle_duration_sec=5.0)
+            return
+        callback(msg)
+
+    subscription = node.create_subscription(msg_type, topic, checked, qos)
+    return subscription
+
+
 def station_list(text: str) -> list[str]:
     """"station_0, /station_1" -> ["station_0", "station_1"]"""
     return [s.strip().strip("/") for s in text.split(",") if s.strip()]

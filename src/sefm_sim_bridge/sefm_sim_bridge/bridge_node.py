@@ -32,7 +32,8 @@ from sefm_core import episode_rules as rules
 from sefm_interfaces.msg import EpisodeEvent, EpisodeStep, EStop, SimGroundTruth, StationStatus, StepsToGo, Task
 from sefm_interfaces.srv import AbortEpisode, PauseStation, ResetStation, ResumeStation
 from sefm_sim_bridge.params import BridgeParams
-from sefm_ros.common import EPISODE_EVENTS, EPISODES, LATCHED, SefmNode, ns_of, reliable, spin_main, time_of
+from sefm_ros.common import (EPISODE_EVENTS, EPISODES, LATCHED, SefmNode, node_names, ns_of, reliable, spin_main,
+                             subscribe_from, time_of)
 from sefm_sim.envs.validation import InvalidActionError
 from sefm_sim.station import Station
 
@@ -58,7 +59,7 @@ class BridgeNode(SefmNode):
         self.truth_pub = (self.create_publisher(SimGroundTruth, "sim/ground_truth", reliable(10))
                           if self.station.has_ground_truth else None)
         self.create_subscription(JointState, "joint_command", self.on_command, reliable(10))
-        self.create_subscription(StepsToGo, "steps_to_go", self.on_steps_to_go, reliable(50))
+        subscribe_from(self, StepsToGo, "steps_to_go", self.on_steps_to_go, reliable(50), node_names(p.score_from))
         self.create_subscription(EStop, "/estop", self.on_estop, LATCHED)
         self.create_service(ResetStation, "reset", self.on_reset)
         self.create_service(PauseStation, "pause", self.on_pause)

@@ -22,6 +22,9 @@ class BridgeParams(StationConfig):
     wait_for_score: bool = setting(False, "lockstep: step only once the reward node has scored the current "
                                           "observation too, so no score is late and a detected success is "
                                           "never stepped past (Stage 2 sets it)")
+    score_from: str = setting("reward", "steps_to_go (a detected success ends the episode) is accepted only from "
+                                        "publishers whose node has one of these comma-separated names (empty: "
+                                        "from anyone)")
     settle_steps: int = setting(0, "after the simulator's success, keep the episode for this many more commands "
                                    "while the goal holds and publish the final observation (recorded demos: "
                                    "resting states at the goal)", low=0)

@@ -49,9 +49,9 @@ class StationManagerParams:
                                          "finds none waits for the next frame (no repeated frames; a camera "
                                          "slower than the policy rate sets the rate); false: the newest frame "
                                          "at every tick")
-    score_from: str = setting("", "accept steps_to_go only from nodes of these names (comma-separated, e.g. "
-                                  "reward; '' = from any node): a check of the publisher's node name, not "
-                                  "authentication (SROS2 enclaves with DDS security are that)")
+    score_from: str = setting("reward", "accept steps_to_go only from nodes of these names (comma-separated; "
+                                        "'' = from any node): a check of the publisher's node name, not "
+                                        "authentication (SROS2 enclaves with DDS security are that)")
     station_index: int = setting(0, "this station's block of the practice seed range (sefm_core.seeds)", low=0)
     seed: int = setting(-1, "sim resets: the first episode's seed (-1 = the first of the station's practice "
                             "block); episode k uses seed + k", low=-1)

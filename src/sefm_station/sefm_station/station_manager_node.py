@@ -58,7 +58,7 @@ from sefm_core import episode_rules as rules
 from sefm_core.seeds import SeedPlanError
 from sefm_interfaces.msg import EpisodeEvent, EpisodeStep, EStop, SimGroundTruth, StationStatus, StepsToGo, Task
 from sefm_interfaces.srv import AbortEpisode, PauseStation, ResetStation, ResumeStation
-from sefm_ros.common import EPISODE_EVENTS, EPISODES, LATCHED, ns_of, reliable, spin_main, time_of
+from sefm_ros.common import EPISODE_EVENTS, EPISODES, LATCHED, ns_of, reliable, spin_main, subscribe_from, time_of
 from sefm_station.episodes import End, Episodes, ListTasks, SimLanguageTableTasks, TaskInfo, practice_seed
 from sefm_station.managed import ManagedNode
 from sefm_station.params import StationManagerParams
@@ -167,12 +167,8 @@ class StationManagerNode(ManagedNode):
         for arm, box in zip(profile.arms, self.arm_in):
             self.entities.append(self.create_subscription(JointState, self.driver_topic(arm.state_topic), box.put,
                                                           reliable(10)))
-        self.score_sources = p.score_sources()
-        self.score_publishers: dict[bytes, str] = {}   # publisher gid -> node name
-        self.refused_scores = 0
-        self.score_sub = self.create_subscription(
-            StepsToGo, "steps_to_go", self.on_checked_steps_to_go if self.score_sources else self.on_steps_to_go,
-            reliable(50))
+        self.score_sub = subscribe_from(self, StepsToGo, "steps_to_go", self.on_steps_to_go, reliable(50),
+                                        p.score_sources())   # score_from: only those nodes may end an episode
         self.entities.append(self.score_sub)
         self.entities.append(self.create_subscription(EStop, "/estop", self.on_estop, LATCHED))
         if self.task_source == "sim":
@@ -232,21 +228,6 @@ class StationManagerNode(ManagedNode):
         self.truth[ns_of(msg.header.stamp)] = msg
         for old in sorted(self.truth)[:-20]:
             del self.truth[old]
-
-    def on_checked_steps_to_go(self, msg: StepsToGo, info) -> None:
-        """score_from: only a publisher whose node has one of the names may end an episode."""
-        gid = bytes((info.get("publisher_gid") or {}).get("data", b""))
-        if gid not in self.score_publishers:
-            self.score_publishers = {bytes(e.endpoint_gid): e.node_name for e in
-                                     self.get_publishers_info_by_topic(self.score_sub.topic_name)}
-        node = self.score_publishers.get(gid)
-        if node not in self.score_sources:
-            self.refused_scores += 1
-            self.get_logger().warning(
-                f"steps_to_go from {node or 'an unknown publisher'} refused (score_from: "
-                f"{', '.join(sorted(self.score_sources))}; {self.refused_scores} so far)", throttle_duration_sec=5.0)
-            return
-        self.on_steps_to_go(msg)
 
     def on_steps_to_go(self, msg: StepsToGo) -> None:
         if self.episodes is None or not self.active:

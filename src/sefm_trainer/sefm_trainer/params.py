@@ -15,6 +15,8 @@ class TrainerParams(ReinforceConfig):
     run_dir: str = setting("runs/improve", "checkpoints, episodes and metrics of this run")
     rounds: bool = setting(False, "the policy node runs rounds: every episode run on the current version fills "
                                   "its place in the batch, usable or not (as the policy node counts them)")
+    score_from: str = setting("reward", "steps_to_go (rewards and the detector) is accepted only from publishers "
+                                        "whose node has one of these comma-separated names (empty: from anyone)")
     max_versions: int = setting(0, "stop updating after this many new versions (0: no limit)", low=0)
 
     def check(self) -> None:

@@ -38,7 +38,7 @@ from sefm_core.reinforce import discounted_returns, make_optimizer, reinforce_up
 from sefm_interfaces.msg import EpisodeEvent, EpisodeStep, PolicyAction, PolicyVersion, StepsToGo, Task
 from sefm_trainer.params import TrainerParams
 from sefm_ros.common import (EPISODE_EVENTS, EPISODES, LATCHED, SefmNode, image_to_array, reliable, spin_main,
-                             stamp_key, station_list)
+                             node_names, stamp_key, station_list, subscribe_from)
 from sefm_trainer.episodes import STALE, AssembledEpisode, EpisodeBuffer, assemble, latest_per_step, observed_steps
 
 MAX_WAIT_SECONDS = 10.0  # how long an ended episode may wait for its last actions and scores
@@ -84,7 +84,8 @@ class TrainerNode(SefmNode):
                 stamp_key(m.header.stamp), m.step), reliable(20))
             sub(Task, "task", lambda m, n=name: self.on_task(n, m), EPISODES)
             sub(PolicyAction, "action", lambda m, n=name: self.on_action(n, m), reliable(50))
-            sub(StepsToGo, "steps_to_go", lambda m, n=name: self.on_score(n, m), reliable(50))
+            subscribe_from(self, StepsToGo, f"{name}/steps_to_go", lambda m, n=name: self.on_score(n, m), reliable(50),
+                           node_names(p.score_from))
             sub(EpisodeEvent, "episode_event", lambda m, n=name: self.on_event(n, m), EPISODE_EVENTS)
         self.ended: list[tuple[float, str, EpisodeEvent]] = []
         self.create_timer(0.05, self.assemble_due)
