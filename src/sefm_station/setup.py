@@ -22,7 +22,8 @@ setup(
                 'and a robot driver.',
     license='Apache-2.0',
     entry_points={
-        'console_scripts': ['safety_gate = sefm_station.safety_gate_node:main',
+        'console_scripts': ['estop_latch = sefm_station.estop_latch_node:main',
+                            'safety_gate = sefm_station.safety_gate_node:main',
                             'station_manager = sefm_station.station_manager_node:main'],
     },
 )

@@ -16,7 +16,9 @@ Lifecycle: configure loads and checks the profile (a bad one fails the transitio
 creates the subscriptions, publishers and the watchdog timer (the control rate); activate starts passing
 checked commands, with the ramp-in from the measured state; deactivate publishes the hold target once and
 stops passing; cleanup removes it all. The rules are `sefm_station.safety.Gate`. An e-stop publishes the
-hold in its callback and latches: no later command passes until it is released. A refused command sends
+hold in its callback and latches: no later command passes until it is released. Of several latched e-stop
+writers (an operator, `estop_latch`, which keeps the state after the operator's process is gone) the newest
+message by header stamp wins. A refused command sends
 nothing (the driver keeps the last safe target), except on a delta output, whose driver repeats its last
 command: there the refusal sends the hold (zero).
 """
@@ -35,7 +37,7 @@ from std_msgs.msg import Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from sefm_interfaces.msg import EStop
-from sefm_ros.common import LATCHED, reliable, spin_main
+from sefm_ros.common import LATCHED, ns_of, reliable, spin_main
 from sefm_station.managed import ManagedNode
 from sefm_station.params import GateParams
 from sefm_station.profiles import Profile, ProfileError, load_profile
@@ -100,6 +102,7 @@ class SafetyGateNode(ManagedNode):
         self.pubs: dict[str, object] = {}
         self.status_pub = None
         self.logged: dict[str, float] = {}
+        self.estop_stamp = 0      # ns: the newest e-stop message applied
         super().__init__("safety_gate", GateParams, namespace, context, **overrides)
 
     # --- lifecycle ------------------------------------------------------------------------------------
@@ -154,7 +157,7 @@ class SafetyGateNode(ManagedNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _forget(self) -> None:
-        self.pubs, self.status_pub = {}, None
+        self.pubs, self.status_pub, self.estop_stamp = {}, None, 0
         self.gate = None
 
     # --- inputs -----------------------------------------------------------------------------------------
@@ -183,6 +186,10 @@ class SafetyGateNode(ManagedNode):
     def on_estop(self, msg: EStop) -> None:
         if self.gate is None:
             return
+        stamp = ns_of(msg.header.stamp)
+        if stamp and stamp < self.estop_stamp:
+            return   # several latched writers (an operator, the estop_latch): the newest state wins
+        self.estop_stamp = max(self.estop_stamp, stamp)
         was = self.gate.estopped
         hold = self.gate.estop(msg.engaged, time.monotonic())
         if hold is not None:
