@@ -226,6 +226,10 @@ def main(argv=None) -> int:
         from sefm_experiments import bench_graph
 
         return bench_graph.main(argv[1:])
+    if argv[:1] == ["estop"]:   # the e-stop latency benchmark (sefm_experiments.bench_estop)
+        from sefm_experiments import bench_estop
+
+        return bench_estop.main(argv[1:])
     if argv[:1] == ["paper"]:   # the paper's experiments (sefm_experiments.bench_paper)
         from sefm_experiments import bench_paper
 

@@ -28,7 +28,7 @@ from sefm_cli.runtime_env import apply_runtime_defaults
 
 SERVICES = {"pause": "PauseStation", "resume": "ResumeStation", "abort": "AbortEpisode", "reset": "ResetStation"}
 ESTOPPED = 3   # sefm_interfaces/StationStatus.STATE_ESTOPPED
-NOT_STATIONS = ("sefm_operator", "estop_latch")   # e-stop subscribers that are no station
+NOT_STATIONS = ("sefm_operator",)   # e-stop subscribers that are no station (estop_latch is one: it confirms by ack)
 
 
 class EStopPath:
