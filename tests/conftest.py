@@ -4,7 +4,9 @@ import random
 
 # Before any test imports rclpy: localhost discovery, and a domain of our own so
 # two test runs (or a run and a live fleet) on one machine never see each other.
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+from sefm_ros.dds import apply_localhost_defaults   # noqa: E402 (imports no rclpy)
+
+apply_localhost_defaults()   # as every SEFM process: discovery and DDS sockets on this host only
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 100)))
 if "PYTEST_XDIST_WORKER" in os.environ:   # `pytest -n`: the workers inherit the controller's domain; give each
     worker = int(os.environ["PYTEST_XDIST_WORKER"].removeprefix("gw"))   # its own, or their stations talk

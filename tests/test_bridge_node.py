@@ -157,8 +157,8 @@ def test_wait_for_score_steps_only_after_the_observation_is_scored():
 
 
 def test_only_the_reward_node_can_end_an_episode_with_a_detected_success():
-    """score_from (default: reward): a success from another node on the graph is refused; the reward node's
-    ends the episode as SUCCESS_DETECTED."""
+    """score_from (default: reward): while another node publishes on steps_to_go, nothing there is accepted;
+    once it is gone, the reward node's success ends the episode as SUCCESS_DETECTED."""
     from sefm_interfaces.msg import StepsToGo
 
     d, proc = launch("max_steps:=50")
@@ -181,6 +181,11 @@ def test_only_the_reward_node_can_end_an_episode_with_a_detected_success():
         success_from(intruder)
         d.spin_for(1.5)
         assert not ends(), "a success from a node that is not the reward node ended the episode"
+        success_from(reward)   # while the stranger still publishes there, the topic is refused altogether
+        d.spin_for(1.0)
+        assert not ends()
+        intruder.destroy_publisher(publishers.pop(intruder))
+        d.spin_for(1.0)   # the bridge sees the stranger gone
         success_from(reward)
         assert d.spin_until(lambda: ends(), 10)
         assert ends()[0].outcome == EpisodeEvent.OUTCOME_SUCCESS_DETECTED

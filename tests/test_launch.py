@@ -7,6 +7,7 @@ with the launch API replaced by a recorder of what it is asked to start, and com
 """
 import dataclasses
 import importlib.util
+import os
 import pathlib
 import re
 import shutil
@@ -134,3 +135,14 @@ def test_record_launch_arguments_are_the_recorders_parameters(share, monkeypatch
     assert "recorder" in entry_points("sefm_bags")
     values = recorder.kwargs["parameters"][0]
     assert {name: v.kwargs["value_type"] for name, v in values.items()} == {f.name: type(f.default) for f in fields}
+
+
+def test_launching_applies_the_localhost_dds_default(share, monkeypatch):
+    from sefm_ros.dds import LOCALHOST_PROFILE
+
+    monkeypatch.delenv("ROS_AUTOMATIC_DISCOVERY_RANGE", raising=False)
+    monkeypatch.delenv("FASTDDS_DEFAULT_PROFILES_FILE", raising=False)
+    fake_launch_api(monkeypatch, share)
+    load(share / "launch" / "record.launch.py")
+    assert os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
+    assert os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] == str(LOCALHOST_PROFILE)

@@ -387,7 +387,8 @@ def test_a_frame_goes_out_once_and_a_slow_camera_sets_the_rate(aloha):
 
 
 def test_score_from_accepts_a_success_only_from_the_named_node(aloha):
-    """score_from:=reward: a success from any other node is refused; the reward node's ends the episode."""
+    """score_from:=reward: while another node publishes steps_to_go, nothing there counts; once it has gone,
+    the reward node's success ends the episode."""
     s = aloha(score_from="reward")
     reward_node = rclpy.create_node("reward", namespace=s.node.get_namespace(), context=s.context)
     s.executor.add_node(reward_node)
@@ -405,6 +406,8 @@ def test_score_from_accepts_a_success_only_from_the_named_node(aloha):
         s.spin_for(0.05)
     s.spin_for(0.3)
     assert not s.ends()
+    s.node.destroy_publisher(s.score)   # the stranger leaves the topic: the reward node's scores count
+    s.spin_for(1.0)
     for _ in range(5):
         success_for_current(reward)
         if s.spin_until(lambda: s.ends(), 0.3):

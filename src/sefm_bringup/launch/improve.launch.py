@@ -44,6 +44,9 @@ def nodes(context, config_path=None):
 
 
 def generate_launch_description():
+    from sefm_ros.dds import apply_localhost_defaults
+
+    apply_localhost_defaults()   # this process and the nodes it starts: DDS on this host unless exported otherwise
     return LaunchDescription([*(DeclareLaunchArgument(name, default_value=default, description=text)
                                 for name, (default, text) in ARGUMENTS.items()),
                               OpaqueFunction(function=nodes)])

@@ -20,6 +20,9 @@ from sefm_bags.params import RecorderParams
 
 
 def generate_launch_description():
+    from sefm_ros.dds import apply_localhost_defaults
+
+    apply_localhost_defaults()   # this process and the nodes it starts: DDS on this host unless exported otherwise
     fields = dataclasses.fields(RecorderParams)
     arguments = [DeclareLaunchArgument(f.name, default_value=str(f.default).lower() if isinstance(f.default, bool)
                                        else str(f.default), description=f.metadata["help"]) for f in fields]

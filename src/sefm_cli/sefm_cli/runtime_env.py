@@ -25,3 +25,6 @@ DEFAULTS = {
 def apply_runtime_defaults() -> None:
     for key, value in DEFAULTS.items():
         os.environ.setdefault(key, value)
+    from sefm_ros.dds import apply_localhost_defaults   # (no rclpy: safe before it is imported)
+
+    apply_localhost_defaults()

@@ -15,6 +15,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from sefm_interfaces.msg import EpisodeStep, Task
+from sefm_ros.dds import apply_localhost_defaults
 
 # Deliberate QoS (ARCHITECTURE.md): everything reliable; latched topics keep their last message for late joiners.
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -202,28 +203,26 @@ def node_names(text: str) -> frozenset[str]:
 
 
 def subscribe_from(node: Node, msg_type, topic: str, callback, qos, names: frozenset[str]):
-    """A subscription that hands `callback` only the messages whose publisher's node has one of `names`
-    (every message where `names` is empty). Where SROS2 (DDS security with enclaves) is not enabled, anyone on
-    the graph can publish a `steps_to_go` success or a `policy/version`: this checks the publisher's identity
-    on the graph (its node name, by the sample's publisher gid). It stops mistakes and strays, not an attacker:
-    that is SROS2's job. A refused message is counted and logged (throttled)."""
+    """A subscription that hands `callback` a message only while every publisher on the topic is a node with
+    one of `names` (every message where `names` is empty).
+
+    Where SROS2 (DDS security with enclaves) is not enabled, anyone on the graph can publish a `steps_to_go`
+    success or a `policy/version`. This checks the publishers' identities on the graph (their node names) at
+    every message: while a node that does not own the topic publishes on it, nothing on it is accepted, so a
+    stray publisher stops the topic loudly instead of steering the run. It stops mistakes and strays, not an
+    attacker (that is SROS2's job). The graph, not each sample's publisher id, is asked because rclpy's
+    EventsExecutor does not hand callbacks the message info. A refused message is counted and logged."""
     if not names:
         return node.create_subscription(msg_type, topic, callback, qos)
-    publishers: dict[bytes, str] = {}   # publisher gid -> node name, refreshed when an unknown gid appears
     refused = [0]
 
-    def checked(msg, info) -> None:
-        gid = bytes((info.get("publisher_gid") or {}).get("data", b""))
-        if gid not in publishers:
-            publishers.clear()
-            publishers.update({bytes(e.endpoint_gid): e.node_name
-                               for e in node.get_publishers_info_by_topic(subscription.topic_name)})
-        sender = publishers.get(gid)
-        if sender not in names:
+    def checked(msg) -> None:
+        strangers = {e.node_name for e in node.get_publishers_info_by_topic(subscription.topic_name)} - names
+        if strangers:
             refused[0] += 1
-            node.get_logger().warning(f"{subscription.topic_name} from {sender or 'an unknown publisher'} refused "
-                                      f"(accepted from: {', '.join(sorted(names))}; {refused[0]} so far)",
-                                      throttle_duration_sec=5.0)
+            node.get_logger().warning(f"{subscription.topic_name}: refused while {', '.join(sorted(strangers))} "
+                                      f"also publish there (accepted only from: {', '.join(sorted(names))}; "
+                                      f"{refused[0]} refused so far)", throttle_duration_sec=5.0)
             return
         callback(msg)
 
@@ -240,6 +239,7 @@ def spin_main(node_class, argv=None) -> int:
     """The console-script body of every node: init, spin until Ctrl-C or shutdown, clean up."""
     from sefm_ros.parameters import ParameterError
 
+    apply_localhost_defaults()   # (read by the middleware when rclpy starts: `ros2 run` and launch included)
     rclpy.init(args=argv if argv is not None else sys.argv)
     try:
         node = node_class()
