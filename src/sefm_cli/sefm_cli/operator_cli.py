@@ -65,6 +65,8 @@ class EStopPath:
         for info in self.node.get_subscriptions_info_by_topic(self.topic):
             if info.node_name in NOT_STATIONS and info.node_namespace in ("/", ""):
                 continue
+            if info.node_name.startswith("_NODE_") or info.node_namespace.startswith("_NODE_"):
+                continue   # its participant is matched, its node's name not discovered yet: the next look has it
             out.add(info.node_namespace.strip("/") or info.node_name)
         return out
 

@@ -16,7 +16,9 @@ Lifecycle: configure loads and checks the profile (a bad one fails the transitio
 creates the subscriptions, publishers and the watchdog timer (the control rate); activate starts passing
 checked commands, with the ramp-in from the measured state; deactivate publishes the hold target once and
 stops passing; cleanup removes it all. The rules are `sefm_station.safety.Gate`. An e-stop publishes the
-hold in its callback and latches: no later command passes until it is released. Of several latched e-stop
+hold in its callback and latches: no later command passes until it is released. Configure starts the gate held (e-stop
+reason) until it has heard the fleet's e-stop state: from `estop_latch` or an operator's latched writer as it
+matches (the rule for when none is coming: `_estop_unknown`). Of several latched e-stop
 writers (an operator, `estop_latch`, which keeps the state after the operator's process is gone) the newest
 message by header stamp wins. A refused command sends
 nothing (the driver keeps the last safe target), except on a delta output, whose driver repeats its last
@@ -96,6 +98,8 @@ def message_types(profile: Profile) -> dict[str, type]:
 
 
 class SafetyGateNode(ManagedNode):
+    ESTOP_WAIT = 2.0    # s: no e-stop writer known this long after start (or a latch silent after matching): run
+    ESTOP_GRACE = 0.0   # s after all (non-latch) writers matched: a latched sample comes on matching
     def __init__(self, namespace: str = "", context=None, **overrides):
         self.profile: Profile | None = None
         self.gate: Gate | None = None
@@ -103,6 +107,8 @@ class SafetyGateNode(ManagedNode):
         self.status_pub = None
         self.logged: dict[str, float] = {}
         self.estop_stamp = 0      # ns: the newest e-stop message applied
+        self.created_at = time.monotonic()
+        self.estop_sub, self.estop_known, self.estop_matched_at = None, True, None
         super().__init__("safety_gate", GateParams, namespace, context, **overrides)
 
     # --- lifecycle ------------------------------------------------------------------------------------
@@ -124,7 +130,14 @@ class SafetyGateNode(ManagedNode):
                                                           reliable(10)))
         self.entities.append(self.create_subscription(JointState, self.params.command_topic, self.on_command,
                                                       reliable(10)))
-        self.entities.append(self.create_subscription(EStop, "/estop", self.on_estop, LATCHED))
+        self.estop_sub = self.create_subscription(EStop, "/estop", self.on_estop, LATCHED)
+        self.entities.append(self.estop_sub)
+        # held until the fleet's e-stop state is known: a gate (re)started during an e-stop must not run in the
+        # moment before the latched state (from estop_latch or a live operator) reaches it
+        now = time.monotonic()
+        self.gate.estop(True, now)
+        self.estop_known, self.estop_matched_at = False, None
+        self._estop_unknown(now)
         self.entities.append(self.create_timer(p.period, self.on_tick))
         self.entities.append(self.create_timer(self.params.status_period, self.publish_status))
         self.get_logger().info(f"configured with profile {p.name} ({p.output.type}, {p.size} commands, "
@@ -171,6 +184,8 @@ class SafetyGateNode(ManagedNode):
     def on_command(self, msg: JointState) -> None:
         if self.gate is None:
             return
+        if not self.estop_known:
+            self._estop_unknown(time.monotonic())
         decision = self.gate.check(msg.position, msg.name, time.monotonic())
         if decision.ok:
             self.send(decision.target)
@@ -190,6 +205,11 @@ class SafetyGateNode(ManagedNode):
         if stamp and stamp < self.estop_stamp:
             return   # several latched writers (an operator, the estop_latch): the newest state wins
         self.estop_stamp = max(self.estop_stamp, stamp)
+        if not self.estop_known:
+            self.estop_known = True
+            self.get_logger().info(f"fleet e-stop state heard: {'engaged' if msg.engaged else 'released'}")
+            if msg.engaged:
+                return   # held since configure already; the status says so
         was = self.gate.estopped
         hold = self.gate.estop(msg.engaged, time.monotonic())
         if hold is not None:
@@ -203,11 +223,36 @@ class SafetyGateNode(ManagedNode):
     def on_tick(self) -> None:
         if self.gate is None:
             return
+        if not self.estop_known:
+            self._estop_unknown(time.monotonic())
         hold = self.gate.tick(time.monotonic())
         if hold is not None:
             self.send(hold)
             self.get_logger().warning(f"watchdog: no command for {self.profile.control.watchdog_timeout:g} s, "
                                    "holding the last safe target")
+
+    def _estop_unknown(self, now: float) -> None:
+        """Held for want of the fleet's e-stop state; run once none can be coming:
+        an `estop_latch` on the graph: only its state (or ESTOP_WAIT s after it matched) ends the hold;
+        other latched writers only: once all have matched, ESTOP_GRACE s later (a sample comes on matching);
+        no writer known: ESTOP_WAIT s after the node started (discovery has found a running latch by then)."""
+        topic = self.estop_sub.topic_name
+        writers = self.get_publishers_info_by_topic(topic)
+        matched = writers and self.estop_sub.get_publisher_count() >= len(writers)
+        if matched and self.estop_matched_at is None:
+            self.estop_matched_at = now
+        if not writers:
+            if now - self.created_at < self.ESTOP_WAIT:
+                return
+        elif any(w.node_name == "estop_latch" for w in writers):
+            if self.estop_matched_at is None or now - self.estop_matched_at < self.ESTOP_WAIT:
+                return
+        elif not matched or now - self.estop_matched_at < self.ESTOP_GRACE:
+            return
+        self.estop_known = True
+        self.gate.estop(False, now)
+        self.get_logger().warning("no fleet e-stop state heard (is an estop_latch running?): passing commands")
+        self.publish_status()
 
     # --- outputs ----------------------------------------------------------------------------------------
 
