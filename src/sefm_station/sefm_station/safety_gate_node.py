@@ -244,7 +244,8 @@ class SafetyGateNode(ManagedNode):
         if not writers:
             if now - self.created_at < self.ESTOP_WAIT:
                 return
-        elif any(w.node_name == "estop_latch" for w in writers):
+        elif any(w.node_name == "estop_latch" or w.node_name.startswith("_NODE_") for w in writers):
+            # (a writer whose node name is not discovered yet may be the latch: wait for it as for one)
             if self.estop_matched_at is None or now - self.estop_matched_at < self.ESTOP_WAIT:
                 return
         elif not matched or now - self.estop_matched_at < self.ESTOP_GRACE:
