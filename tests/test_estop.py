@@ -15,6 +15,7 @@ from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 
+from sefm_bringup.graph import terminate
 from sefm_cli.operator_cli import EStopPath
 from helpers import LATCHED, RELIABLE
 
@@ -147,8 +148,4 @@ def test_a_gate_started_after_the_estop_with_the_operator_gone_does_not_pass_com
     finally:
         if station is not None:
             station.close()
-        latch.terminate()
-        try:
-            latch.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            latch.kill()
+        terminate([latch])
