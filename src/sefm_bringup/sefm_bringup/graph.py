@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-from sefm_core.config import ConfigError, add_flags, apply_flags, from_dict, load_yaml, setting
+from sefm_core.config import ConfigError, add_flags, apply_flags, from_dict, load_yaml, project, setting
 from sefm_core.stage2_config import ReinforceConfig
 from sefm_sim.station import StationConfig
 
@@ -85,8 +85,6 @@ def node_specs(cfg: ImproveConfig, namespace: str = "") -> list[NodeSpec]:
 
     `namespace` pushes the whole fleet under it (two fleets on one ROS domain): the multi-station nodes use
     relative names, and each station's latched e-stop is remapped to the fleet's."""
-    from dataclasses import fields as fields_of
-
     from sefm_policy.params import PolicyParams
     from sefm_reward.params import RewardParams
     from sefm_sim_bridge.params import BridgeParams
@@ -94,7 +92,7 @@ def node_specs(cfg: ImproveConfig, namespace: str = "") -> list[NodeSpec]:
 
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
     stations = ",".join(cfg.station_names())
-    station = {f.name: getattr(cfg, f.name) for f in fields_of(StationConfig)}
+    station = asdict(project(cfg, StationConfig))
     trainer = TrainerParams(checkpoint=cfg.checkpoint, stations=stations, run_dir=cfg.run_dir,
                             max_versions=cfg.versions, rounds=cfg.rounds, **asdict(cfg.reinforce))
     reward = RewardParams(checkpoint=cfg.reward_checkpoint or cfg.checkpoint, stations=stations,

@@ -44,6 +44,12 @@ def setting(default, help: str, low: float | None = None, high: float | None = N
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def project(obj, cls):
+    """The `cls` inside `obj`, an instance of a dataclass that extends `cls` (a node's parameters -> the config
+    they extend): `cls` built from the fields it declares."""
+    return cls(**{f.name: getattr(obj, f.name) for f in dataclasses.fields(cls)})
+
+
 def check_range(f: dataclasses.Field, value, where: str) -> None:
     low, high = f.metadata.get("low"), f.metadata.get("high")
     if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):

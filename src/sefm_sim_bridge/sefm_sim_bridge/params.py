@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from sefm_core.config import setting
+from sefm_core.config import project, setting
 from sefm_sim.station import StationConfig
 
 
@@ -35,6 +35,4 @@ class BridgeParams(StationConfig):
                                                    "from the first frame)", low=0)
 
     def station_config(self) -> StationConfig:
-        from dataclasses import fields
-
-        return StationConfig(**{f.name: getattr(self, f.name) for f in fields(StationConfig)})
+        return project(self, StationConfig)

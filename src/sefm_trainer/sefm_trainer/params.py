@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sefm_core.config import setting
+from sefm_core.config import project, setting
 from sefm_core.stage2_config import ReinforceConfig
 
 
@@ -25,6 +25,4 @@ class TrainerParams(ReinforceConfig):
             raise ValueError("parameter checkpoint is required (a Stage-1 checkpoint directory)")
 
     def reinforce(self) -> ReinforceConfig:
-        from dataclasses import fields
-
-        return ReinforceConfig(**{f.name: getattr(self, f.name) for f in fields(ReinforceConfig)})
+        return project(self, ReinforceConfig)
