@@ -55,6 +55,7 @@ def test_the_graph_and_the_ros_free_loop_agree_on_every_episode(tmp_path):
     config.write_text(yaml.safe_dump({
         "checkpoint": str(ckpt), "run_dir": str(tmp_path / "run"), "stations": 1, "families": "point2block",
         "image_width": 64, "image_height": 36, "max_steps": MAX_STEPS, "success_threshold": threshold,
+        "sim_success_ends": True,   # as `sefm practice` with oracle_ends
         "reinforce": {"episodes_per_batch": EPISODES, "updates_per_batch": 1}, "versions": 1, "rounds": True,
         "greedy": True}))
     run = subprocess.run([sys.executable, "-m", "sefm_cli.cli", "improve", "--config", str(config)],

@@ -248,7 +248,7 @@ def aloha(names):
         station = Station(ns, estop, fake_aloha=True, camera_hz=camera_hz)
         given = {"profile": "sim_aloha", "autostart": "true", "tasks": "list",
                  "instructions": "transfer the cube|hand it back", "resets": resets, "stale_timeout": "0.5",
-                 "score_from": "''", **params}   # the test plays the reward node
+                 "score_from": "''", "gate_status": "''", **params}   # the test plays the reward node; no gate
         proc = spawn("sefm_station.station_manager_node", ns, estop, [f"{k}:={v}" for k, v in given.items()])
         made.append((station, proc))
         return station
@@ -280,7 +280,7 @@ def test_language_table_driver_timeout_success_and_sim_resets(names, tmp_path):
                    ["image_width:=64", "image_height:=36", "families:=block2block"])
     manager = spawn("sefm_station.station_manager_node", ns, estop,
                     ["autostart:=true", f"profile:={profile}", "driver_namespace:=driver", "station_index:=3",
-                     "score_from:=''"])   # the test plays the reward node
+                     "score_from:=''", "gate_status:=''"])   # the test plays the reward node; no gate
     s = Station(ns, estop)
     try:
         assert s.spin_until(lambda: len(s.ends()) >= 1, 15), "no episode ended"

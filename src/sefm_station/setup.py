@@ -23,6 +23,7 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': ['estop_latch = sefm_station.estop_latch_node:main',
+                            'lifecycle_manager = sefm_station.lifecycle_manager_node:main',
                             'safety_gate = sefm_station.safety_gate_node:main',
                             'station_manager = sefm_station.station_manager_node:main'],
     },

@@ -2,13 +2,15 @@
 
     sefm improve --config improve.yaml [--checkpoint runs/sft/checkpoints/final] [--stations 2] [--processes per_node]
 
-The graph: one sim bridge per station (/station_0, /station_1, ...), one policy
-node and one reward node acting for all stations (batched), one trainer, and a
-monitor that prints every station's state. `processes: single` puts all nodes
-on one executor in this process (ROS 2 composition); `per_node` starts each
-node as its own process. Either way they are real nodes on the DDS graph, and
-the launch files in launch/ start the same nodes from the same config.
-The run stops after `versions` new policy versions (the practice budget).
+The graph: per station (/station_0, /station_1, ...) a simulated robot driver on its robot's contract, a
+safety gate (the only path from the policy to the driver) and a station manager (observations, tasks,
+episodes, resets); for the fleet one policy node and one reward node acting for all stations (batched), one
+trainer, the e-stop latch, a lifecycle manager that brings the managed nodes up in order, and a monitor that
+prints every station's state. Swapping the simulated driver for a real one changes only the driver and the
+profile (`sefm_station/profiles`). `processes: single` puts all nodes on one executor in this process (ROS 2
+composition); `per_node` starts each node as its own process. Either way they are real nodes on the DDS graph,
+and the launch files in launch/ start the same nodes from the same config. The run stops after `versions` new
+policy versions (the practice budget).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-from sefm_core.config import ConfigError, add_flags, apply_flags, from_dict, load_yaml, project, setting
+from sefm_core.config import ConfigError, add_flags, apply_flags, from_dict, load_yaml, setting
 from sefm_core.stage2_config import ReinforceConfig
 from sefm_sim.station import StationConfig
 
@@ -35,8 +37,12 @@ class ImproveConfig(StationConfig):
     stations: int = setting(2, "simulated stations in the fleet", low=1)
     seed: int | None = setting(None, "station 0's first practice seed (default: the seed plan's practice range; "
                                      "station i starts one block later, sefm_core.seeds)")
-    mode: Literal["lockstep", "realtime"] = setting("lockstep", "lockstep: a station steps when its command "
-                                                    "arrives; realtime: fixed rate, zero-order hold")
+    mode: Literal["lockstep", "realtime"] = setting("lockstep", "lockstep: the simulated driver steps once per "
+                                                    "command and the station waits for it (LanguageTable only); "
+                                                    "realtime: the driver runs at the robot's rate, as a real one")
+    sim_success_ends: bool = setting(False, "the simulator's goal predicate ends practice episodes (the station "
+                                            "manager's end_on_sim_success) beside the detector and the step cap: "
+                                            "a simulator-only stand-in for the detector")
     success_threshold: float = setting(1.0, "s of the detector d <= s (negative: detector off)")
     reinforce: ReinforceConfig = field(default_factory=ReinforceConfig)   # the update (sefm_core.stage2_config)
     versions: int = setting(10, "budget: stop after this many new policy versions", low=1)
@@ -80,19 +86,56 @@ class NodeSpec:
         return f"{self.namespace}/{self.name}" if self.namespace else f"/{self.name}"
 
 
+PROFILES = {"language_table": "sim_language_table", "aloha": "sim_aloha"}   # the simulated drivers' profiles
+
+
+def station_specs(cfg: ImproveConfig, index: int, name: str, seed: int, ns: str) -> list[NodeSpec]:
+    """One station: its simulated driver, its safety gate and its station manager (in that bring-up order)."""
+    from sefm_drivers.params import AlohaDriverParams, LanguageTableDriverParams
+    from sefm_station.params import GateParams, StationManagerParams
+
+    lockstep = cfg.mode == "lockstep"
+    estop = (("/estop", f"{ns}/estop"),) if ns else ()
+    if cfg.env == "language_table":
+        # its camera/image_raw and joint_states are the manager's output names: the driver lives under driver/
+        driver, driver_ns = NodeSpec(
+            "sefm_drivers", "language_table_driver", "sefm_drivers.language_table_driver", "language_table_driver",
+            f"{ns}/{name}/driver", LanguageTableDriverParams(block_mode=cfg.block_mode, families=cfg.families,
+                                                             seed=seed, image_width=cfg.image_width,
+                                                             image_height=cfg.image_height, lockstep=lockstep)), "driver"
+    else:
+        driver, driver_ns = NodeSpec(
+            "sefm_drivers", "aloha_driver", "sefm_drivers.aloha_driver", "aloha_driver", f"{ns}/{name}",
+            AlohaDriverParams(task=cfg.task, seed=seed, image_width=cfg.image_width,
+                              image_height=cfg.image_height)), ""
+    profile = PROFILES[cfg.env]
+    gate = GateParams(profile=profile, driver_namespace=driver_ns, sim_lockstep=lockstep)
+    manager = StationManagerParams(profile=profile, driver_namespace=driver_ns, max_steps=cfg.max_steps,
+                                   station_index=index, seed=seed, lockstep=lockstep, wait_for_score=lockstep,
+                                   end_on_sim_success=cfg.sim_success_ends,
+                                   sim_block_mode=cfg.block_mode if cfg.env == "language_table" else "",
+                                   sim_families=cfg.families if cfg.env == "language_table" else "")
+    return [driver,
+            NodeSpec("sefm_station", "safety_gate", "sefm_station.safety_gate_node", "safety_gate", f"{ns}/{name}",
+                     gate, estop),
+            NodeSpec("sefm_station", "station_manager", "sefm_station.station_manager_node", "station_manager",
+                     f"{ns}/{name}", manager, estop)]
+
+
 def node_specs(cfg: ImproveConfig, namespace: str = "") -> list[NodeSpec]:
     """Every node of the graph with its parameters: the one list the runner and the launch files start.
 
     `namespace` pushes the whole fleet under it (two fleets on one ROS domain): the multi-station nodes use
-    relative names, and each station's latched e-stop is remapped to the fleet's."""
+    relative names, and the latched e-stop is remapped to the fleet's. The lifecycle manager comes last and
+    brings the managed nodes up: every safety gate, then every station manager (whose activation starts the
+    episodes), so no station runs before its gate does."""
     from sefm_policy.params import PolicyParams
     from sefm_reward.params import RewardParams
-    from sefm_sim_bridge.params import BridgeParams
+    from sefm_station.params import LatchParams, LifecycleManagerParams
     from sefm_trainer.params import TrainerParams
 
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
     stations = ",".join(cfg.station_names())
-    station = asdict(project(cfg, StationConfig))
     trainer = TrainerParams(checkpoint=cfg.checkpoint, stations=stations, run_dir=cfg.run_dir,
                             max_versions=cfg.versions, rounds=cfg.rounds, **asdict(cfg.reinforce))
     reward = RewardParams(checkpoint=cfg.reward_checkpoint or cfg.checkpoint, stations=stations,
@@ -105,19 +148,23 @@ def node_specs(cfg: ImproveConfig, namespace: str = "") -> list[NodeSpec]:
              NodeSpec("sefm_reward", "reward", "sefm_reward.reward_node", "reward", ns, reward),
              NodeSpec("sefm_policy", "policy", "sefm_policy.policy_node", "policy", ns, policy)]
     estop = (("/estop", f"{ns}/estop"),) if ns else ()
-    for name, seed in zip(cfg.station_names(), cfg.station_seeds()):
-        bridge = BridgeParams(**station, seed=seed, mode=cfg.mode,
-                              wait_for_score=cfg.mode == "lockstep",   # every step scored before the next
-                              min_subscribers=3)   # policy, reward and trainer: no node misses an episode start
-        specs.append(NodeSpec("sefm_sim_bridge", "sim_bridge", "sefm_sim_bridge.bridge_node", "sim_bridge",
-                              f"{ns}/{name}", bridge, estop))
+    specs.append(NodeSpec("sefm_station", "estop_latch", "sefm_station.estop_latch_node", "estop_latch", ns,
+                          LatchParams(), estop))
+    stations_ = [station_specs(cfg, i, name, seed, ns)
+                 for i, (name, seed) in enumerate(zip(cfg.station_names(), cfg.station_seeds()))]
+    for station in stations_:
+        specs += station
+    managed = [s.full_name for station in stations_ for s in station if s.executable == "safety_gate"] + \
+              [s.full_name for station in stations_ for s in station if s.executable == "station_manager"]
+    specs.append(NodeSpec("sefm_station", "lifecycle_manager", "sefm_station.lifecycle_manager_node",
+                          "lifecycle_manager", ns, LifecycleManagerParams(nodes=",".join(managed))))
     return specs
 
 
 def node_parameters(cfg: ImproveConfig) -> dict[str, dict]:
-    """{trainer, reward, policy, station_i: parameter values} of the graph (node_specs)."""
-    return {s.namespace.rsplit("/", 1)[-1] if s.executable == "sim_bridge" else s.name: asdict(s.params)
-            for s in node_specs(cfg)}
+    """{full node name without the leading '/' (trainer, station_0/safety_gate, ...): parameter values} of the
+    graph (node_specs)."""
+    return {s.full_name.strip("/"): asdict(s.params) for s in node_specs(cfg)}
 
 
 class Monitor:
@@ -140,6 +187,10 @@ class Monitor:
             node.create_subscription(EpisodeEvent, f"/{s}/episode_event", lambda m, s=s: self.on_event(s, m),
                                      EPISODE_EVENTS)
         node.create_subscription(PolicyVersion, "/policy/version", self.on_version, LATCHED)
+        from std_msgs.msg import String
+
+        self.bringup = {"state": "starting", "message": ""}   # the lifecycle manager's lifecycle_status
+        node.create_subscription(String, "/lifecycle_status", self.on_bringup, LATCHED)
         self.state_names = {0: "idle", 1: "running", 2: "paused", 3: "E-STOP", 4: "fault"}
 
     def on_status(self, s, m):
@@ -162,8 +213,18 @@ class Monitor:
     def on_version(self, m):
         self.version = m.version
 
+    def on_bringup(self, m):
+        import json
+
+        self.bringup = json.loads(m.data)
+
+    @property
+    def failed(self) -> str:
+        """Why the bring-up failed ('' while it has not)."""
+        return self.bringup["message"] if self.bringup["state"] == "failed" else ""
+
     def table(self) -> str:
-        lines = [f"policy version {self.version}",
+        lines = [f"policy version {self.version}; bring-up {self.bringup['state']}",
                  f"{'station':<12}{'state':<9}{'episodes':>9}{'step':>6}{'d':>8}{'reward':>8}{'detected':>10}"
                  f"{'sim success':>13}  message"]
         for s, r in self.rows.items():
@@ -212,6 +273,9 @@ def run_single_process(cfg: ImproveConfig, log=print) -> int:
     try:
         while trainer.version < cfg.versions:
             executor.spin_once(timeout_sec=0.01)
+            if monitor.failed:
+                log(f"bring-up failed: {monitor.failed}; stopping the graph")
+                return 1
             if time.monotonic() - last_print > 2.0:
                 log(monitor.table() + "\n")
                 last_print = time.monotonic()
@@ -279,6 +343,9 @@ def run_per_node(cfg: ImproveConfig, log=print) -> int:
             if dead:
                 log(f"a node exited with code {dead[0].returncode}; stopping the graph")
                 return 1
+            if monitor.failed:
+                log(f"bring-up failed: {monitor.failed}; stopping the graph")
+                return 1
             if time.monotonic() - last_print > 2.0:
                 log(monitor.table() + "\n")
                 last_print = time.monotonic()
@@ -327,6 +394,9 @@ def load_config(path: str | None, overrides: dict) -> ImproveConfig:
         cfg.station_seeds()
     except SeedPlanError as exc:
         raise ConfigError(f"practice seeds: {exc}") from None
+    if cfg.env == "aloha" and cfg.mode == "lockstep":
+        raise ConfigError("mode: lockstep needs a lockstep simulated driver; the simulated ALOHA runs in real time "
+                          "(mode: realtime)")
     if cfg.rounds and cfg.mode != "lockstep":
         raise ConfigError("rounds: true needs mode: lockstep (a real-time station cannot wait for a version)")
     return cfg

@@ -22,7 +22,10 @@ Simulator only:
   pub  sim/ground_truth         sefm_interfaces/SimGroundTruth per observation (the same stamp), only while
                                 someone subscribes: block positions, the scene's goal predicate, the camera
 
-The physics steps on a timer at `rate` (10 Hz = real time; 0.1 s of simulation a step).
+The physics steps on a timer at `rate` (10 Hz = real time; 0.1 s of simulation a step), or, with `lockstep`
+(simulator only), once per command received: every command (the safety gate's holds included) advances the
+simulation one period and publishes its observation, and between commands simulated time stands still. A
+command stamped before the last reset's first observation answers the previous scene and is dropped.
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ from sefm_drivers.images import rgb_image
 from sefm_drivers.params import LanguageTableDriverParams
 from sefm_interfaces.msg import SimGroundTruth
 from sefm_interfaces.srv import ResetStation
-from sefm_ros.common import SefmNode, reliable, spin_main, time_of
+from sefm_ros.common import SefmNode, ns_of, reliable, spin_main, time_of
 from sefm_sim.envs.language_table import LanguageTableEnv
 from sefm_sim.station import LT_STATE_NAMES
 
@@ -59,19 +62,25 @@ class LanguageTableDriver(SefmNode):
         self.create_service(ResetStation, "sim/reset", self.on_reset)
         self.delta = np.zeros(2)
         self.last_stamp_ns = 0
+        self.reset_ns = 0   # the stamp of the first observation after the last sim/reset
         self.seed = p.seed
         self._reset(self.seed)
-        self.create_timer(1.0 / p.rate, self.tick)
+        if not p.lockstep:
+            self.create_timer(1.0 / p.rate, self.tick)
         self.get_logger().info(f"LanguageTable ({p.block_mode}): {p.image_width}x{p.image_height} camera, "
-                               f"{p.rate:g} steps/s")
+                               + ("lockstep: one step per command" if p.lockstep else f"{p.rate:g} steps/s"))
 
     def on_command(self, msg: TwistStamped) -> None:
+        if self.params.lockstep and 0 < ns_of(msg.header.stamp) < self.reset_ns:
+            return   # answers an observation of the scene before the last reset
         delta = (msg.twist.linear.x, msg.twist.linear.y)
         if not all(math.isfinite(v) for v in delta):
             self.delta = np.zeros(2)
             self.get_logger().error(f"refused effector delta {delta}: not finite; holding still")
             return
         self.delta = np.asarray(delta, dtype=np.float64)
+        if self.params.lockstep:
+            self.tick()
 
     def tick(self) -> None:
         self.obs, _, _, _, self.info = self.env.step(self.delta)   # clipped to +-0.1 and the workspace there
@@ -120,6 +129,7 @@ class LanguageTableDriver(SefmNode):
             response.success, response.message = False, f"reset failed: {exc}"
             return response
         stamp = self.next_stamp()
+        self.reset_ns = self.last_stamp_ns
         self.publish(stamp)
         response.success, response.episode_id = True, self.last_stamp_ns
         response.message = f"scene reset with seed {self.seed}" + (f" ({request.reason})" if request.reason else "")

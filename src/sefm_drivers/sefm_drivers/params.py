@@ -64,6 +64,10 @@ class LanguageTableDriverParams:
                                 "robot's 10 Hz period), so 10 is real time", low=0.1, high=1000.0)
     image_width: int = setting(128, "camera image width (px)", low=8, high=1920)
     image_height: int = setting(72, "camera image height (px)", low=8, high=1080)
+    lockstep: bool = setting(False, "simulator only: no timer; each command advances the physics one control "
+                                    "period and publishes its observation, so the simulation stands still while "
+                                    "the learning graph thinks (fast, deterministic practice; a real robot has "
+                                    "no such mode)")
 
     def family_list(self) -> tuple[str, ...]:
         return tuple(f.strip() for f in self.families.split(",") if f.strip())

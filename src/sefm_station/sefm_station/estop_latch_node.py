@@ -18,19 +18,10 @@ from __future__ import annotations
 import json
 import pathlib
 import sys
-from dataclasses import dataclass
 
-from sefm_core.config import setting
 from sefm_interfaces.msg import EStop
 from sefm_ros.common import LATCHED, SefmNode, ns_of, spin_main, time_of
-
-
-@dataclass(frozen=True)
-class LatchParams:
-    state_file: str = setting("", "keep the last e-stop state in this JSON file too (read at start, written on "
-                                  "every change; '' = in memory only)")
-    engaged_at_start: bool = setting(False, "with no state file to read: start engaged (a fleet that must be "
-                                            "released by the operator before anything moves)")
+from sefm_station.params import LatchParams
 
 
 class EStopLatch(SefmNode):

@@ -9,17 +9,24 @@ from sefm_ros.parameters import declare
 
 
 class ManagedNode(LifecycleNode):
-    def __init__(self, name: str, params_class, namespace: str = "", context=None, **overrides):
+    PARAMETERS: type = None   # the node's parameters dataclass
+
+    def __init__(self, name: str, namespace: str = "", context=None, **overrides):
         super().__init__(name, namespace=namespace, context=context,
                          parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
         try:
-            self.params = declare(self, params_class)   # works on any rclpy Node, a LifecycleNode included
+            self.params = declare(self, self.PARAMETERS)   # works on any rclpy Node, a LifecycleNode included
         except ValueError:
             self.destroy_node()
             raise
         self.station_name = self.params.station or self.get_namespace().strip("/") or "station"
         self.entities: list = []       # subscriptions, publishers, timers, services, clients made by configure
         self._autostart = self.create_timer(0.01, self._autostart_once) if self.params.autostart else None
+
+    def driver_topic(self, name: str) -> str:
+        """A driver topic or service under the `driver_namespace` parameter ('' = the station's namespace)."""
+        ns = self.params.driver_namespace.strip("/")
+        return f"{ns}/{name}" if ns else name
 
     def _autostart_once(self) -> None:
         self.destroy_timer(self._autostart)

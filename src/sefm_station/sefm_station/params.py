@@ -1,4 +1,4 @@
-"""The safety gate node's parameters (ROS-free: a launch file or the graph runner builds the same dataclass)."""
+"""The station layer nodes' parameters (ROS-free: a launch file or the graph runner builds the same dataclass)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,6 +12,11 @@ class GateParams:
                                         "sim_language_table, ros2_control_arm) or a path to a .yaml file")
     station: str = setting("", "station name in the status (default: the node's namespace)")
     command_topic: str = setting("joint_command", "the policy's target (sensor_msgs/JointState: name + position)")
+    driver_namespace: str = setting("", "where the driver's joint states and command topics live, relative to the "
+                                        "station ('' = the station's own namespace)")
+    sim_lockstep: bool = setting(False, "the driver is a lockstep simulator (simulated time stands still between "
+                                        "commands): no watchdog hold (it would advance the simulation a step) and "
+                                        "no ramp-in (wall time is not the robot's time there); never on a robot")
     status_period: float = setting(1.0, "publish safety_status (std_msgs/String, JSON counters) this often (s)",
                                    low=0.01)
     log_throttle: float = setting(2.0, "at most one log line per refusal reason this often (s)", low=0.0)
@@ -52,6 +57,21 @@ class StationManagerParams:
     score_from: str = setting("reward", "accept steps_to_go only from nodes of these names (comma-separated; "
                                         "'' = from any node): a check of the publisher's node name, not "
                                         "authentication (SROS2 enclaves with DDS security are that)")
+    gate_status: str = setting("safety_status", "the station's safety gate status (std_msgs/String JSON, latched): "
+                                                "a new episode starts only while the gate passes commands ('' = "
+                                                "no gate to wait for)")
+    lockstep: bool = setting(False, "a lockstep simulated driver (one step per command): an observation goes out "
+                                    "as soon as the driver's next frame and joint states (and with "
+                                    "wait_for_score the current observation's score) are in, not on a timer; "
+                                    "inputs are not stale while the driver waits for a command; the current "
+                                    "observation is sent again every second while nothing new comes")
+    wait_for_score: bool = setting(False, "lockstep: the next observation waits for the current one's score, so "
+                                          "a slow reward node never falls behind and a detected success is never "
+                                          "stepped past")
+    end_on_sim_success: bool = setting(False, "tasks sim: the simulator's goal predicate (sim/ground_truth) ends "
+                                              "the episode after the action that reached it (ENV_SUCCESS): the "
+                                              "simulator standing in for the success detector, which a real "
+                                              "station cannot have")
     station_index: int = setting(0, "this station's block of the practice seed range (sefm_core.seeds)", low=0)
     seed: int = setting(-1, "sim resets: the first episode's seed (-1 = the first of the station's practice "
                             "block); episode k uses seed + k", low=-1)
@@ -77,3 +97,28 @@ class StationManagerParams:
         if self.sim_block_mode not in ("", "BLOCK_4", "BLOCK_8", "N_CHOOSE_K", "BANANA"):
             raise ValueError(f"sim_block_mode: {self.sim_block_mode!r} is not one of BLOCK_4, BLOCK_8, N_CHOOSE_K, "
                              "BANANA")
+
+
+@dataclass(frozen=True)
+class LatchParams:
+    state_file: str = setting("", "keep the last e-stop state in this JSON file too (read at start, written on "
+                                  "every change; '' = in memory only)")
+    engaged_at_start: bool = setting(False, "with no state file to read: start engaged (a fleet that must be "
+                                            "released by the operator before anything moves)")
+
+
+@dataclass(frozen=True)
+class LifecycleManagerParams:
+    nodes: str = setting("", "comma-separated managed nodes in bring-up order (relative to this node's "
+                              "namespace unless absolute)")
+    timeout: float = setting(60.0, "a node must offer its lifecycle services, and answer a transition, within "
+                                   "this many seconds (s)", low=0.1)
+    status_period: float = setting(1.0, "publish lifecycle_status this often while starting (s)", low=0.01)
+
+    def node_list(self) -> list[str]:
+        return [n.strip() for n in self.nodes.split(",") if n.strip()]
+
+    def check(self) -> None:
+        names = self.node_list()
+        if len(set(names)) != len(names):
+            raise ValueError(f"nodes: {self.nodes!r} names a node twice")

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import replace
 
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import TwistStamped
@@ -98,6 +99,8 @@ def message_types(profile: Profile) -> dict[str, type]:
 
 
 class SafetyGateNode(ManagedNode):
+    PARAMETERS = GateParams
+
     ESTOP_WAIT = 2.0    # s: no e-stop writer known this long after start (or a latch silent after matching): run
     ESTOP_GRACE = 0.0   # s after all (non-latch) writers matched: a latched sample comes on matching
     def __init__(self, namespace: str = "", context=None, **overrides):
@@ -109,7 +112,7 @@ class SafetyGateNode(ManagedNode):
         self.estop_stamp = 0      # ns: the newest e-stop message applied
         self.created_at = time.monotonic()
         self.estop_sub, self.estop_known, self.estop_matched_at = None, True, None
-        super().__init__("safety_gate", GateParams, namespace, context, **overrides)
+        super().__init__("safety_gate", namespace, context, **overrides)
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -120,14 +123,16 @@ class SafetyGateNode(ManagedNode):
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
         p = self.profile
+        if self.params.sim_lockstep:   # wall time is not the simulated robot's time: no ramp by it
+            p = self.profile = replace(p, control=replace(p.control, ramp_in=0.0))
         self.gate = Gate(p)
         for topic, kind in message_types(p).items():
-            self.pubs[topic] = self.create_publisher(kind, topic, reliable(10))
+            self.pubs[topic] = self.create_publisher(kind, self.driver_topic(topic), reliable(10))
         self.status_pub = self.create_publisher(String, "safety_status", LATCHED)
         self.entities = list(self.pubs.values()) + [self.status_pub]
         for arm in p.arms:
-            self.entities.append(self.create_subscription(JointState, arm.state_topic, self._state_callback(arm),
-                                                          reliable(10)))
+            self.entities.append(self.create_subscription(JointState, self.driver_topic(arm.state_topic),
+                                                          self._state_callback(arm), reliable(10)))
         self.entities.append(self.create_subscription(JointState, self.params.command_topic, self.on_command,
                                                       reliable(10)))
         self.estop_sub = self.create_subscription(EStop, "/estop", self.on_estop, LATCHED)
@@ -141,7 +146,8 @@ class SafetyGateNode(ManagedNode):
         self.entities.append(self.create_timer(p.period, self.on_tick))
         self.entities.append(self.create_timer(self.params.status_period, self.publish_status))
         self.get_logger().info(f"configured with profile {p.name} ({p.output.type}, {p.size} commands, "
-                               f"{p.control.rate_hz:g} Hz)")
+                               f"{p.control.rate_hz:g} Hz" + (", lockstep simulator: no watchdog, no ramp-in)"
+                                                              if self.params.sim_lockstep else ")"))
         self.publish_status()
         return TransitionCallbackReturn.SUCCESS
 
@@ -187,15 +193,17 @@ class SafetyGateNode(ManagedNode):
         if not self.estop_known:
             self._estop_unknown(time.monotonic())
         decision = self.gate.check(msg.position, msg.name, time.monotonic())
+        # a delta carries the time of the command it answers (a lockstep simulator drops one from before its reset)
+        stamp = msg.header.stamp if self.profile.delta and ns_of(msg.header.stamp) else None
         if decision.ok:
-            self.send(decision.target)
+            self.send(decision.target, stamp)
             for note in decision.notes:
                 if note != "rate_limited":   # the ramp and the rate limit shape most commands: counted only
                     self.log_throttled(note, f"command adjusted: {note}")
         else:
             if self.profile.delta and self.gate.active and not self.gate.estopped:
                 # a delta driver repeats its last command (zero-order hold): a refused one must stop it
-                self.send(self.gate.hold_target())
+                self.send(self.gate.hold_target(), stamp)
             self.log_throttled(decision.reason, f"command refused ({decision.reason}): {decision.detail}")
 
     def on_estop(self, msg: EStop) -> None:
@@ -225,6 +233,8 @@ class SafetyGateNode(ManagedNode):
             return
         if not self.estop_known:
             self._estop_unknown(time.monotonic())
+        if self.params.sim_lockstep:
+            return   # a lockstep simulator stands still without commands; a hold would step it
         hold = self.gate.tick(time.monotonic())
         if hold is not None:
             self.send(hold)
@@ -257,8 +267,8 @@ class SafetyGateNode(ManagedNode):
 
     # --- outputs ----------------------------------------------------------------------------------------
 
-    def send(self, target) -> None:
-        stamp = self.get_clock().now().to_msg()
+    def send(self, target, stamp=None) -> None:
+        stamp = stamp or self.get_clock().now().to_msg()
         for topic, msg in command_messages(self.profile, target, stamp):
             self.pubs[topic].publish(msg)
 

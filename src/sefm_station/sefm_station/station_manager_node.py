@@ -10,6 +10,8 @@ the driver's names are the profile's, under `driver_namespace` ('' = the station
              steps_to_go                  StepsToGo: a success for the current observation ends the episode
                                           (`score_from`: only from publishers with these node names)
              /estop                       EStop, latched
+             safety_status                the station's safety gate (`gate_status`, std_msgs/String JSON,
+                                          latched): a new episode starts only while the gate passes commands
              <driver>/sim/ground_truth    SimGroundTruth (tasks: sim only): checks the scene, env_success
   publishes  camera/image_raw  (`image_topic`)        sensor_msgs/Image rgb8, reliable depth 2 } one stamp per
              joint_states      (`joint_states_topic`) sensor_msgs/JointState, reliable depth 10 } observation,
@@ -46,6 +48,7 @@ operator abort and stops observations; cleanup removes it all.
 """
 from __future__ import annotations
 
+import json
 import sys
 import time
 
@@ -53,6 +56,7 @@ import numpy as np
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
 
 from sefm_core import episode_rules as rules
 from sefm_core.seeds import SeedPlanError
@@ -96,17 +100,15 @@ def rgb8(msg: Image) -> Image:
 
 
 class StationManagerNode(ManagedNode):
+    PARAMETERS = StationManagerParams
+
     def __init__(self, namespace: str = "", context=None, **overrides):
         self.profile: Profile | None = None
         self.episodes: Episodes | None = None
         self.tasks = None
         self.active = False
         self.obs_ns = 0
-        super().__init__("station_manager", StationManagerParams, namespace, context, **overrides)
-
-    def driver_topic(self, name: str) -> str:
-        ns = self.params.driver_namespace.strip("/")
-        return f"{ns}/{name}" if ns else name
+        super().__init__("station_manager", namespace, context, **overrides)
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -122,6 +124,8 @@ class StationManagerNode(ManagedNode):
             resets = p.resets or st.resets
             if self.task_source == "sim" and resets != "sim":
                 raise ProfileError("tasks: sim comes from the reset seed: it needs resets: sim")
+            if p.end_on_sim_success and self.task_source != "sim":
+                raise ProfileError("end_on_sim_success reads the simulator's goal predicate: it needs tasks: sim")
             cameras = [c for c in profile.cameras if not p.camera or c.name == p.camera]
             if not cameras:
                 raise ProfileError(f"camera {p.camera!r}: the profile {profile.name} has "
@@ -153,6 +157,11 @@ class StationManagerNode(ManagedNode):
         self.last_frame_ns = 0                   # the driver stamp of the frame of the last observation
         self.due = False                         # new_frame_only: a tick is waiting for a new frame
         self.env_successes = 0
+        self.lockstep = p.lockstep
+        self.end_on_sim_success = p.end_on_sim_success
+        self.scored_ns = -1                      # the observation whose score arrived last (lockstep)
+        self.last_sent: tuple | None = None      # the last observation's messages, sent again while waiting
+        self.sent_at = 0.0
 
         self.image_pub = self.create_publisher(Image, p.image_topic, reliable(2))
         self.state_pub = self.create_publisher(JointState, p.joint_states_topic, reliable(10))
@@ -165,12 +174,16 @@ class StationManagerNode(ManagedNode):
         self.entities.append(self.create_subscription(Image, self.driver_topic(self.camera.topic),
                                                       self.on_image, CAMERA_QOS))
         for arm, box in zip(profile.arms, self.arm_in):
-            self.entities.append(self.create_subscription(JointState, self.driver_topic(arm.state_topic), box.put,
+            self.entities.append(self.create_subscription(JointState, self.driver_topic(arm.state_topic),
+                                                          lambda msg, box=box: self.on_state(box, msg),
                                                           reliable(10)))
         self.score_sub = subscribe_from(self, StepsToGo, "steps_to_go", self.on_steps_to_go, reliable(50),
                                         p.score_sources())   # score_from: only those nodes may end an episode
         self.entities.append(self.score_sub)
         self.entities.append(self.create_subscription(EStop, "/estop", self.on_estop, LATCHED))
+        self.gate_state = "" if p.gate_status else "active"   # no gate to wait for: as if it passed commands
+        if p.gate_status:
+            self.entities.append(self.create_subscription(String, p.gate_status, self.on_gate_status, LATCHED))
         if self.task_source == "sim":
             self.entities.append(self.create_subscription(SimGroundTruth, self.driver_topic("sim/ground_truth"),
                                                           self.on_truth, reliable(10)))
@@ -178,6 +191,8 @@ class StationManagerNode(ManagedNode):
             if resets == "sim" else None
         if self.reset_client is not None:
             self.entities.append(self.reset_client)
+        if self.lockstep and resets != "sim":
+            self.get_logger().warning("lockstep without sim resets: the driver must step once per command")
         for kind, name, callback in ((ResetStation, "reset", self.on_reset), (PauseStation, "pause", self.on_pause),
                                      (ResumeStation, "resume", self.on_resume),
                                      (AbortEpisode, "abort", self.on_abort)):
@@ -188,7 +203,9 @@ class StationManagerNode(ManagedNode):
         self.get_logger().info(
             f"configured with profile {profile.name}: {self.rate:g} Hz, step cap {self.max_steps}, tasks "
             f"{self.task_source}, resets {resets}, camera {self.driver_topic(self.camera.topic)}, arms "
-            f"{[self.driver_topic(a.state_topic) for a in profile.arms]}, stale after {self.stale_timeout:g} s")
+            f"{[self.driver_topic(a.state_topic) for a in profile.arms]}, "
+            + ("lockstep: one observation per driver step" if self.lockstep else
+               f"stale after {self.stale_timeout:g} s"))
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
@@ -220,20 +237,47 @@ class StationManagerNode(ManagedNode):
 
     def on_image(self, msg: Image) -> None:
         self.image_in.put(msg)
-        if self.due and self.image_in.stamp_ns != self.last_frame_ns:
+        if self.lockstep:
+            self.advance()
+        elif self.due and self.image_in.stamp_ns != self.last_frame_ns:
             self.due = False   # a tick waited for this new frame
             self.publish_observation()
+
+    def on_gate_status(self, msg: String) -> None:
+        try:
+            state = str(json.loads(msg.data)["state"])
+        except (ValueError, KeyError, TypeError):
+            self.get_logger().error(f"unreadable {self.params.gate_status}: {msg.data[:80]!r}",
+                                    throttle_duration_sec=5.0)
+            return
+        was, self.gate_state = self.gate_state, state
+        if self.lockstep and state != was:
+            self.advance()
+
+    def gate_passes(self) -> bool:
+        return self.gate_state in ("active", "holding")
+
+    def on_state(self, box: Input, msg: JointState) -> None:
+        box.put(msg)
+        if self.lockstep:
+            self.advance()
 
     def on_truth(self, msg: SimGroundTruth) -> None:
         self.truth[ns_of(msg.header.stamp)] = msg
         for old in sorted(self.truth)[:-20]:
             del self.truth[old]
+        if self.lockstep and self.end_on_sim_success:
+            self.advance()
 
     def on_steps_to_go(self, msg: StepsToGo) -> None:
         if self.episodes is None or not self.active:
             return
+        if msg.episode_id == self.episodes.episode_id:
+            self.scored_ns = ns_of(msg.observation_stamp)
         self.publish_end(self.episodes.score(msg.episode_id, ns_of(msg.observation_stamp), msg.step, msg.success,
                                              float(msg.expected_steps_to_go), float(msg.success_threshold)))
+        if self.lockstep:
+            self.advance()
 
     def on_estop(self, msg: EStop) -> None:
         if self.episodes is None:
@@ -259,6 +303,10 @@ class StationManagerNode(ManagedNode):
     def on_tick(self) -> None:
         if not self.active or self.episodes is None:
             return
+        if self.lockstep:
+            self.advance()
+            self.resend_if_waiting()
+            return
         e = self.episodes
         self.due = False
         if self.reset_future is not None or self.reset_stamp_ns is not None:
@@ -279,7 +327,7 @@ class StationManagerNode(ManagedNode):
             if not e.fault and not e.halted:
                 e.message = f"{WAITING} {', '.join(missing)}"
             return
-        if e.message.startswith(WAITING):
+        if e.message.startswith(WAITING) and (e.phase != "ready" or self.gate_passes()):
             e.message = e.phase_message()
         if e.wants_sim_reset():
             self.start_sim_reset()
@@ -311,6 +359,8 @@ class StationManagerNode(ManagedNode):
             return
         self.reset_started = time.monotonic()
         self.reset_future = self.reset_client.call_async(ResetStation.Request(seed=seed, reason="next episode"))
+        if self.lockstep:
+            self.reset_future.add_done_callback(lambda _: self.advance())
         e.message = f"resetting the simulated scene with seed {seed}"
 
     def check_reset(self) -> None:
@@ -350,6 +400,49 @@ class StationManagerNode(ManagedNode):
         self.task = self.pending_task
         e.reset_done()
 
+    # --- lockstep: a simulated driver that steps once per command ---------------------------------------
+
+    def advance(self) -> None:
+        """The next observation as soon as what it needs is in: the driver's new frame, every arm's joint state
+        of the same step, and (wait_for_score) the current observation's score (end_on_sim_success: and the
+        simulator's verdict on the frame); a sim reset once an episode ended."""
+        if not self.active or self.episodes is None:
+            return
+        e = self.episodes
+        if self.reset_future is not None or self.reset_stamp_ns is not None:
+            self.check_reset()
+            if self.reset_future is not None or self.reset_stamp_ns is not None:
+                return
+        if e.halted:
+            return
+        if not e.wants_sim_reset() and self.lockstep_ready():
+            self.publish_observation()
+        if e.wants_sim_reset() and not e.halted and self.reset_future is None:
+            self.start_sim_reset()
+
+    def lockstep_ready(self) -> bool:
+        e, frame = self.episodes, self.image_in.stamp_ns
+        if e.phase not in ("ready", "running") or self.image_in.msg is None or frame == self.last_frame_ns:
+            return False
+        if any(b.msg is None or b.stamp_ns < frame for b in self.arm_in):
+            return False   # the joint states of the driver's step are not all in yet
+        if e.phase == "running":
+            if self.params.wait_for_score and self.scored_ns != e.last_ns:
+                return False
+            if self.end_on_sim_success and frame not in self.truth:
+                return False
+        return True
+
+    def resend_if_waiting(self) -> None:
+        """The last observation again (same stamp) while no command has come for it for a second: a node that
+        matched late, or missed it, still gets to answer (the driver stands still until it does)."""
+        e = self.episodes
+        if self.last_sent is None or e.halted or e.phase != "running" or time.monotonic() - self.sent_at < 1.0:
+            return
+        for pub, msg in zip((self.step_pub, self.image_pub, self.state_pub), self.last_sent):
+            pub.publish(msg)
+        self.sent_at = time.monotonic()
+
     def next_stamp(self) -> int:
         self.obs_ns = max(self.get_clock().now().nanoseconds, self.obs_ns + 1)
         return self.obs_ns
@@ -358,6 +451,9 @@ class StationManagerNode(ManagedNode):
         """One observation now, if the episode logic wants one: the step, else None."""
         e = self.episodes
         if e.halted or e.phase not in ("ready", "running"):
+            return None
+        if e.phase == "ready" and not self.gate_passes():
+            e.message = f"{WAITING} its safety gate passes no commands ({self.gate_state or 'no status yet'})"
             return None
         try:
             values = self.profile.observation_state([(b.msg.name, b.msg.position) for b in self.arm_in])
@@ -392,6 +488,12 @@ class StationManagerNode(ManagedNode):
         state.header.stamp = stamp
         self.state_pub.publish(state)
         self.last_frame_ns = self.image_in.stamp_ns
+        self.last_sent, self.sent_at = (msg, image, state), time.monotonic()
+        if self.end_on_sim_success and step > 0:
+            truth = self.truth.get(self.last_frame_ns)
+            if truth is not None and truth.goal_holds:   # the action that led here reached the goal
+                self.publish_end(e.end(rules.ENV_SUCCESS, "the simulator's success predicate held"))
+                return step
         self.publish_end(e.after_observation())
         return step
 
