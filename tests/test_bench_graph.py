@@ -14,4 +14,6 @@ def test_bench_graph_measures_both_sides_for_each_station_count(tmp_path):
         bare, graph = (float(row.split("|")[k]) for k in (2, 3))
         assert bare > 0 and graph > 0
         assert re.search(r"\d\.\d\d \(\d\.\d\d-\d\.\d\d\)", row.split("|")[4]), row  # median ratio and its range
+        for k in (5, 6, 7):   # bare policy, graph policy, graph reward latency: p50 / p99 in ms
+            assert re.fullmatch(r"\d+\.\d / \d+\.\d", row.split("|")[k].strip()), row
     assert "batch wait 50 ms" in table.read_text()  # the lockstep default of `sefm improve`

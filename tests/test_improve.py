@@ -68,10 +68,11 @@ def test_a_terminated_improve_takes_its_node_processes_with_it(tmp_path):
     children_file = f"/proc/{proc.pid}/task/{proc.pid}/children"
     children: list[int] = []
     deadline = time.monotonic() + 60
-    while len(children) < 5 and time.monotonic() < deadline:   # trainer, reward, policy, two bridges
+    # trainer, reward, policy, the e-stop latch, the lifecycle manager, per station a driver, a gate, a manager
+    while len(children) < 11 and time.monotonic() < deadline:
         time.sleep(0.5)
         children = [int(c) for c in open(children_file).read().split()]
-    assert len(children) == 5, children
+    assert len(children) == 11, children
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) is not None
 

@@ -106,7 +106,7 @@ def test_improve_launch_starts_the_runners_graph_with_its_parameters(share, monk
     cfg = load_config(str(share / "config" / "improve_fleet_language_table.yaml"),
                       {"checkpoint": "runs/sft/checkpoints/final", "stations": 3})
     specs = node_specs(cfg, "fleet_a")
-    assert len(nodes) == len(specs) == 6
+    assert len(nodes) == len(specs) == 5 + 3 * 3   # learning nodes, e-stop latch, lifecycle manager; 3 per station
     for node, spec in zip(nodes, specs):
         k = node.kwargs
         assert (k["package"], k["executable"], k["name"], k["namespace"]) == \
@@ -114,12 +114,13 @@ def test_improve_launch_starts_the_runners_graph_with_its_parameters(share, monk
         assert k["executable"] in entry_points(k["package"])   # `ros2 run` finds it
         assert k["parameters"] == [dataclasses.asdict(spec.params)]
         assert k["remappings"] == list(spec.remappings)
-    assert {n.kwargs["namespace"] for n in nodes} == {"/fleet_a", "/fleet_a/station_0", "/fleet_a/station_1",
-                                                      "/fleet_a/station_2"}
+    assert {n.kwargs["namespace"] for n in nodes} == {"/fleet_a", *(f"/fleet_a/station_{i}{d}" for i in range(3)
+                                                                    for d in ("", "/driver"))}
+    assert nodes[-1].kwargs["parameters"][0]["nodes"].split(",")[0] == "/fleet_a/station_0/safety_gate"
     assert all(n.kwargs["parameters"][0]["checkpoint"] == "runs/sft/checkpoints/final" for n in nodes[:3])
     # the shipped default config is the demo's fleet recipe
     _, default = run(description, {"checkpoint": "ckpt"})
-    assert len(default) == 3 + load_config(str(share / "config" / "improve_fleet_language_table.yaml"),
+    assert len(default) == 5 + 3 * load_config(str(share / "config" / "improve_fleet_language_table.yaml"),
                                            {"checkpoint": "ckpt"}).stations
 
 

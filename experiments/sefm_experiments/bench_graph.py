@@ -5,15 +5,19 @@
 Per step, both run the same work: every station's env step and camera render
 (lockstep LanguageTable), one batched policy forward pass (sampled action,
 the policy node's `act`), and one batched steps-to-go forward pass (the reward
-node's). The graph does it with real nodes on DDS in one process (the sim
-bridges, the policy node and the reward node on one executor, as `sefm
-improve` runs them); the bare loop calls the same objects directly. Both are
-measured in the same run, alternately, after a warm-up.
+node's). The graph does it with real nodes on DDS in one process, as `sefm
+improve` runs them (per station the lockstep simulated driver, the safety
+gate and the station manager; the policy and reward nodes; the e-stop latch
+and the lifecycle manager, on one executor); the bare loop calls the same
+objects directly. Both are measured in the same run, alternately, after a
+warm-up.
 
   steps/s  aggregate env steps per second over all stations
-  latency  observation -> its command at the station: graph, the command's
-           arrival minus the observation's stamp; bare loop, the action's
-           computation minus the observation's creation (p50 / p99)
+  latency  observation -> its command: graph, the command's arrival at the
+           safety gate minus the observation's stamp; bare loop, the
+           action's computation minus the observation's creation; and
+           observation -> its score (the reward node's steps_to_go) on the
+           graph (p50 / p99)
 
 Without --checkpoint the default model (pretrained towers, untrained heads)
 is built: speed does not depend on the weights. The trainer is not part of
@@ -112,34 +116,41 @@ class _Clocked:
 
 
 def graph_run(checkpoint_dir: str, stations: int, steps: int, warmup: int, image_size,
-              batch_wait: float = ImproveConfig.batch_wait, executor_kind: str = "single") -> tuple[float, np.ndarray]:
+              batch_wait: float = ImproveConfig.batch_wait,
+              executor_kind: str = "single") -> tuple[float, np.ndarray, np.ndarray]:
+    """`sefm improve`'s graph without the trainer (node_specs: per station the simulated driver, the safety gate
+    and the station manager; the policy, the reward node, the e-stop latch, the lifecycle manager). Returns
+    (env steps per second, observation -> command latencies at the gate, observation -> score latencies)."""
+    from dataclasses import asdict
+
     import rclpy
     from sensor_msgs.msg import JointState
 
-    from sefm_bringup.graph import make_executor, node_parameters
-    from sefm_policy.policy_node import PolicyNode
-    from sefm_reward.reward_node import RewardNode
+    from sefm_bringup.graph import make_executor, node_class, node_specs
+    from sefm_interfaces.msg import StepsToGo
     from sefm_ros.common import ns_of, reliable
-    from sefm_sim_bridge.bridge_node import BridgeNode
 
+    # episodes end as in the bare loop: the simulator's success or the step cap
     cfg = ImproveConfig(checkpoint=checkpoint_dir, stations=stations, image_width=image_size[0],
-                        image_height=image_size[1], batch_wait=batch_wait)
-    params = node_parameters(cfg)
-    params["reward"]["success_threshold"] = -1.0   # episodes end as in the bare loop: env success or the cap
+                        image_height=image_size[1], batch_wait=batch_wait, success_threshold=-1.0,
+                        sim_success_ends=True)
     context = rclpy.Context()
     rclpy.init(context=context)
-    nodes = [PolicyNode(context=context, **params["policy"]), RewardNode(context=context, **params["reward"])]
-    nodes += [BridgeNode(namespace=f"/{s}", context=context, **dict(params[s], min_subscribers=2))
-              for s in cfg.station_names()]
+    nodes = [node_class(s)(namespace=s.namespace, context=context, **asdict(s.params))
+             for s in node_specs(cfg) if s.executable != "trainer"]
     probe = rclpy.create_node("bench_probe", context=context)
-    latencies, count = [], [0]
+    latencies, scored, count = [], [], [0]
 
     def on_command(msg):
         latencies.append(probe.get_clock().now().nanoseconds - ns_of(msg.header.stamp))
         count[0] += 1
 
+    def on_score(msg):
+        scored.append(probe.get_clock().now().nanoseconds - ns_of(msg.observation_stamp))
+
     for s in cfg.station_names():
         probe.create_subscription(JointState, f"/{s}/joint_command", on_command, reliable(10))
+        probe.create_subscription(StepsToGo, f"/{s}/steps_to_go", on_score, reliable(50))
     executor = make_executor(executor_kind, context)
     for node in nodes + [probe]:
         executor.add_node(node)
@@ -150,6 +161,7 @@ def graph_run(checkpoint_dir: str, stations: int, steps: int, warmup: int, image
             if start is None and count[0] >= warmup * stations:
                 start, first = time.perf_counter(), count[0]
                 latencies.clear()
+                scored.clear()
         elapsed = time.perf_counter() - start
         rate = (count[0] - first) / elapsed
     finally:
@@ -157,7 +169,11 @@ def graph_run(checkpoint_dir: str, stations: int, steps: int, warmup: int, image
         for node in nodes + [probe]:
             node.destroy_node()
         rclpy.shutdown(context=context)
-    return rate, np.array(latencies) * 1e-9
+    return rate, np.array(latencies) * 1e-9, np.array(scored) * 1e-9
+
+
+def percentiles(seconds: np.ndarray) -> str:
+    return f"{1e3 * np.percentile(seconds, 50):.1f} / {1e3 * np.percentile(seconds, 99):.1f}"
 
 
 def main(argv=None) -> int:
@@ -192,25 +208,26 @@ def main(argv=None) -> int:
              f"images {width}x{height}; torch threads {args.threads}; executor {args.executor}; "
              f"batch wait {1e3 * ImproveConfig(batch_wait=args.batch_wait).node_batch_wait():g} ms; "
              f"model: {'the checkpoint' if args.checkpoint else 'default (pretrained towers), untrained heads'}.",
-             "", "| stations | bare steps/s | graph steps/s | ratio graph/bare (range) | bare latency p50 / p99 (ms) "
-             "| graph latency p50 / p99 (ms) |", "|---|---|---|---|---|---|")
+             "Latency: observation -> its command (policy) and -> its score (reward node), p50 / p99 in ms, "
+             "against LanguageTable's 100 ms control period.",
+             "", "| stations | bare steps/s | graph steps/s | ratio graph/bare (range) | bare policy latency "
+             "| graph policy latency | graph reward latency |", "|---|---|---|---|---|---|---|")
         for n in counts:
             # Alternate the two sides `repeats` times: a shared machine's speed drifts within minutes,
             # so each graph run is compared with the bare run just before it, and the median pair is shown.
-            pairs, bare_lat, graph_lat = [], [], []
+            pairs, bare_lat, graph_lat, reward_lat = [], [], [], []
             for _ in range(args.repeats):
                 bare_rate, lat = bare_loop(ckpt, n, args.steps, args.warmup, (width, height))
                 bare_lat.append(lat)
-                graph_rate, lat = graph_run(ckpt, n, args.steps, args.warmup, (width, height), args.batch_wait,
-                                             args.executor)
+                graph_rate, lat, score_lat = graph_run(ckpt, n, args.steps, args.warmup, (width, height),
+                                                       args.batch_wait, args.executor)
                 graph_lat.append(lat)
+                reward_lat.append(score_lat)
                 pairs.append((graph_rate / bare_rate, bare_rate, graph_rate))
             ratio, bare_rate, graph_rate = sorted(pairs)[len(pairs) // 2]
-            bare_lat, graph_lat = np.concatenate(bare_lat), np.concatenate(graph_lat)
             spread = f" ({min(pairs)[0]:.2f}-{max(pairs)[0]:.2f})" if len(pairs) > 1 else ""
             emit(lines, f"| {n} | {bare_rate:.1f} | {graph_rate:.1f} | {ratio:.2f}{spread} | "
-                 f"{1e3 * np.percentile(bare_lat, 50):.1f} / {1e3 * np.percentile(bare_lat, 99):.1f} | "
-                 f"{1e3 * np.percentile(graph_lat, 50):.1f} / {1e3 * np.percentile(graph_lat, 99):.1f} |")
+                 + " | ".join(percentiles(np.concatenate(lat)) for lat in (bare_lat, graph_lat, reward_lat)) + " |")
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write("\n".join(lines) + "\n")
