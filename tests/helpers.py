@@ -114,7 +114,8 @@ def station_with_node(module: str, node_params: dict, max_steps: int, families: 
                                "-r", f"__ns:=/{ns}", "-r", f"/estop:={estop}", "-p", "image_width:=64",
                                "-p", "image_height:=36", "-p", f"max_steps:={max_steps}", "-p", f"families:={families}"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    params = [x for k, v in {"stations": ns, **node_params}.items() for x in ("-p", f"{k}:={v}")]
+    # (no lifecycle manager here: the node configures and activates itself)
+    params = [x for k, v in {"stations": ns, "autostart": "true", **node_params}.items() for x in ("-p", f"{k}:={v}")]
     node = subprocess.Popen([sys.executable, "-m", module, "--ros-args", *[x for r in remap for x in ("-r", r)],
                              *params], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return Driver(f"/{ns}", estop), bridge, node
@@ -145,7 +146,8 @@ class Stage2Graph:
         self.remap = ["-r", f"/policy/version:={self.version_topic}"]
 
     def _serving(self):
-        return ("-p", f"checkpoint:={self.checkpoint}", "-p", f"stations:={self.ns}")
+        # (no lifecycle manager here: each node configures and activates itself)
+        return ("-p", f"checkpoint:={self.checkpoint}", "-p", f"stations:={self.ns}", "-p", "autostart:=true")
 
     def bridge(self, max_steps: int):
         """The station (block2block, 64x36 images): it starts its first episode once 4 subscribers listen."""

@@ -44,10 +44,10 @@ def node_args(tmp_path, stations):
     (no update before the test ends: every stored episode is acted by version 0)."""
     ckpt, run = tmp_path / "stage1", tmp_path / "run"
     remap = ("-r", f"/policy/version:=/policy_version_{uuid.uuid4().hex[:6]}")
-    policy = ("sefm_policy.policy_node", *remap, "-p", f"checkpoint:={ckpt}", "-p", f"stations:={stations}")
-    reward = ("sefm_reward.reward_node", "-p", f"checkpoint:={ckpt}", "-p", f"stations:={stations}",
+    policy = ("sefm_policy.policy_node", "-p", "autostart:=true", *remap, "-p", f"checkpoint:={ckpt}", "-p", f"stations:={stations}")
+    reward = ("sefm_reward.reward_node", "-p", "autostart:=true", "-p", f"checkpoint:={ckpt}", "-p", f"stations:={stations}",
               "-p", "success_threshold:=-1.0")
-    trainer = ("sefm_trainer.trainer_node", *remap, "-p", f"checkpoint:={ckpt}", "-p", f"stations:={stations}",
+    trainer = ("sefm_trainer.trainer_node", "-p", "autostart:=true", *remap, "-p", f"checkpoint:={ckpt}", "-p", f"stations:={stations}",
                "-p", f"run_dir:={run}", "-p", "episodes_per_batch:=1000", "-p", "updates_per_batch:=1")
     return policy, reward, trainer
 

@@ -48,6 +48,8 @@ def trainer(tmp_path):
     rclpy.init(context=context)
     node = TrainerNode(context=context, checkpoint=str(tmp_path / "stage1"), stations="s",
                        run_dir=str(tmp_path / "run"), episodes_per_batch=100)
+    node.trigger_configure()
+    node.trigger_activate()
     yield node
     node.destroy_node()
     rclpy.shutdown(context=context)

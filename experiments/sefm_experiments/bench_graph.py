@@ -121,7 +121,7 @@ def graph_run(checkpoint_dir: str, stations: int, steps: int, warmup: int, image
     """`sefm improve`'s graph without the trainer (node_specs: per station the simulated driver, the safety gate
     and the station manager; the policy, the reward node, the e-stop latch, the lifecycle manager). Returns
     (env steps per second, observation -> command latencies at the gate, observation -> score latencies)."""
-    from dataclasses import asdict
+    from dataclasses import asdict, replace
 
     import rclpy
     from sensor_msgs.msg import JointState
@@ -136,8 +136,11 @@ def graph_run(checkpoint_dir: str, stations: int, steps: int, warmup: int, image
                         sim_success_ends=True)
     context = rclpy.Context()
     rclpy.init(context=context)
-    nodes = [node_class(s)(namespace=s.namespace, context=context, **asdict(s.params))
-             for s in node_specs(cfg) if s.executable != "trainer"]
+    specs = [s for s in node_specs(cfg) if s.executable != "trainer"]
+    manager = specs[-1]   # the lifecycle manager: everything but the trainer
+    specs[-1] = replace(manager, params=replace(manager.params, nodes=",".join(
+        n for n in manager.params.node_list() if n != "/trainer")))
+    nodes = [node_class(s)(namespace=s.namespace, context=context, **asdict(s.params)) for s in specs]
     probe = rclpy.create_node("bench_probe", context=context)
     latencies, scored, count = [], [], [0]
 

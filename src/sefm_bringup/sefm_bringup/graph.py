@@ -127,8 +127,9 @@ def node_specs(cfg: ImproveConfig, namespace: str = "") -> list[NodeSpec]:
 
     `namespace` pushes the whole fleet under it (two fleets on one ROS domain): the multi-station nodes use
     relative names, and the latched e-stop is remapped to the fleet's. The lifecycle manager comes last and
-    brings the managed nodes up: every safety gate, then every station manager (whose activation starts the
-    episodes), so no station runs before its gate does."""
+    brings the managed nodes up in order: the trainer, the reward node and the policy (models loaded), every
+    safety gate, then every station manager (whose activation starts the episodes), so no episode starts
+    before the nodes that act on it, score it and record it are active."""
     from sefm_policy.params import PolicyParams
     from sefm_reward.params import RewardParams
     from sefm_station.params import LatchParams, LifecycleManagerParams
@@ -154,7 +155,8 @@ def node_specs(cfg: ImproveConfig, namespace: str = "") -> list[NodeSpec]:
                  for i, (name, seed) in enumerate(zip(cfg.station_names(), cfg.station_seeds()))]
     for station in stations_:
         specs += station
-    managed = [s.full_name for station in stations_ for s in station if s.executable == "safety_gate"] + \
+    managed = [s.full_name for s in specs[:3]] + \
+              [s.full_name for station in stations_ for s in station if s.executable == "safety_gate"] + \
               [s.full_name for station in stations_ for s in station if s.executable == "station_manager"]
     specs.append(NodeSpec("sefm_station", "lifecycle_manager", "sefm_station.lifecycle_manager_node",
                           "lifecycle_manager", ns, LifecycleManagerParams(nodes=",".join(managed))))

@@ -157,3 +157,9 @@ def apply_flags(values: dict, flags: dict) -> dict:
             target = target.setdefault(section, {})
         target[key] = value
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class ManagedParams:
+    """The parameter of every lifecycle node (sefm_ros.managed): a node's parameters dataclass extends it."""
+    autostart: bool = setting(False, "configure and activate at start (without a lifecycle manager)")

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sefm_core.config import setting
+from sefm_core.config import ManagedParams, setting
 
 
 @dataclass(frozen=True)
-class PolicyParams:
+class PolicyParams(ManagedParams):
     checkpoint: str = setting("", "checkpoint directory of policy version 0 (later versions arrive on "
                                   "policy/version)")
     stations: str = setting("station_0", "comma-separated station namespaces this node acts for")

@@ -35,8 +35,9 @@ from sensor_msgs.msg import JointState
 from sefm_core import checkpoint
 from sefm_interfaces.msg import PolicyAction, PolicyVersion
 from sefm_policy.params import PolicyParams
-from sefm_ros.common import (LATCHED, SefmNode, StationObservations, hold_for_batch, node_names, reliable, spin_main,
-                              station_list, subscribe_from, time_of)
+from sefm_ros.common import (LATCHED, StationObservations, hold_for_batch, node_names, observe_station, reliable,
+                             spin_main, station_list, subscribe_from, time_of)
+from sefm_ros.managed import ManagedNode
 
 
 class StationView(StationObservations):
@@ -52,11 +53,15 @@ class StationView(StationObservations):
         return stamps[-1] if stamps else None
 
 
-class PolicyNode(SefmNode):
+class PolicyNode(ManagedNode):
     PARAMETERS = PolicyParams
 
     def __init__(self, namespace: str = "", context=None, **overrides):
+        self.loaders: list[threading.Thread] = []   # background checkpoint loads, joined on shutdown
         super().__init__("policy", namespace, context, **overrides)
+
+    def setup(self) -> None:
+        """configure: load version 0, make the stations' topics; acting starts on activate."""
         p = self.params
         self.greedy, self.batch_wait = p.greedy, p.batch_wait
         self.quota, self.round_timeout = p.episodes_per_version, p.round_timeout
@@ -68,13 +73,12 @@ class PolicyNode(SefmNode):
         self.latest = 0
         self.pending: tuple[int, object] | None = None
         self.lock = threading.Lock()
-        self.loaders: list[threading.Thread] = []   # background checkpoint loads, joined on shutdown
         self.generator = torch.Generator().manual_seed(p.seed)
         self.views: dict[str, StationView] = {}
         self.cmd_pubs, self.action_pubs = {}, {}
         for name in station_list(p.stations):
             view = self.views[name] = StationView(name)
-            self.observe_station(view, on_observation=self.maybe_act)   # an episode starts at its first observation
+            observe_station(self, view, on_observation=self.maybe_act)   # an episode starts at its first observation
             self.cmd_pubs[name] = self.create_publisher(JointState, f"{name}/joint_command", reliable(10))
             self.action_pubs[name] = self.create_publisher(PolicyAction, f"{name}/action", reliable(50))
         subscribe_from(self, PolicyVersion, "policy/version", self.on_version, LATCHED, node_names(p.version_from))
@@ -163,6 +167,8 @@ class PolicyNode(SefmNode):
     # --- acting ---------------------------------------------------------------------------------
 
     def maybe_act(self) -> None:
+        if not self.active:
+            return   # inactive: no commands (a station's safety gate holds once its watchdog lapses)
         self._enter_episodes()
         if self.quota:
             self._release_waiting()

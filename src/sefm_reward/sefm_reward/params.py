@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sefm_core.config import setting
+from sefm_core.config import ManagedParams, setting
 
 
 @dataclass(frozen=True)
-class RewardParams:
+class RewardParams(ManagedParams):
     checkpoint: str = setting("", "the frozen Stage-1 checkpoint directory")
     stations: str = setting("station_0", "comma-separated station namespaces to score")
     success_threshold: float = setting(1.0, "s of the detector: an observation with d(o, g) <= s counts as "

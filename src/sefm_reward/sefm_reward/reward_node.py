@@ -6,7 +6,8 @@ For each station namespace in `stations`:
              d(o_t, g), reward d(o_{t-1}, g) - d(o_t, g) (none at step 0), success: the detector's
              decision (sefm_core.episode_rules: d <= s, never at step 0; off for s < 0)
 
-The bridge ends the episode on a detected success. The model is loaded once
+The station manager ends the episode on a detected success. A lifecycle node: configure loads the model,
+activate starts scoring. The model is loaded once
 and never updated: the reward cannot drift while the policy trains.
 """
 from __future__ import annotations
@@ -20,8 +21,8 @@ from sefm_core import checkpoint
 from sefm_core.episode_rules import detector_fires, transition_reward
 from sefm_interfaces.msg import StepsToGo
 from sefm_reward.params import RewardParams
-from sefm_ros.common import (SefmNode, StationObservations, hold_for_batch, reliable, spin_main, station_list,
-                              time_of)
+from sefm_ros.common import StationObservations, hold_for_batch, observe_station, reliable, spin_main, station_list, time_of
+from sefm_ros.managed import ManagedNode
 
 
 class Scored(StationObservations):
@@ -31,11 +32,14 @@ class Scored(StationObservations):
         self.d: dict[int, float] = {}          # ... and d of its observations by step (a station may re-issue one)
 
 
-class RewardNode(SefmNode):
+class RewardNode(ManagedNode):
     PARAMETERS = RewardParams
 
     def __init__(self, namespace: str = "", context=None, **overrides):
         super().__init__("reward", namespace, context, **overrides)
+
+    def setup(self) -> None:
+        """configure: load the frozen model, make the stations' topics; scoring starts on activate."""
         p = self.params
         self.model, meta = checkpoint.load(p.checkpoint)
         self.model.eval().requires_grad_(False)
@@ -45,7 +49,7 @@ class RewardNode(SefmNode):
         self.pubs = {}
         for name in station_list(p.stations):
             view = self.stations[name] = Scored(name)
-            self.observe_station(view, on_observation=self.score)
+            observe_station(self, view, on_observation=self.score)
             self.pubs[name] = self.create_publisher(StepsToGo, f"{name}/steps_to_go", reliable(50))
         self.batch_wait = float(p.batch_wait)
         self.create_timer(0.005, self.score)   # scores on arrival; the timer ends a batch wait
@@ -53,6 +57,8 @@ class RewardNode(SefmNode):
                                f"(sha256 {self.sha256[:12]}), success at d <= {self.threshold}")
 
     def score(self) -> None:
+        if not self.active:
+            return
         batch = [(v, k) for v in self.stations.values() for k in v.pending()]
         if not batch:
             return

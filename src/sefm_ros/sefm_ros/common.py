@@ -167,34 +167,35 @@ class SefmNode(Node):
             Node.destroy_node(self)   # the context must not clean up a node that never finished its __init__
             raise
 
-    def observe_station(self, view: StationObservations, on_observation=None) -> None:
-        """Feed a station's camera frames, joint states, episode steps and tasks into `view`.
 
-        A frame or joint state that cannot be used (encoding, size, NaN) is logged (throttled) and
-        skipped; `on_observation()` runs after each part that arrives (an observation may just have
-        become complete: act at once instead of on a polling timer).
-        """
-        from sensor_msgs.msg import JointState
+def observe_station(node: Node, view: StationObservations, on_observation=None) -> None:
+    """Subscribe `node` to a station's camera frames, joint states, episode steps and tasks, fed into `view`.
 
-        def feed(add):
-            def callback(msg) -> None:
-                try:
-                    add(msg)
-                except ValueError as exc:
-                    self.get_logger().error(f"{view.name}: {exc}", throttle_duration_sec=5.0)
-                    return
-                if on_observation is not None:
-                    on_observation()
-            return callback
+    A frame or joint state that cannot be used (encoding, size, NaN) is logged (throttled) and
+    skipped; `on_observation()` runs after each part that arrives (an observation may just have
+    become complete: act at once instead of on a polling timer).
+    """
+    from sensor_msgs.msg import JointState
 
-        def add_task(msg: Task) -> None:
-            if msg.episode_id not in view.tasks:   # (the same task again: history replayed to a late joiner)
-                view.add_task(msg)
+    def feed(add):
+        def callback(msg) -> None:
+            try:
+                add(msg)
+            except ValueError as exc:
+                node.get_logger().error(f"{view.name}: {exc}", throttle_duration_sec=5.0)
+                return
+            if on_observation is not None:
+                on_observation()
+        return callback
 
-        self.create_subscription(Image, f"{view.name}/camera/image_raw", feed(view.add_image), reliable(5))
-        self.create_subscription(JointState, f"{view.name}/joint_states", feed(view.add_state), reliable(10))
-        self.create_subscription(EpisodeStep, f"{view.name}/episode_step", feed(view.add_step), reliable(10))
-        self.create_subscription(Task, f"{view.name}/task", feed(add_task), EPISODES)
+    def add_task(msg: Task) -> None:
+        if msg.episode_id not in view.tasks:   # (the same task again: history replayed to a late joiner)
+            view.add_task(msg)
+
+    node.create_subscription(Image, f"{view.name}/camera/image_raw", feed(view.add_image), reliable(5))
+    node.create_subscription(JointState, f"{view.name}/joint_states", feed(view.add_state), reliable(10))
+    node.create_subscription(EpisodeStep, f"{view.name}/episode_step", feed(view.add_step), reliable(10))
+    node.create_subscription(Task, f"{view.name}/task", feed(add_task), EPISODES)
 
 
 def node_names(text: str) -> frozenset[str]:

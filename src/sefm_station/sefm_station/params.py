@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sefm_core.config import setting
+from sefm_core.config import ManagedParams, setting
 
 
 @dataclass(frozen=True)
-class GateParams:
+class GateParams(ManagedParams):
     profile: str = setting("sim_aloha", "robot profile: a shipped name (sim_aloha, aloha_ros2_interbotix, "
                                         "sim_language_table, ros2_control_arm) or a path to a .yaml file")
     station: str = setting("", "station name in the status (default: the node's namespace)")
@@ -20,16 +20,14 @@ class GateParams:
     status_period: float = setting(1.0, "publish safety_status (std_msgs/String, JSON counters) this often (s)",
                                    low=0.01)
     log_throttle: float = setting(2.0, "at most one log line per refusal reason this often (s)", low=0.0)
-    autostart: bool = setting(False, "configure and activate at start (no lifecycle manager)")
 
 
 @dataclass(frozen=True)
-class StationManagerParams:
+class StationManagerParams(ManagedParams):
     """The station manager's parameters. A value left at its default ('' or 0) takes the profile's `station:`
     section (sefm_station.profiles.StationSettings)."""
     profile: str = setting("sim_language_table", "robot profile: a shipped name or a path to a .yaml file")
     station: str = setting("", "station name in messages (default: the node's namespace)")
-    autostart: bool = setting(False, "configure and activate at start (no lifecycle manager)")
     driver_namespace: str = setting("", "where the driver's topics and sim/reset live, relative to the station "
                                         "('' = the station's own namespace; a LanguageTable driver, whose "
                                         "camera/image_raw and joint_states are the manager's output names, runs "

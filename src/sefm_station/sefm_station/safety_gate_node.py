@@ -41,7 +41,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from sefm_interfaces.msg import EStop
 from sefm_ros.common import LATCHED, ns_of, reliable, spin_main
-from sefm_station.managed import ManagedNode
+from sefm_station.managed import StationNode
 from sefm_station.params import GateParams
 from sefm_station.profiles import Profile, ProfileError, load_profile
 from sefm_station.safety import Gate
@@ -98,7 +98,7 @@ def message_types(profile: Profile) -> dict[str, type]:
                                    "effector_delta": TwistStamped}[kind]}
 
 
-class SafetyGateNode(ManagedNode):
+class SafetyGateNode(StationNode):
     PARAMETERS = GateParams
 
     ESTOP_WAIT = 2.0    # s: no e-stop writer known this long after start (or a latch silent after matching): run

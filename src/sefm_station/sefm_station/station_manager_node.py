@@ -64,7 +64,7 @@ from sefm_interfaces.msg import EpisodeEvent, EpisodeStep, EStop, SimGroundTruth
 from sefm_interfaces.srv import AbortEpisode, PauseStation, ResetStation, ResumeStation
 from sefm_ros.common import EPISODE_EVENTS, EPISODES, LATCHED, ns_of, reliable, spin_main, subscribe_from, time_of
 from sefm_station.episodes import End, Episodes, ListTasks, SimLanguageTableTasks, TaskInfo, practice_seed
-from sefm_station.managed import ManagedNode
+from sefm_station.managed import StationNode
 from sefm_station.params import StationManagerParams
 from sefm_station.profiles import Profile, ProfileError, load_profile
 
@@ -99,7 +99,7 @@ def rgb8(msg: Image) -> Image:
     raise ValueError(f"camera encoding {msg.encoding!r}: the station takes rgb8 or bgr8")
 
 
-class StationManagerNode(ManagedNode):
+class StationManagerNode(StationNode):
     PARAMETERS = StationManagerParams
 
     def __init__(self, namespace: str = "", context=None, **overrides):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sefm_core.config import project, setting
+from sefm_core.config import ManagedParams, project, setting
 from sefm_core.stage2_config import ReinforceConfig
 
 
 @dataclass(frozen=True)
-class TrainerParams(ReinforceConfig):
+class TrainerParams(ReinforceConfig, ManagedParams):
     checkpoint: str = setting("", "Stage-1 checkpoint: policy version 0")
     stations: str = setting("station_0", "comma-separated station namespaces")
     run_dir: str = setting("runs/improve", "checkpoints, episodes and metrics of this run")

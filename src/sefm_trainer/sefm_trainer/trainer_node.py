@@ -37,18 +37,24 @@ from sefm_core.data import Episode, EpisodeDataset
 from sefm_core.reinforce import discounted_returns, make_optimizer, reinforce_update
 from sefm_interfaces.msg import EpisodeEvent, EpisodeStep, PolicyAction, PolicyVersion, StepsToGo, Task
 from sefm_trainer.params import TrainerParams
-from sefm_ros.common import (EPISODE_EVENTS, EPISODES, LATCHED, SefmNode, image_to_array, reliable, spin_main,
-                             node_names, stamp_key, station_list, subscribe_from)
+from sefm_ros.common import (EPISODE_EVENTS, EPISODES, LATCHED, image_to_array, reliable, spin_main, node_names,
+                             stamp_key, station_list, subscribe_from)
+from sefm_ros.managed import ManagedNode
 from sefm_trainer.episodes import STALE, AssembledEpisode, EpisodeBuffer, assemble, latest_per_step, observed_steps
 
 MAX_WAIT_SECONDS = 10.0  # how long an ended episode may wait for its last actions and scores
 
 
-class TrainerNode(SefmNode):
+class TrainerNode(ManagedNode):
     PARAMETERS = TrainerParams
+    version = 0   # the newest policy version (set by configure: resumed from the run's checkpoints)
 
     def __init__(self, namespace: str = "", context=None, **overrides):
         super().__init__("trainer", namespace, context, **overrides)
+
+    def setup(self) -> None:
+        """configure: resume from the run's newest checkpoint, make the stations' topics. Episodes are recorded
+        from then on; REINFORCE updates run only while active (an update due while inactive runs on activate)."""
         p = self.params
         self.cfg = p.reinforce()
         self.max_versions, self.rounds = p.max_versions, p.rounds
@@ -198,8 +204,16 @@ class TrainerNode(SefmNode):
         # solved at reset has no transition), as the policy node counts them; otherwise only usable ones.
         if episode.transitions or (self.rounds and STALE not in episode.dropped):
             self.batch_places += 1
-        if self.batch_places >= self.cfg.episodes_per_batch and self.batch and not self.done():
+        self.update_if_due()
+
+    def update_if_due(self) -> None:
+        if self.active and self.batch_places >= self.cfg.episodes_per_batch and self.batch and not self.done():
             self.update()
+
+    def on_activate(self, state):
+        result = super().on_activate(state)
+        self.update_if_due()
+        return result
 
     def done(self) -> bool:
         return bool(self.max_versions) and self.version >= self.max_versions
