@@ -116,7 +116,8 @@ def test_improve_launch_starts_the_runners_graph_with_its_parameters(share, monk
         assert k["remappings"] == list(spec.remappings)
     assert {n.kwargs["namespace"] for n in nodes} == {"/fleet_a", *(f"/fleet_a/station_{i}{d}" for i in range(3)
                                                                     for d in ("", "/driver"))}
-    assert nodes[-1].kwargs["parameters"][0]["nodes"].split(",")[0] == "/fleet_a/station_0/safety_gate"
+    assert nodes[-1].kwargs["parameters"][0]["nodes"].split(",")[:4] == ["/fleet_a/trainer", "/fleet_a/reward",
+                                                                     "/fleet_a/policy", "/fleet_a/station_0/safety_gate"]
     assert all(n.kwargs["parameters"][0]["checkpoint"] == "runs/sft/checkpoints/final" for n in nodes[:3])
     # the shipped default config is the demo's fleet recipe
     _, default = run(description, {"checkpoint": "ckpt"})

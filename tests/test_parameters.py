@@ -40,7 +40,7 @@ def test_the_graph_runner_starts_every_node_with_exactly_the_parameters_it_decla
     station = ["language_table_driver", "safety_gate", "station_manager"]
     assert [s.name for s in specs] == ["trainer", "reward", "policy", "estop_latch", *station, *station,
                                        "lifecycle_manager"]
-    assert specs[-1].params.nodes == ("/station_0/safety_gate,/station_1/safety_gate,"
+    assert specs[-1].params.nodes == ("/trainer,/reward,/policy,/station_0/safety_gate,/station_1/safety_gate,"
                                       "/station_0/station_manager,/station_1/station_manager")
     for spec in specs:
         node = node_class(spec)(namespace=spec.namespace, context=context, **dataclasses.asdict(spec.params))
