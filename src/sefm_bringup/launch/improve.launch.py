@@ -39,7 +39,8 @@ def nodes(context, config_path=None):
                  "stations": int(value["stations"]) if value["stations"] else None}
     cfg = load_config(value["config"] or config_path or default_config(), overrides)
     return [Node(package=s.package, executable=s.executable, name=s.name, namespace=s.namespace,
-                 parameters=[asdict(s.params)], remappings=list(s.remappings), output="screen")
+                 parameters=[asdict(s.params)], remappings=list(s.remappings), output="screen",
+                 respawn=True, respawn_delay=2.0)   # a crashed node comes back; the lifecycle manager re-activates it
             for s in node_specs(cfg, value["namespace"])]
 
 

@@ -55,6 +55,9 @@ class ImproveConfig(StationConfig):
     batch_wait: float = setting(0.0, "seconds the policy and reward nodes wait for other stations' frames "
                                      "before a forward pass (0: by mode, 50 ms lockstep, 5 ms real time)", low=0.0)
     greedy: bool = setting(False, "act by the argmax (evaluation) instead of sampling (practice)")
+    restarts: int = setting(3, "processes: per_node: a node process that exits is started again, up to this many "
+                               "times per node (the lifecycle manager then configures and activates it); "
+                               "beyond that the graph stops", low=0)
 
     def station_names(self) -> list[str]:
         return [f"station_{i}" for i in range(self.stations)]
@@ -332,6 +335,7 @@ def run_per_node(cfg: ImproveConfig, log=print) -> int:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         procs += [subprocess.Popen(node_command(s, path)) for s in specs]
+        restarts = [0] * len(specs)
         context = rclpy.Context()
         rclpy.init(context=context, signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
         node = rclpy.create_node("sefm_monitor", context=context)
@@ -341,10 +345,17 @@ def run_per_node(cfg: ImproveConfig, log=print) -> int:
         last_print = 0.0
         while monitor.version < cfg.versions:
             executor.spin_once(timeout_sec=0.1)
-            dead = [p for p in procs if p.poll() is not None]
-            if dead:
-                log(f"a node exited with code {dead[0].returncode}; stopping the graph")
-                return 1
+            for i, p in enumerate(procs):
+                if p.poll() is None:
+                    continue
+                if restarts[i] >= cfg.restarts:
+                    log(f"{specs[i].full_name} exited with code {p.returncode} ({restarts[i]} restarts); "
+                        "stopping the graph")
+                    return 1
+                restarts[i] += 1
+                log(f"{specs[i].full_name} exited with code {p.returncode}: starting it again "
+                    f"(restart {restarts[i]} of {cfg.restarts})")
+                procs[i] = subprocess.Popen(node_command(specs[i], path))
             if monitor.failed:
                 log(f"bring-up failed: {monitor.failed}; stopping the graph")
                 return 1

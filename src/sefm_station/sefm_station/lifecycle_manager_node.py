@@ -14,6 +14,11 @@ the target state is left alone (a restarted manager picks up a running graph). A
 node that offers no lifecycle services within `timeout`, stops the bring-up (`failed`, with the reason): the
 nodes configured so far stay as they are, and nothing after them is activated.
 
+Supervision, after bring-up (every `supervise_period`): each node is asked its state. A node that answers
+`unconfigured` was restarted (a launch file's `respawn`, the graph runner's restart of a crashed process): it
+is configured and activated again, alone, so a fleet survives a crashed policy or reward node; one that
+answers `inactive` is activated. A node that does not answer is reported `lost` in the status until it is back.
+
 Names in `nodes` are relative to this node's namespace unless they start with `/`. Everything is asynchronous
 (a timer and service futures), so the manager can share a single-threaded executor with the nodes it manages.
 """
@@ -52,6 +57,9 @@ class LifecycleManager(SefmNode):
         self.status_pub = self.create_publisher(String, "lifecycle_status", LATCHED)
         self.timer = self.create_timer(0.02, self.tick)
         self.status_timer = self.create_timer(self.params.status_period, self.publish_status)
+        self.checks: dict[str, object] = {}   # supervision: the get_state / change_state futures in flight
+        self.restarts: dict[str, int] = {n: 0 for n in self.names}
+        self.supervisor = None
         self.publish_status()
 
     @property
@@ -103,6 +111,8 @@ class LifecycleManager(SefmNode):
                 self.get_logger().info(f"bring-up done: {self.message}")
                 self.destroy_timer(self.timer)
                 self.publish_status()
+                if self.params.supervise_period > 0:
+                    self.supervisor = self.create_timer(self.params.supervise_period, self.supervise)
 
     def fail(self, reason: str) -> None:
         self.state, self.message = "failed", reason
@@ -110,8 +120,51 @@ class LifecycleManager(SefmNode):
         self.destroy_timer(self.timer)
         self.publish_status()
 
+    # --- supervision ----------------------------------------------------------------------------------
+
+    def supervise(self) -> None:
+        """Ask each node its state; bring a restarted one back up (one transition per node per period)."""
+        for name in self.names:
+            future, asked = self.checks.get(name, (None, 0.0))
+            if future is not None:
+                if not future.done():
+                    if time.monotonic() - asked > self.params.timeout:
+                        del self.checks[name]   # asked a process that died: ask its successor afresh
+                    continue
+                del self.checks[name]
+                self.answered(name, future.result())
+                continue
+            get_state, change_state = self.clients_[name]
+            if not get_state.service_is_ready():
+                if self.states[name] != "lost":
+                    self.get_logger().error(f"{name}: lost (no lifecycle services); waiting for it to come back")
+                    self.states[name] = "lost"
+                    self.publish_status()
+                continue
+            self.checks[name] = (get_state.call_async(GetState.Request()), time.monotonic())
+
+    def answered(self, name: str, answer) -> None:
+        if isinstance(answer, GetState.Response):
+            state = answer.current_state.id
+            was, self.states[name] = self.states[name], state
+            transition = {State.PRIMARY_STATE_UNCONFIGURED: Transition.TRANSITION_CONFIGURE,
+                          State.PRIMARY_STATE_INACTIVE: Transition.TRANSITION_ACTIVATE}.get(state)
+            if transition is None:
+                if was != state:
+                    self.publish_status()
+                return
+            if state == State.PRIMARY_STATE_UNCONFIGURED:
+                self.restarts[name] += 1
+                self.get_logger().warning(f"{name} is back unconfigured (restart {self.restarts[name]}): "
+                                          "configuring and activating it again")
+            self.checks[name] = (self.clients_[name][1].call_async(
+                ChangeState.Request(transition=Transition(id=transition))), time.monotonic())
+        elif answer is not None and not answer.success:
+            self.get_logger().error(f"{name}: bringing it back failed (its log says why); trying again")
+        self.publish_status()
+
     def publish_status(self) -> None:
-        body = {"state": self.state, "message": self.message,
+        body = {"state": self.state, "message": self.message, "restarts": self.restarts,
                 "nodes": {n: LABELS.get(s, str(s)) for n, s in self.states.items()}}
         self.status_pub.publish(String(data=json.dumps(body, sort_keys=True)))
 

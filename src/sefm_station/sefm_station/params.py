@@ -111,7 +111,10 @@ class LifecycleManagerParams:
                               "namespace unless absolute)")
     timeout: float = setting(60.0, "a node must offer its lifecycle services, and answer a transition, within "
                                    "this many seconds (s)", low=0.1)
-    status_period: float = setting(1.0, "publish lifecycle_status this often while starting (s)", low=0.01)
+    status_period: float = setting(1.0, "publish lifecycle_status this often (s)", low=0.01)
+    supervise_period: float = setting(1.0, "after bring-up, ask every node its state this often (s): a node that "
+                                           "came back unconfigured (restarted by its launcher) is configured and "
+                                           "activated again; 0 = no supervision", low=0.0)
 
     def node_list(self) -> list[str]:
         return [n.strip() for n in self.nodes.split(",") if n.strip()]
