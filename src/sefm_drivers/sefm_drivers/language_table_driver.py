@@ -98,12 +98,13 @@ class LanguageTableDriver(SefmNode):
                            position=[float(v) for v in (*effector, *target)])
         state.header.stamp = stamp
         self.state_pub.publish(state)
-        pose = PoseStamped()
-        pose.header.stamp, pose.header.frame_id = stamp, "world"
-        pose.pose.position.x, pose.pose.position.y = float(effector[0]), float(effector[1])
-        pose.pose.position.z = float(self.geometry["effector_z"])
-        pose.pose.orientation.w = 1.0
-        self.pose_pub.publish(pose)
+        if self.pose_pub.get_subscription_count():   # (nothing in the learning graph reads it)
+            pose = PoseStamped()
+            pose.header.stamp, pose.header.frame_id = stamp, "world"
+            pose.pose.position.x, pose.pose.position.y = float(effector[0]), float(effector[1])
+            pose.pose.position.z = float(self.geometry["effector_z"])
+            pose.pose.orientation.w = 1.0
+            self.pose_pub.publish(pose)
         if self.truth_pub.get_subscription_count():
             state_ = self.info["state"]
             names = list(self.env.blocks)

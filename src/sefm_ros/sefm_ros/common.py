@@ -14,7 +14,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from sefm_interfaces.msg import EpisodeStep, Task
+from sefm_interfaces.msg import EpisodeEvent, EpisodeStep, Task
 from sefm_ros.dds import apply_localhost_defaults
 
 # Deliberate QoS (ARCHITECTURE.md): everything reliable; latched topics keep their last message for late joiners.
@@ -76,6 +76,8 @@ class StationObservations:
         self.tasks: dict[int, Task] = {}                          # episode id -> its task
         self.done: set[tuple[int, int]] = set()
         self.first_seen = 0.0   # when the oldest observation not handled yet arrived (0: none waiting)
+        self.expecting = False  # its last observation was handled and its episode goes on: another will come
+        self.ended_episodes: set[int] = set()   # episodes whose END came: no observation after their last
         self._pending: list | None = None   # pending(), until the next change (it is asked many times a step)
 
     def add_image(self, msg: Image) -> None:
@@ -111,6 +113,14 @@ class StationObservations:
             self._pending = sorted(k for k in keys if self.steps[k][0] in self.tasks)
         return self._pending
 
+    def ended(self, msg: EpisodeEvent) -> None:
+        """An episode's END: its last observation has come, the next one waits for a reset."""
+        if msg.event == EpisodeEvent.END:
+            self.ended_episodes.add(msg.episode_id)
+            if len(self.ended_episodes) > 4 * self.keep:
+                self.ended_episodes.discard(min(self.ended_episodes))
+            self.expecting = False
+
     def episode_of(self, key: tuple[int, int]) -> tuple[Task, int]:
         """(the task of the episode the observation belongs to, its step in that episode)."""
         episode_id, step = self.steps[key]
@@ -126,18 +136,27 @@ class StationObservations:
         self.done.update(k for k in self.pending() if k <= key)
         self.done.add(key)
         self.first_seen = 0.0
+        self.expecting = key in self.steps and self.steps[key][0] not in self.ended_episodes
         self._pending = None
         for k in sorted(self.done)[:-8 * self.keep]:
             self.done.discard(k)
 
 
 def hold_for_batch(views, batch_wait: float) -> bool:
-    """True while a forward pass should wait for more stations: some station in an episode has no new
-    observation yet, and the oldest waiting one arrived less than `batch_wait` seconds ago. Observations
-    that come together then share one forward pass."""
+    """True while a forward pass should wait for more stations: some station is expected to answer (its last
+    observation was handled, its episode has not ended, nothing new from it yet), and the oldest waiting
+    observation arrived less than `batch_wait` seconds ago. Observations that come together then share one
+    forward pass. A station that lets the wait run out is not waited for again until it sends an observation
+    (a paused or stopped station costs one wait, not one per step)."""
     waiting = [v for v in views if v.pending()]
-    idle = [v for v in views if v.task is not None and not v.pending()]
-    return bool(waiting and idle) and time.monotonic() - min(v.first_seen for v in waiting) < batch_wait
+    expected = [v for v in views if v.expecting and not v.pending()]
+    if not (waiting and expected):
+        return False
+    if time.monotonic() - min(v.first_seen for v in waiting) < batch_wait:
+        return True
+    for v in expected:
+        v.expecting = False
+    return False
 
 
 def _trim(d: dict, keep: int) -> None:
@@ -196,6 +215,7 @@ def observe_station(node: Node, view: StationObservations, on_observation=None) 
     node.create_subscription(JointState, f"{view.name}/joint_states", feed(view.add_state), reliable(10))
     node.create_subscription(EpisodeStep, f"{view.name}/episode_step", feed(view.add_step), reliable(10))
     node.create_subscription(Task, f"{view.name}/task", feed(add_task), EPISODES)
+    node.create_subscription(EpisodeEvent, f"{view.name}/episode_event", view.ended, EPISODE_EVENTS)
 
 
 def node_names(text: str) -> frozenset[str]:
