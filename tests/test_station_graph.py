@@ -36,7 +36,7 @@ def aloha_checkpoint(path):
 
 class Graph:
     """node_specs(cfg) as nodes on one executor (as `sefm improve --processes single` runs them), with a probe
-    node for the test. `fake_driver`: the station's driver is the test's FakeXsSdk instead of the simulator."""
+    node for the test. `fake_driver` (with `drivers: external`): each station's driver is the test's FakeXsSdk."""
 
     def __init__(self, cfg, fake_driver: bool = False, **manager):
         from sefm_bringup.graph import node_class, node_specs
@@ -45,8 +45,6 @@ class Graph:
         rclpy.init(context=self.context)
         specs = []
         for spec in node_specs(cfg):
-            if fake_driver and spec.executable == "aloha_driver":
-                continue
             if spec.executable == "station_manager" and manager:
                 spec = dataclasses.replace(spec, params=dataclasses.replace(spec.params, **manager))
             specs.append(spec)
@@ -90,7 +88,8 @@ def test_the_same_learning_graph_runs_over_each_driver(tmp_path, robot):
         cfg = config(tmp_path, ckpt, families="point2block")
     else:
         aloha_checkpoint(ckpt := tmp_path / "stage1")
-        cfg = config(tmp_path, ckpt, env="aloha", mode="realtime", image_width=128, image_height=96)
+        cfg = config(tmp_path, ckpt, env="aloha", mode="realtime", image_width=128, image_height=96,
+                     **({"drivers": "external", "profile": "sim_aloha"} if robot == "fake_xs_sdk" else {}))
     # the fake driver has no sim/reset: the episodes follow one another (resets: none)
     graph = Graph(cfg, fake_driver=robot == "fake_xs_sdk", **({"resets": "none"} if robot == "fake_xs_sdk" else {}))
     try:

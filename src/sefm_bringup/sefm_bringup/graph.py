@@ -40,6 +40,12 @@ class ImproveConfig(StationConfig):
     mode: Literal["lockstep", "realtime"] = setting("lockstep", "lockstep: the simulated driver steps once per "
                                                     "command and the station waits for it (LanguageTable only); "
                                                     "realtime: the driver runs at the robot's rate, as a real one")
+    drivers: Literal["sim", "external"] = setting("sim", "sim: start a simulated driver per station; external: "
+                                                  "start none (a real or vendor driver already runs in each "
+                                                  "station's namespace, e.g. Interbotix xs_sdk under "
+                                                  "/station_0/follower_left)")
+    profile: str = setting("", "the stations' robot profile (sefm_station/profiles: a name or a .yaml path; '' = the "
+                               "simulated robot's: sim_language_table or sim_aloha)")
     sim_success_ends: bool = setting(False, "the simulator's goal predicate ends practice episodes (the station "
                                             "manager's end_on_sim_success) beside the detector and the step cap: "
                                             "a simulator-only stand-in for the detector")
@@ -99,7 +105,10 @@ def station_specs(cfg: ImproveConfig, index: int, name: str, seed: int, ns: str)
 
     lockstep = cfg.mode == "lockstep"
     estop = (("/estop", f"{ns}/estop"),) if ns else ()
-    if cfg.env == "language_table":
+    driver, driver_ns = None, ""
+    if cfg.drivers == "external":
+        driver_ns = "driver" if cfg.env == "language_table" else ""
+    elif cfg.env == "language_table":
         # its camera/image_raw and joint_states are the manager's output names: the driver lives under driver/
         driver, driver_ns = NodeSpec(
             "sefm_drivers", "language_table_driver", "sefm_drivers.language_table_driver", "language_table_driver",
@@ -111,14 +120,14 @@ def station_specs(cfg: ImproveConfig, index: int, name: str, seed: int, ns: str)
             "sefm_drivers", "aloha_driver", "sefm_drivers.aloha_driver", "aloha_driver", f"{ns}/{name}",
             AlohaDriverParams(task=cfg.task, seed=seed, image_width=cfg.image_width,
                               image_height=cfg.image_height)), ""
-    profile = PROFILES[cfg.env]
+    profile = cfg.profile or PROFILES[cfg.env]
     gate = GateParams(profile=profile, driver_namespace=driver_ns, sim_lockstep=lockstep)
     manager = StationManagerParams(profile=profile, driver_namespace=driver_ns, max_steps=cfg.max_steps,
                                    station_index=index, seed=seed, lockstep=lockstep, wait_for_score=lockstep,
                                    end_on_sim_success=cfg.sim_success_ends,
                                    sim_block_mode=cfg.block_mode if cfg.env == "language_table" else "",
                                    sim_families=cfg.families if cfg.env == "language_table" else "")
-    return [driver,
+    return [*([driver] if driver else []),
             NodeSpec("sefm_station", "safety_gate", "sefm_station.safety_gate_node", "safety_gate", f"{ns}/{name}",
                      gate, estop),
             NodeSpec("sefm_station", "station_manager", "sefm_station.station_manager_node", "station_manager",
@@ -407,6 +416,8 @@ def load_config(path: str | None, overrides: dict) -> ImproveConfig:
         cfg.station_seeds()
     except SeedPlanError as exc:
         raise ConfigError(f"practice seeds: {exc}") from None
+    if cfg.drivers == "external" and (cfg.mode == "lockstep" or cfg.sim_success_ends):
+        raise ConfigError("drivers: external (a real robot) runs in mode: realtime, without sim_success_ends")
     if cfg.env == "aloha" and cfg.mode == "lockstep":
         raise ConfigError("mode: lockstep needs a lockstep simulated driver; the simulated ALOHA runs in real time "
                           "(mode: realtime)")
