@@ -146,3 +146,34 @@ def test_bad_frames_states_and_commands_injected_into_a_running_graph_stop_nothi
         assert not manager.episodes.fault
     finally:
         graph.close()
+
+
+def test_the_gate_holds_within_the_watchdog_time_when_the_policy_dies(tmp_path):
+    """Real time: the policy node disappears mid-episode; the safety gate sends the hold (a zero delta) within
+    the profile's watchdog time plus one control period, and nothing else after it."""
+    from geometry_msgs.msg import TwistStamped
+
+    tiny_checkpoint(ckpt := tmp_path / "stage1", 0)
+    cfg = config(tmp_path, ckpt, families="point2block", mode="realtime", max_steps=200, versions=1000)
+    graph = Graph(cfg)
+    deltas = []
+    graph.probe.create_subscription(TwistStamped, "/station_0/driver/commands/effector_delta",
+                                    lambda m: deltas.append((time.monotonic(), m.twist.linear.x, m.twist.linear.y)),
+                                    reliable(10))
+    try:
+        gate_node = graph.by_name["/station_0/safety_gate"]
+        assert graph.spin_until(lambda: gate_node.gate is not None and gate_node.gate.counts["passed"] >= 5, 60)
+        policy = graph.by_name["/policy"]
+        graph.executor.remove_node(policy)
+        policy.destroy_node()
+        graph.nodes.remove(policy)
+        killed = time.monotonic()
+        watchdog = gate_node.profile.control.watchdog_timeout
+        assert graph.spin_until(lambda: gate_node.gate.counts["watchdog"] >= 1, 5 * watchdog)
+        graph.spin_until(lambda: False, 0.5)
+        held = [d for d in deltas if d[0] > killed]
+        assert held and held[-1][1:] == (0.0, 0.0), held   # the hold: a zero delta
+        assert held[-1][0] - killed <= watchdog + 1.0 / gate_node.profile.control.rate_hz + 0.1, held[-1][0] - killed
+        assert len([d for d in held if d[1:] != (0.0, 0.0)]) <= 1   # at most one command already in flight
+    finally:
+        graph.close()
