@@ -1,8 +1,9 @@
 """The safety gate: a lifecycle node between the policy and a robot's driver (console script `safety_gate`).
 
-Per station namespace (pushed from outside):
+Per station namespace (pushed from outside); the driver's topics are under `driver_namespace` ('' = the
+station's own):
   subscribes joint_command   (sensor_msgs/JointState: the policy's target, names + position in command order)
-             <arm state topics of the profile> (sensor_msgs/JointState: the driver's measured state)
+             <driver>/<arm state topics of the profile> (sensor_msgs/JointState: the driver's measured state)
              /estop          (EStop, transient local: latched fleet e-stop)
   publishes  the driver's commands, by the profile's output type:
                interbotix            <arm>/commands/joint_group (JointGroupCommand, the arm group's joints, rad)
@@ -22,7 +23,8 @@ matches (the rule for when none is coming: `_estop_unknown`). Of several latched
 writers (an operator, `estop_latch`, which keeps the state after the operator's process is gone) the newest
 message by header stamp wins. A refused command sends
 nothing (the driver keeps the last safe target), except on a delta output, whose driver repeats its last
-command: there the refusal sends the hold (zero).
+command: there the refusal sends the hold (zero). A delta carries the stamp of the command it answers.
+`sim_lockstep` (a simulator that steps once per command): no watchdog hold and no ramp-in.
 """
 from __future__ import annotations
 

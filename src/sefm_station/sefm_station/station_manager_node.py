@@ -36,6 +36,14 @@ says which input; fresh inputs clear the fault. A failed sim reset (no `sim/rese
 observation after it within `reset_timeout`, a refusal, or a scene that differs from the manager's copy) faults
 the station until the operator's `reset`. The episode logic is `sefm_station.episodes`.
 
+Lockstep (`lockstep`, a simulated driver that steps once per command): no timer paces the observations;
+the next goes out as soon as the driver's new frame and every arm's joint state of that step are in (with
+`wait_for_score` also the current observation's score; with `end_on_sim_success` the simulator's verdict on
+the frame), the inputs are not stale while the driver waits, and the current observation is re-sent (same
+stamp) every second while nothing new comes. `end_on_sim_success` (tasks: sim) ends an episode after the
+action that made the simulator's goal predicate hold (ENV_SUCCESS). A new episode starts only while the
+station's safety gate passes commands (`gate_status`).
+
 Recommended layout: the manager in `/<station>`, the driver where its names cannot meet the manager's
 outputs. ALOHA's topics (`follower_*/joint_states`, `cam_high/camera/color/image_rect_raw`) do not: the driver
 can share the station's namespace. A LanguageTable driver publishes `camera/image_raw` and `joint_states`
