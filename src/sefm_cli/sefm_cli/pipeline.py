@@ -53,7 +53,7 @@ class PipelineConfig:
     eval_max_steps: int = setting(200, "step cap of an evaluation episode (as Stage 2's practice cap)", low=1)
     success_threshold: float | None = setting(None, "the reward node's detector d <= s; unset: the s Stage 1's "
                                                     "evaluation picks by F1 on held-out demo states; negative: "
-                                                    "detector off (the station's own success ends episodes)")
+                                                    "detector off (then the recipe's sim_success_ends decides)")
 
 
 def deep_merge(base: dict, over: dict) -> dict:
@@ -193,7 +193,8 @@ def detector_note(cfg: PipelineConfig) -> str:
         return "The reward node used this s: practice episodes ended at a detected success or the step cap."
     if cfg.success_threshold < 0:
         return ("The reward node's detector was off (success_threshold < 0): practice episodes ended at the "
-                "station's own success, standing in for the operator, or at the step cap.")
+                "simulator's success (the Stage-2 recipe's sim_success_ends: a simulator-only stand-in for the "
+                "detector) or at the step cap.")
     return f"The reward node used s = {cfg.success_threshold:.2f} (set in the pipeline config)."
 
 
