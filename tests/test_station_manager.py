@@ -13,6 +13,7 @@ import rclpy
 import yaml
 from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
 
 from sefm_core import episode_rules as rules
 from sefm_core import seeds
@@ -280,9 +281,13 @@ def test_language_table_driver_timeout_success_and_sim_resets(names, tmp_path):
                    ["image_width:=64", "image_height:=36", "families:=block2block"])
     manager = spawn("sefm_station.station_manager_node", ns, estop,
                     ["autostart:=true", f"profile:={profile}", "driver_namespace:=driver", "station_index:=3",
-                     "score_from:=''", "gate_status:=''"])   # the test plays the reward node; no gate
+                     "score_from:=''", "gate_status:=test_gate"])   # the test plays the reward node and the gate
     s = Station(ns, estop)
     try:
+        # the first episode starts once the "gate" passes commands: after this test's subscriptions matched
+        assert s.spin_until(lambda: s.node.count_publishers(f"{ns}/episode_step") >= 1, 15)
+        s.spin_for(0.3)
+        s.node.create_publisher(String, "test_gate", LATCHED).publish(String(data='{"state": "active"}'))
         assert s.spin_until(lambda: len(s.ends()) >= 1, 15), "no episode ended"
         first, end = s.starts()[0], s.ends()[0]
         assert end.outcome == EpisodeEvent.OUTCOME_TIMEOUT and end.num_steps == 12 and end.env_success_known

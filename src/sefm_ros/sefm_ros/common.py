@@ -238,7 +238,10 @@ def subscribe_from(node: Node, msg_type, topic: str, callback, qos, names: froze
     refused = [0]
 
     def checked(msg) -> None:
-        strangers = {e.node_name for e in node.get_publishers_info_by_topic(subscription.topic_name)} - names
+        # (a publisher whose node name discovery has not delivered yet is not refused: refusing it would drop
+        # the owner's own messages in the moment after a restart; it is checked again at the next message)
+        strangers = {e.node_name for e in node.get_publishers_info_by_topic(subscription.topic_name)} - names \
+            - {"_NODE_NAME_UNKNOWN_"}
         if strangers:
             refused[0] += 1
             node.get_logger().warning(f"{subscription.topic_name}: refused while {', '.join(sorted(strangers))} "
