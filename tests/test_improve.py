@@ -105,7 +105,9 @@ def test_a_fleet_survives_a_crashed_policy_or_reward_node(tmp_path, victim):
         deadline = time.monotonic() + 120
         while not (run / "checkpoints" / "v1").exists() and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.2)
-        assert (run / "checkpoints" / "v1").exists(), "no first version"
+        if not (run / "checkpoints" / "v1").exists():
+            proc.terminate()
+            pytest.fail(f"no first version; sefm improve printed:\n{proc.communicate(timeout=60)[0][-4000:]}")
         children = [int(c) for c in open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()]
         (pid,) = [c for c in children if victim in open(f"/proc/{c}/cmdline").read()]
         os.kill(pid, signal.SIGKILL)

@@ -12,7 +12,9 @@ managers, whose activation starts the episodes. A fleet is therefore ready when 
 `active`: readiness comes from the nodes' lifecycle states, not from counting subscribers. A node already in
 the target state is left alone (a restarted manager picks up a running graph). A transition that fails, or a
 node that offers no lifecycle services within `timeout`, stops the bring-up (`failed`, with the reason): the
-nodes configured so far stay as they are, and nothing after them is activated.
+nodes configured so far stay as they are, and nothing after them is activated. A request unanswered for
+`retry` seconds is checked and repeated (see `retry`): DDS can drop the answer to a request sent the moment
+a service is discovered, and a bring-up must not hang on that.
 
 Supervision, after bring-up (every `supervise_period`): each node is asked its state. A node that answers
 `unconfigured` was restarted (a launch file's `respawn`, the graph runner's restart of a crashed process): it
@@ -53,6 +55,8 @@ class LifecycleManager(SefmNode):
         self.states = {n: State.PRIMARY_STATE_UNKNOWN for n in self.names}
         self.step, self.index = 0, 0          # STEPS[step] applied to names[index]
         self.future, self.asked, self.since = None, "", time.monotonic()
+        self.sent = self.probed = self.since   # the current request, and the state probe for a change_state
+        self.probe = None
         self.state, self.message = ("starting", "") if self.names else ("active", "no nodes to manage")
         self.status_pub = self.create_publisher(String, "lifecycle_status", LATCHED)
         self.timer = self.create_timer(0.02, self.tick)
@@ -75,8 +79,10 @@ class LifecycleManager(SefmNode):
             if not self.future.done():
                 if time.monotonic() - self.since > self.params.timeout:
                     self.fail(f"{name}: no answer to {self.asked} within {self.params.timeout:g} s")
+                else:
+                    self.retry(name, goal, transition)
                 return
-            answer, asked, self.future = self.future.result(), self.asked, None
+            answer, asked, self.future, self.probe = self.future.result(), self.asked, None, None
             if asked == "get_state":
                 self.states[name] = answer.current_state.id
                 if answer.current_state.id == goal:
@@ -96,9 +102,32 @@ class LifecycleManager(SefmNode):
             return
         self.ask(name, "get_state", GetState.Request())
 
-    def ask(self, name: str, service: str, request) -> None:
+    def ask(self, name: str, service: str, request, again: bool = False) -> None:
         client = self.clients_[name][0 if service == "get_state" else 1]
-        self.future, self.asked, self.since = client.call_async(request), service, time.monotonic()
+        self.future, self.asked, self.sent = client.call_async(request), service, time.monotonic()
+        if not again:
+            self.since = self.sent
+
+    def retry(self, name: str, goal: int, transition: int) -> None:
+        """A request unanswered for `retry` s may have lost its answer (DDS matches a new client's reply path
+        after the service looks ready). get_state is asked again; for a pending change_state the node is asked
+        its state: the goal means the reply was lost, the old state means the request was, and it is sent again.
+        A node busy in its transition answers neither until it is done, so nothing is repeated meanwhile."""
+        now = time.monotonic()
+        if self.asked == "get_state":
+            if now - self.sent > self.params.retry:
+                self.ask(name, "get_state", GetState.Request(), again=True)
+            return
+        if self.probe is not None and self.probe.done():
+            state, self.probe = self.probe.result().current_state.id, None
+            if state == goal:
+                self.future, self.states[name] = None, goal
+                return self.next_node(f"{name} {LABELS[goal]}")
+            if state == self.states[name]:
+                self.ask(name, "change_state", ChangeState.Request(transition=Transition(id=transition)), again=True)
+            return
+        if now - max(self.sent, self.probed) > self.params.retry:
+            self.probe, self.probed = self.clients_[name][0].call_async(GetState.Request()), now
 
     def next_node(self, text: str) -> None:
         self.get_logger().info(text)
@@ -125,11 +154,14 @@ class LifecycleManager(SefmNode):
     def supervise(self) -> None:
         """Ask each node its state; bring a restarted one back up (one transition per node per period)."""
         for name in self.names:
-            future, asked = self.checks.get(name, (None, 0.0))
+            future, asked, kind = self.checks.get(name, (None, 0.0, ""))
             if future is not None:
                 if not future.done():
-                    if time.monotonic() - asked > self.params.timeout:
-                        del self.checks[name]   # asked a process that died: ask its successor afresh
+                    # asked a process that died, or the answer was lost: ask afresh (a get_state soon, a
+                    # transition, which may be loading a model, only after `timeout`)
+                    wait = self.params.retry if kind == "get_state" else self.params.timeout
+                    if time.monotonic() - asked > wait:
+                        del self.checks[name]
                     continue
                 del self.checks[name]
                 self.answered(name, future.result())
@@ -141,7 +173,7 @@ class LifecycleManager(SefmNode):
                     self.states[name] = "lost"
                     self.publish_status()
                 continue
-            self.checks[name] = (get_state.call_async(GetState.Request()), time.monotonic())
+            self.checks[name] = (get_state.call_async(GetState.Request()), time.monotonic(), "get_state")
 
     def answered(self, name: str, answer) -> None:
         if isinstance(answer, GetState.Response):
@@ -158,7 +190,7 @@ class LifecycleManager(SefmNode):
                 self.get_logger().warning(f"{name} is back unconfigured (restart {self.restarts[name]}): "
                                           "configuring and activating it again")
             self.checks[name] = (self.clients_[name][1].call_async(
-                ChangeState.Request(transition=Transition(id=transition))), time.monotonic())
+                ChangeState.Request(transition=Transition(id=transition))), time.monotonic(), "change_state")
         elif answer is not None and not answer.success:
             self.get_logger().error(f"{name}: bringing it back failed (its log says why); trying again")
         self.publish_status()

@@ -111,6 +111,8 @@ class LifecycleManagerParams:
                               "namespace unless absolute)")
     timeout: float = setting(60.0, "a node must offer its lifecycle services, and answer a transition, within "
                                    "this many seconds (s)", low=0.1)
+    retry: float = setting(2.0, "ask a node again when its lifecycle service has not answered in this many seconds "
+                                "(s): a request sent as soon as a service is discovered can lose its answer", low=0.05)
     status_period: float = setting(1.0, "publish lifecycle_status this often (s)", low=0.01)
     supervise_period: float = setting(1.0, "after bring-up, ask every node its state this often (s): a node that "
                                            "came back unconfigured (restarted by its launcher) is configured and "
