@@ -1,13 +1,16 @@
 """The reward node scores every observation of a real bridge station; a detected success ends the episode."""
+import pytest
+
 from sefm_interfaces.msg import EpisodeEvent, StepsToGo
 
 from helpers import RELIABLE, station_with_node, stop, tiny_checkpoint
 
 
-def run_station(tmp_path, threshold):
+def run_station(tmp_path, threshold, hold=1):
     sha = tiny_checkpoint(tmp_path / "frozen", 0)
     d, bridge, reward = station_with_node("sefm_reward.reward_node", {
-        "checkpoint": tmp_path / "frozen", "success_threshold": threshold}, max_steps=50, families="block2block")
+        "checkpoint": tmp_path / "frozen", "success_threshold": threshold, "success_hold": hold}, max_steps=50,
+        families="block2block")
     scores = []
     d.node.create_subscription(StepsToGo, "steps_to_go", scores.append, RELIABLE)
     return d, bridge, reward, scores, sha
@@ -48,26 +51,32 @@ def test_every_observation_gets_d_and_the_reward_of_the_step_into_it(tmp_path):
         reward.wait(timeout=10)
 
 
-def test_a_detected_success_ends_the_episode(tmp_path):
-    d, bridge, reward, scores, _ = run_station(tmp_path, 1000.0)  # every observation reads as success ...
+@pytest.mark.parametrize("hold", [1, 3])
+def test_a_detected_success_ends_the_episode(tmp_path, hold):
+    d, bridge, reward, scores, _ = run_station(tmp_path, 1000.0, hold)  # every observation reads as success ...
     try:
-        # ... but the first observation is never judged (episode_rules): one action, then the detector ends it
-        sent = []
+        # ... but the first observation is never judged (episode_rules), and the verdict must hold on `hold`
+        # observations in a row: the detector ends the episode at step max(1, hold - 1)
+        sent = set()
 
-        def act():   # one command per episode, for its first observation; then the station waits at step 1
+        def act():   # a command for each observation of the running episode once it is scored as no success
             obs = d.observations()
-            if obs and d.tasks and d.tasks[-1].episode_id not in sent and \
-                    (obs[-1].header.stamp.sec, obs[-1].header.stamp.nanosec) == \
-                    (d.tasks[-1].header.stamp.sec, d.tasks[-1].header.stamp.nanosec):
-                sent.append(d.tasks[-1].episode_id)
-                d.send([0.01, 0.0], obs[-1].header.stamp)
-            return any(e.outcome == EpisodeEvent.OUTCOME_SUCCESS_DETECTED for e in d.events)
-        assert d.spin_until(act, timeout=90)
-        end = next(e for e in d.events if e.outcome == EpisodeEvent.OUTCOME_SUCCESS_DETECTED)
-        assert end.event == EpisodeEvent.END and end.num_steps == 1
-        assert d.spin_until(lambda: len(d.tasks) >= 2)  # the station reset
-        assert d.spin_until(lambda: any(s.step == 1 for s in scores), timeout=30)
-        assert all(s.success == (s.step > 0) for s in scores)
+            if obs and d.tasks:
+                stamp = (obs[-1].header.stamp.sec, obs[-1].header.stamp.nanosec)
+                verdicts = [x.success for x in scores if (x.observation_stamp.sec, x.observation_stamp.nanosec) == stamp]
+                first = stamp == (d.tasks[-1].header.stamp.sec, d.tasks[-1].header.stamp.nanosec)
+                if stamp not in sent and (first or verdicts == [False]):
+                    sent.add(stamp)
+                    d.send([0.01, 0.0], obs[-1].header.stamp)
+            return len(detected()) >= 2
+
+        # (two episodes: the reward node may miss the first episode's first observation, which delays that end)
+        detected = lambda: [e for e in d.events if e.outcome == EpisodeEvent.OUTCOME_SUCCESS_DETECTED]  # noqa: E731
+        assert d.spin_until(act, timeout=120)
+        assert all(e.event == EpisodeEvent.END and e.num_steps >= max(1, hold - 1) for e in detected())
+        assert detected()[-1].num_steps == max(1, hold - 1)
+        assert all(s.step >= max(1, hold - 1) for s in scores if s.success)
+        assert [s.success for s in scores if s.step == 0] and not any(s.success for s in scores if s.step == 0)
     finally:
         stop(d, bridge)
         reward.terminate()

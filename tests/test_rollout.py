@@ -105,14 +105,14 @@ def test_a_scored_rollout_scores_the_last_observation_and_the_detector_ends_epis
 
     kwargs = dict(end=station_end, reward=rules.transition_reward)
     off = rollout(envs, scored, SEEDS[:2], [P2B] * 2,
-                  detect=lambda d, step: rules.SUCCESS_DETECTED if rules.detector_fires(d, -1.0, step) else None,
+                  detect=lambda d, step: rules.SUCCESS_DETECTED if rules.detector_fires(d, step, -1.0) else None,
                   **kwargs)
     for ep in off:   # the cap ended it after 6 actions; the 7th observation is scored too
         assert ep.outcome == rules.TIMEOUT and ep.steps == 6 and len(ep.d) == 7 and len(ep.rewards) == 6
         assert ep.detections == [False] * 7 and ep.extras == [f"row {ep.env}"] * 6   # kept per applied action
         assert ep.rewards == [a - b for a, b in zip(ep.d, ep.d[1:])]
     on = rollout(envs, scored, SEEDS[:2], [P2B] * 2,
-                 detect=lambda d, step: rules.SUCCESS_DETECTED if rules.detector_fires(d, 1e9, step) else None,
+                 detect=lambda d, step: rules.SUCCESS_DETECTED if rules.detector_fires(d, step, 1e9) else None,
                  **kwargs)
     for ep in on:   # s above every d: the detector fires at the first observation it may judge
         assert ep.outcome == rules.SUCCESS_DETECTED and ep.steps == 1 and ep.detections == [False, True]

@@ -244,3 +244,13 @@ def test_a_reissued_observation_replaces_the_one_it_repeats():
     buf.steps[(13, 0)] = 3
     ep = assemble("s", 7, buf, outcome=1, version=3)
     assert [t.stamp for t in ep.transitions] == [(10, 0), (11, 0), (15, 0)] and ep.dropped == {}
+
+
+def test_the_detector_fires_once_d_holds_below_s_for_k_observations_and_never_at_step_0():
+    from sefm_core.episode_rules import detector_fires
+
+    d = [0.2, 0.3, 2.0, 0.5, 0.4, 0.1]
+    assert [detector_fires(d[:t + 1], t, 1.0) for t in range(6)] == [False, True, False, True, True, True]
+    assert [detector_fires(d[:t + 1], t, 1.0, hold=3) for t in range(6)] == [False] * 5 + [True]
+    assert [detector_fires(d[:t + 1], t, 1.0, hold=2) for t in range(3)] == [False, True, False]
+    assert not detector_fires(d, 5, -1.0) and not detector_fires([float("nan"), 0.1], 1, 1.0, hold=2)

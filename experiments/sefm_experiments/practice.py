@@ -41,10 +41,11 @@ class Acted(NamedTuple):
 
 
 def run_batch(policy, reward_model, envs, reset_seeds: list[int], families: list[str | None], threshold: float,
-              generator: torch.Generator, greedy: bool = False, oracle_ends: bool = True) -> list[Episode]:
+              generator: torch.Generator, greedy: bool = False, oracle_ends: bool = True,
+              hold: int = 1) -> list[Episode]:
     """One on-policy episode per env, stepped together (`sefm_sim.rollout`); returns them when all have ended.
     Every observation is scored by the frozen reward model (its d, the last one included); the rules are
-    `episode_rules`': the detector d <= s, the step cap, and (oracle_ends) the simulator's success, as a
+    `episode_rules`': the detector d <= s (on `hold` observations in a row), the step cap, and (oracle_ends) the simulator's success, as a
     simulated station's. Each episode's `extras` are its actions' `Acted` records."""
     from sefm_sim.rollout import Decision, rollout
     from sefm_sim.station import language_table_proprio
@@ -71,7 +72,7 @@ def run_batch(policy, reward_model, envs, reset_seeds: list[int], families: list
 
     return rollout(envs, decide, reset_seeds, [{"family": family} if family else None for family in families],
                    end=lambda env, ep: rules.end_after_action(ep.steps, env.config.max_steps, ep.success, oracle_ends),
-                   detect=lambda d, step: rules.SUCCESS_DETECTED if rules.detector_fires(d, threshold, step) else None,
+                   detect=lambda d, step: rules.SUCCESS_DETECTED if rules.detector_fires(d, step, threshold, hold) else None,
                    reward=rules.transition_reward)
 
 
@@ -110,9 +111,12 @@ class PracticeResult:
 
 def practice(policy, reward_model, cfg: ReinforceConfig, versions: int, threshold: float,
              families: list[str] | None, mode: str = "BLOCK_4", image_size=(128, 72), max_steps: int = 100,
-             seed0: int | None = None, torch_seed: int = 0, on_version=None, log=print) -> PracticeResult:
+             seed0: int | None = None, torch_seed: int = 0, on_version=None, log=print, hold: int = 1,
+             oracle_ends: bool = False) -> PracticeResult:
     """`versions` rounds of: a batch of `cfg.episodes_per_batch` practice episodes, then an update.
-    on_version(version, policy) runs after each update (e.g. a held-out evaluation)."""
+    Episodes end by the detector (d <= s on `hold` observations in a row), the step cap, and only with
+    oracle_ends by the simulator's success (a simulator-only stand-in). on_version(version, policy) runs after
+    each update (e.g. a held-out evaluation)."""
     from sefm_sim.envs.language_table import LanguageTableEnv
 
     seed0 = seeds.first_seed("practice") if seed0 is None else seed0
@@ -128,7 +132,8 @@ def practice(policy, reward_model, cfg: ReinforceConfig, versions: int, threshol
         n = cfg.episodes_per_batch
         batch_seeds = [seed0 + used + k for k in range(n)]
         fams = [families[(used + k) % len(families)] if families else None for k in range(n)]
-        batch = run_batch(policy, reward_model, envs, batch_seeds, fams, threshold, generator)
+        batch = run_batch(policy, reward_model, envs, batch_seeds, fams, threshold, generator,
+                          oracle_ends=oracle_ends, hold=hold)
         used += n
         returns = [returns_of(ep, cfg.gamma) for ep in batch]
         loss, moved = update_from(policy, optimizer, batch, returns, cfg, generator, reward_model)
@@ -168,7 +173,13 @@ def main(argv=None) -> int:
     parser.add_argument("--reward-checkpoint", help="a different frozen reward model (as `sefm improve` allows)")
     parser.add_argument("--versions", type=int, default=10, help="updates (one batch of episodes each)")
     add_flags(parser, ReinforceConfig)   # the update's settings, as the trainer node declares them
-    parser.add_argument("--threshold", type=float, required=True, help="success detector: d <= s")
+    parser.add_argument("--threshold", type=float, required=True, help="success detector: d <= s (< 0: off)")
+    parser.add_argument("--hold", type=int, default=1, help="success detector: d <= s on this many observations "
+                                                             "in a row")
+    parser.add_argument("--sim-success-ends", type=lambda v: {"true": True, "false": False}[v.lower()],
+                        default=False, metavar="{true,false}",
+                        help="the simulator's success also ends practice episodes (a simulator-only stand-in "
+                             "for the detector; default false)")
     add_scene_flags(parser)
     parser.add_argument("--max-steps", type=int, default=100, help="step cap of a practice episode")
     parser.add_argument("--eval-episodes", type=int, default=100, help="held-out rollouts before and after practice")
@@ -215,7 +226,8 @@ def main(argv=None) -> int:
 
     evaluate(0, policy)
     result = practice(policy, reward_model, cfg, args.versions, args.threshold, families, args.block_mode, image_size,
-                      max_steps=args.max_steps, seed0=args.practice_seed, torch_seed=args.seed,
+                      max_steps=args.max_steps, seed0=args.practice_seed, torch_seed=args.seed, hold=args.hold,
+                      oracle_ends=args.sim_success_ends,
                       on_version=lambda v, m: evaluate(v, m) if args.eval_every and v % args.eval_every == 0
                       and v != args.versions else None)
     evaluate(args.versions, policy)

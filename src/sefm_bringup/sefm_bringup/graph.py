@@ -50,6 +50,7 @@ class ImproveConfig(StationConfig):
                                             "manager's end_on_sim_success) beside the detector and the step cap: "
                                             "a simulator-only stand-in for the detector")
     success_threshold: float = setting(1.0, "s of the detector d <= s (negative: detector off)")
+    success_hold: int = setting(1, "k of the detector: d <= s on k observations in a row", low=1)
     reinforce: ReinforceConfig = field(default_factory=ReinforceConfig)   # the update (sefm_core.stage2_config)
     versions: int = setting(10, "budget: stop after this many new policy versions", low=1)
     rounds: bool = setting(False, "lockstep only: each version's batch runs as one round of the fleet (a station "
@@ -152,7 +153,8 @@ def node_specs(cfg: ImproveConfig, namespace: str = "") -> list[NodeSpec]:
     trainer = TrainerParams(checkpoint=cfg.checkpoint, stations=stations, run_dir=cfg.run_dir,
                             max_versions=cfg.versions, rounds=cfg.rounds, **asdict(cfg.reinforce))
     reward = RewardParams(checkpoint=cfg.reward_checkpoint or cfg.checkpoint, stations=stations,
-                          success_threshold=cfg.success_threshold, batch_wait=cfg.node_batch_wait())
+                          success_threshold=cfg.success_threshold, success_hold=cfg.success_hold,
+                          batch_wait=cfg.node_batch_wait())
     policy = PolicyParams(checkpoint=cfg.checkpoint, stations=stations, greedy=cfg.greedy,
                           batch_wait=cfg.node_batch_wait(),
                           episodes_per_version=cfg.reinforce.episodes_per_batch if cfg.rounds else 0,

@@ -23,6 +23,8 @@ COMMANDS = {
     "eval": ("sefm_cli.evaluate", "success in the simulator and steps-to-go quality of a checkpoint"),
     "improve": ("sefm_bringup.graph", "Stage 2: a fleet of stations practises, the trainer improves the policy"),
     "practice": ("sefm_experiments.practice", "Stage 2 without ROS: the same REINFORCE loop in one process (experiments)"),
+    "detector": ("sefm_experiments.detector_study", "the success detector on a policy's own states: false ends and "
+                                                    "misses of d <= s held k steps (calibration rollouts)"),
     "pipeline": ("sefm_cli.pipeline", "the whole job (`make demo`): demos -> import -> Stage 1 -> Stage 2 -> report"),
     "driver": ("sefm_drivers.cli", "start one simulated robot driver alone: aloha (Interbotix xs_sdk arms + "
                                    "cameras) or language_table"),

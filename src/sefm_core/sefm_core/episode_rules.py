@@ -2,7 +2,8 @@
 all decide with these functions, so the graph and the ROS-free loop cannot disagree.
 
     reward of the transition o_t -> o_t+1     r_t = d(o_t, g) - d(o_t+1, g)
-    the detector ends the episode at o_t      t > 0 and s >= 0 and d(o_t, g) <= s
+    the detector ends the episode at o_t      t > 0 and s >= 0 and d(o_u, g) <= s for u = t-k+1 .. t
+                                              (k = `hold` observations in a row; k = 1 is the paper's rule)
     the step cap ends it after action t       t + 1 >= max_steps
     a stored transition                       (o_t, a_t, log p(a_t), r_t, d(o_t)), t = 0..T-1, plus o_T
 
@@ -13,6 +14,8 @@ OUTCOMES (the same codes as `sefm_interfaces/EpisodeEvent`); the simulator's
 verdict (`oracle_success`) is stored beside it for measurement only.
 """
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from sefm_core.steps_to_go import detect_success, reward
 
@@ -34,9 +37,12 @@ def detector_on(threshold: float) -> bool:
     return threshold >= 0
 
 
-def detector_fires(d: float, threshold: float, step: int) -> bool:
-    """Does the learned detector end the episode at its observation `step` (0-based)?"""
-    return step > 0 and detector_on(threshold) and bool(detect_success(d, threshold))
+def detector_fires(d: Sequence[float], step: int, threshold: float, hold: int = 1) -> bool:
+    """Does the learned detector end the episode at its observation `step` (0-based)? d: the episode's d up to
+    that observation, the newest last (at least its last `hold`). Holding the verdict for k observations keeps
+    one lucky d on a state the model misreads from ending an episode that has not succeeded."""
+    return (step > 0 and detector_on(threshold) and hold >= 1 and len(d) >= hold
+            and all(bool(detect_success(x, threshold)) for x in d[-hold:]))
 
 
 def end_after_action(steps_taken: int, max_steps: int, oracle_success: bool, oracle_ends: bool) -> int | None:

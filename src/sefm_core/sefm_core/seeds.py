@@ -11,6 +11,7 @@ range (and so may meet another) is an error before anything runs.
 | test_demos   | 10,000,000 .. 10,999,999 | one block              | held-out demos for steps-to-go quality (`sefm collect --seeds test_demos`) |
 | eval         | 20,000,000 .. 20,999,999 | one block              | held-out policy evaluation (`sefm eval`, `sefm practice`'s evaluations) |
 | practice     | 30,000,000 .. 39,999,999 | 100,000 per station    | Stage 2 practice (`sefm improve` station k, `sefm practice`, `sefm bench graph`) |
+| calibration  | 40,000,000 .. 40,999,999 | one block              | the detector's rollouts on the policy's own states (`sefm detector`) |
 
 The bench's arms are independent experiments: each arm draws from the same
 ranges (a smaller demo budget is a prefix of a larger one), never from another
@@ -56,6 +57,7 @@ PLAN = {r.name: r for r in (
     SeedRange("test_demos", 10_000_000, 1_000_000),
     SeedRange("eval", 20_000_000, 1_000_000),
     SeedRange("practice", 30_000_000, 10_000_000, 100_000),
+    SeedRange("calibration", 40_000_000, 1_000_000),
 )}
 ROLES = tuple(PLAN)
 

@@ -4,7 +4,8 @@ For each station namespace in `stations`:
   subscribes camera/image_raw, joint_states, episode_step (joined by header stamp), task
   publishes  steps_to_go (StepsToGo) for every observation, in order:
              d(o_t, g), reward d(o_{t-1}, g) - d(o_t, g) (none at step 0), success: the detector's
-             decision (sefm_core.episode_rules: d <= s, never at step 0; off for s < 0)
+             decision (sefm_core.episode_rules: d <= s on `success_hold` observations in a row, never at
+             step 0; off for s < 0)
 
 The station manager ends the episode on a detected success. A lifecycle node: configure loads the model,
 activate starts scoring. The model is loaded once
@@ -44,7 +45,7 @@ class RewardNode(ManagedNode):
         self.model, meta = checkpoint.load(p.checkpoint)
         self.model.eval().requires_grad_(False)
         self.sha256 = meta["weights_sha256"]
-        self.threshold = float(p.success_threshold)
+        self.threshold, self.hold = float(p.success_threshold), int(p.success_hold)
         self.stations: dict[str, Scored] = {}
         self.pubs = {}
         for name in station_list(p.stations):
@@ -70,11 +71,13 @@ class RewardNode(ManagedNode):
         d = self.model.steps_to_go(images, [task.instruction for task, _ in episodes], proprio).numpy()
         for (view, key), (task, step), d_t in zip(batch, episodes, d):  # oldest first: the episode's order
             view.mark_done(key)
-            msg = StepsToGo(observation_stamp=time_of(key), episode_id=task.episode_id, step=step,
-                            expected_steps_to_go=float(d_t), success=detector_fires(float(d_t), self.threshold, step),
-                            success_threshold=self.threshold, reward_model_sha256=self.sha256)
             if view.episode != task.episode_id:
                 view.episode, view.d = task.episode_id, {}
+            recent = [view.d.get(u, float("nan")) for u in range(step - self.hold + 1, step)] + [float(d_t)]
+            msg = StepsToGo(observation_stamp=time_of(key), episode_id=task.episode_id, step=step,
+                            expected_steps_to_go=float(d_t),
+                            success=detector_fires(recent, step, self.threshold, self.hold),
+                            success_threshold=self.threshold, reward_model_sha256=self.sha256)
             # the reward of the step into this observation: d of the same episode's previous step minus its d
             if step - 1 in view.d:
                 msg.reward, msg.has_reward = transition_reward(view.d[step - 1], float(d_t)), True

@@ -6,7 +6,8 @@ callables (the callers pass `sefm_core.episode_rules`), so this module needs nei
 
     policy(observations) -> actions, or Decision(actions, d, extras)    one call per step, a batch
     end(env, episode) -> outcome or None     after each action (default: the env's terminated / truncated)
-    detect(d, step) -> outcome or None       at each scored observation (the learned success detector)
+    detect(d, step) -> outcome or None       at each scored observation (the learned success detector;
+                                             d: the episode's d so far, the newest last)
     reward(d_before, d_after) -> r           per transition of a scored episode
 
 A scored rollout is one whose policy returns d (the reward model's steps-to-go): then every observation is
@@ -110,7 +111,7 @@ class Lockstep:
                 ep.d.append(float(decision.d[row]))
                 if self.reward is not None and len(ep.d) > 1:
                     ep.rewards.append(self.reward(ep.d[-2], ep.d[-1]))
-                fired = self.detect(ep.d[-1], ep.steps) if self.detect is not None else None
+                fired = self.detect(ep.d, ep.steps) if self.detect is not None else None
                 ep.detections.append(fired is not None)
                 if ep.outcome is not None:       # its last observation, scored now: that was the last reward
                     ended.append(i)

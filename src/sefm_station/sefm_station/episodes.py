@@ -148,7 +148,7 @@ class Episodes:
         """A StepsToGo: a success for this episode's current observation that the detector rule confirms ends it."""
         if not (self.phase == RUNNING and episode_id == self.episode_id and observation_ns == self.last_ns):
             return None
-        if success and step == self.step and rules.detector_fires(d, threshold, step):
+        if success and step == self.step and rules.detector_fires([d], step, threshold):   # (the newest d)
             self.detected_successes += 1
             return self.end(rules.SUCCESS_DETECTED, f"steps-to-go {d:.2f} <= {threshold:.2f}")
         return None
