@@ -284,8 +284,13 @@ def test_language_table_driver_timeout_success_and_sim_resets(names, tmp_path):
                      "score_from:=''", "gate_status:=test_gate"])   # the test plays the reward node and the gate
     s = Station(ns, estop)
     try:
-        # the first episode starts once the "gate" passes commands: after this test's subscriptions matched
-        assert s.spin_until(lambda: s.node.count_publishers(f"{ns}/episode_step") >= 1, 15)
+        # the first episode starts once the "gate" passes commands: after this test's subscriptions matched.
+        # Seeing a publisher is not enough (discovery is one-sided for a while): a status from the manager and
+        # a joint state from the driver show that both processes deliver to this test's participant.
+        driver_states = []
+        s.node.create_subscription(JointState, f"{ns}/driver/joint_states", driver_states.append, RELIABLE)
+        assert s.spin_until(lambda: s.node.count_publishers(f"{ns}/episode_step") >= 1 and s.status
+                            and driver_states, 20)
         s.spin_for(0.3)
         s.node.create_publisher(String, "test_gate", LATCHED).publish(String(data='{"state": "active"}'))
         assert s.spin_until(lambda: len(s.ends()) >= 1, 15), "no episode ended"
