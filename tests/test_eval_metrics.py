@@ -157,3 +157,15 @@ def test_held_out_states_align_goal_flags_with_labels_and_key_goals_by_the_label
     assert len(states.goal.unique()) == len(blocks)   # ... and the schema keys it as one goal, not by its words
     plain, _ = held_out_states(model, data, list(range(len(data))))
     assert len(plain.goal.unique()) == len(texts)      # without labels a goal is its instruction
+
+
+def test_detector_on_practice_counts_false_ends_and_misses_against_the_verdict_at_the_end():
+    from sefm_core.metrics import detector_on_practice
+
+    # (detector ended it, the simulator's verdict at the end): a true end, two false ends, a miss, a failure
+    # nobody ended, and one without a verdict (not counted)
+    m = detector_on_practice([(True, True), (True, False), (True, False), (False, True), (False, False),
+                              (True, None)])
+    assert (m.episodes, m.detected, m.false_ends, m.goal_at_end, m.missed) == (5, 3, 2, 2, 1)
+    assert m.false_end_rate == pytest.approx(2 / 3) and m.miss_rate == pytest.approx(0.5)
+    assert np.isnan(detector_on_practice([(False, False)]).false_end_rate)

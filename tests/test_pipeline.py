@@ -59,7 +59,8 @@ def test_pipeline_miniature_runs_every_stage_and_writes_the_report(tmp_path):
         "image_size": "64x36", "sft_config": str(sft),
         "improve": {"stations": 1, "versions": 1, "max_steps": 8, "rounds": True,
                     "reinforce": {"episodes_per_batch": 1, "updates_per_batch": 1}},
-        "eval_episodes": 2, "eval_every": 1, "eval_policy": "sampled", "eval_max_steps": 8, "success_threshold": -1,
+        "eval_episodes": 2, "eval_every": 1, "eval_policy": "sampled", "eval_max_steps": 8,
+        "success_threshold": 100.0,   # the detector ends every practice episode at its first judged observation
     }
     path = tmp_path / "demo.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -67,7 +68,8 @@ def test_pipeline_miniature_runs_every_stage_and_writes_the_report(tmp_path):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     report = tmp_path / "run" / "report"
     text = (report / "report.md").read_text()
-    assert "BC (Stage 1)" in text and "self-improved (Stage 2, v1)" in text and "detector was off" in text
+    assert "BC (Stage 1)" in text and "self-improved (Stage 2, v1)" in text
+    assert "Practice episodes ended at the learned detector, d <= 100.00" in text and "| false ends |" in text
     assert json.loads((tmp_path / "run" / "eval" / "v1.json").read_text())["max_steps"] == 8
     for picture in ("success_vs_practice.png", "episode_curves.png", "filmstrip.png"):
         assert (report / picture).stat().st_size > 1000
@@ -75,7 +77,10 @@ def test_pipeline_miniature_runs_every_stage_and_writes_the_report(tmp_path):
     assert set(results["results"]) == {"0", "1"} and results["practice_episodes"]["1"] >= 1
     assert results["seeds"]["train_demos"]["used"] == [[0, 2]] and results["seeds"]["eval"]["range"][0] == 20_000_000
     assert "## Seeds" in text and "practice" in results["seeds"]
-    assert sum(results["practice_outcomes"]["end_reason"].values()) == results["practice_outcomes"]["records"] >= 1
+    outcomes = results["practice_outcomes"]
+    assert sum(outcomes["end_reason"].values()) == outcomes["records"] >= 1
+    assert outcomes["end_reason"].get("success_detected", 0) == outcomes["detected"] >= 1
+    assert sum(b["detected"] for b in outcomes["detector_by_versions"]) == outcomes["detected"]
     # a second run finds every stage done and only rewrites the report
     again = subprocess.run([SEFM, "pipeline", "--config", str(path)], capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and again.stdout.count("done already") >= 5

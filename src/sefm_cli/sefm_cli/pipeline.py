@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from sefm_cli.stages import SEFM, StageError, run_stage
-from sefm_core import seeds
+from sefm_core import metrics, seeds
 from sefm_core.config import ConfigError, from_dict, load_yaml, setting
 from sefm_sim.station import BlockMode
 
@@ -51,9 +51,9 @@ class PipelineConfig:
     eval_policy: Literal["greedy", "sampled"] = setting("greedy", "greedy, or sampled: the policy REINFORCE "
                                                                   "trains (docs/results.md)")
     eval_max_steps: int = setting(200, "step cap of an evaluation episode (as Stage 2's practice cap)", low=1)
-    success_threshold: float | None = setting(None, "the reward node's detector d <= s; unset: the s Stage 1's "
-                                                    "evaluation picks by F1 on held-out demo states; negative: "
-                                                    "detector off (then the recipe's sim_success_ends decides)")
+    success_threshold: float | None = setting(None, "the reward node's detector d <= s over the Stage-2 recipe's; "
+                                                    "unset: the recipe's; negative: detector off (then the "
+                                                    "recipe's sim_success_ends decides)")
 
 
 def deep_merge(base: dict, over: dict) -> dict:
@@ -65,7 +65,7 @@ def deep_merge(base: dict, over: dict) -> dict:
 
 
 def stage_configs(cfg: PipelineConfig, run: pathlib.Path, checkpoint: str = "<Stage-1 checkpoint>",
-                  threshold: float = 1.0) -> tuple[dict, "ImproveConfig"]:
+                  threshold: float | None = None) -> tuple[dict, "ImproveConfig"]:
     """The Stage-1 and Stage-2 configs this run uses: the recipes with the pipeline's values on top, checked
     whole (a ConfigError before anything runs)."""
     from sefm_bringup.graph import load_config
@@ -83,7 +83,7 @@ def stage_configs(cfg: PipelineConfig, run: pathlib.Path, checkpoint: str = "<St
     improve = deep_merge(load_yaml(cfg.improve_config), {
         "checkpoint": checkpoint, "run_dir": str(run / "improve"), "families": cfg.families,
         "block_mode": cfg.block_mode, "image_width": int(width), "image_height": int(height),
-        "success_threshold": threshold})
+        **({} if threshold is None else {"success_threshold": threshold})})
     improve = deep_merge(improve, cfg.improve)
     return sft, load_config(None, improve)
 
@@ -135,11 +135,10 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> pathlib.Path:
     run_stage("sft", SEFM + ["sft", str(dataset), "--config", str(sft_path), "--run-dir", str(sft_run)],
               run, [sft_run], sft_run / "checkpoints" / "final" / "model.safetensors", log, resume=["--resume"])
     bc_checkpoint = sft_run / "checkpoints" / "final"
-    # BC, and the steps-to-go quality with the success threshold s the reward node will use
+    # BC, and the steps-to-go quality on held-out demos
     bc = evaluate(run, cfg, bc_checkpoint, "v0", log, ("--dataset", str(dataset), "--run-dir", str(sft_run)))
     results = {0: bc["success"]["all"]}
-    threshold = bc["steps_to_go"]["threshold"] if cfg.success_threshold is None else cfg.success_threshold
-    _, improve = stage_configs(cfg, run, str(bc_checkpoint), round(float(threshold), 3))
+    _, improve = stage_configs(cfg, run, str(bc_checkpoint), cfg.success_threshold)
     improve_path = run / "configs" / "improve.yaml"
     write_yaml(improve_path, asdict(improve))
     versions, improve_run = improve.versions, pathlib.Path(improve.run_dir)
@@ -148,7 +147,7 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> pathlib.Path:
               run, [improve_run], improve_run / "checkpoints" / f"v{versions}" / "model.safetensors", log, resume=[])
     for v in sorted({*range(cfg.eval_every, versions, cfg.eval_every), versions}):
         results[v] = evaluate(run, cfg, improve_run / "checkpoints" / f"v{v}", f"v{v}", log)["success"]["all"]
-    report = write_report(run, cfg, results, bc.get("steps_to_go", {}), time.monotonic() - start)
+    report = write_report(run, cfg, improve, results, bc.get("steps_to_go", {}), time.monotonic() - start)
     log(f"report: {report}")
     return report
 
@@ -174,9 +173,35 @@ def practice_outcomes(improve_run: pathlib.Path, episodes) -> dict:
     for r in records:
         reasons[r.get("end_reason", "?")] = reasons.get(r.get("end_reason", "?"), 0) + 1
     judged = [r["oracle_success"] for r in records if r.get("oracle_success") is not None]
-    return {"records": len(records), "end_reason": reasons, "detected": sum(bool(r.get("detector_success"))
-                                                                             for r in records),
-            "oracle_judged": len(judged), "oracle_success": sum(judged)}
+    out = {"records": len(records), "end_reason": reasons, "detected": sum(bool(r.get("detector_success"))
+                                                                            for r in records),
+           "oracle_judged": len(judged), "oracle_success": sum(judged), "detector_by_versions": []}
+    # the detector's false ends and misses, and how they drift: four blocks of policy versions
+    version = [r.get("policy_version", r.get("trainer_version", 0)) for r in records]
+    size = max(1, -(-(max(version, default=0) + 1) // 4))
+    for first in range(0, max(version, default=0) + 1, size):
+        block = [r for r, v in zip(records, version) if first <= v < first + size]
+        m = metrics.detector_on_practice((r.get("detector_success"), r.get("oracle_success")) for r in block)
+        out["detector_by_versions"].append({"versions": [first, first + size - 1], **asdict(m),
+                                            "false_end_rate": m.false_end_rate, "miss_rate": m.miss_rate})
+    return out
+
+
+def detector_table(outcomes: dict) -> list[str]:
+    """The detector against the simulator's verdict at the end of each practice episode, by version block."""
+    rows = [b for b in outcomes["detector_by_versions"] if b["episodes"]]
+    if not rows or not any(b["detected"] for b in rows):
+        return []
+    lines = ["", "The learned detector on the policy's own practice episodes (the simulator's verdict at each "
+             "episode's end, measurement only). False end: the detector ended it and the goal did not hold. Miss: "
+             "the goal held at the end and the detector had not ended it.", "",
+             "| versions | episodes judged | detector ends | false ends | goal held at the end | missed |",
+             "|---|---|---|---|---|---|"]
+    for b in rows:
+        low, high = b["versions"]
+        lines.append(f"| v{low}-v{high} | {b['episodes']} | {b['detected']} | {b['false_ends']} "
+                     f"({b['false_end_rate']:.2f}) | {b['goal_at_end']} | {b['missed']} ({b['miss_rate']:.2f}) |")
+    return lines
 
 
 def verdict(bc: dict, improved: dict) -> str:
@@ -188,17 +213,20 @@ def verdict(bc: dict, improved: dict) -> str:
     return "Intervals overlap: no separation at this scale"
 
 
-def detector_note(cfg: PipelineConfig) -> str:
-    if cfg.success_threshold is None:
-        return "The reward node used this s: practice episodes ended at a detected success or the step cap."
-    if cfg.success_threshold < 0:
+def detector_note(improve) -> str:
+    """What ended the practice episodes, from the Stage-2 config the run used (ImproveConfig)."""
+    if improve.success_threshold < 0:
         return ("The reward node's detector was off (success_threshold < 0): practice episodes ended at the "
-                "simulator's success (the Stage-2 recipe's sim_success_ends: a simulator-only stand-in for the "
-                "detector) or at the step cap.")
-    return f"The reward node used s = {cfg.success_threshold:.2f} (set in the pipeline config)."
+                + ("simulator's success (the Stage-2 recipe's sim_success_ends: a simulator-only stand-in for the "
+                   "detector) or at " if improve.sim_success_ends else "") + "the step cap.")
+    return (f"Practice episodes ended at the learned detector, d <= {improve.success_threshold:.2f} on "
+            f"{improve.success_hold} observation(s) in a row, or at the step cap ({improve.max_steps})"
+            + (", or at the simulator's success (sim_success_ends)" if improve.sim_success_ends else
+               "; nothing from the simulator ended one") + ".")
 
 
-def write_report(run: pathlib.Path, cfg: PipelineConfig, results: dict, stg: dict, seconds: float) -> pathlib.Path:
+def write_report(run: pathlib.Path, cfg: PipelineConfig, improve, results: dict, stg: dict,
+                 seconds: float) -> pathlib.Path:
     from sefm_cli import plots
     from sefm_core.data import EpisodeDataset
 
@@ -224,8 +252,8 @@ def write_report(run: pathlib.Path, cfg: PipelineConfig, results: dict, stg: dic
              f"Stage-1 steps-to-go on {stg.get('episodes', '?')} held-out demos: rank correlation per episode "
              f"{stg.get('approach_spearman', float('nan')):.2f} over the approach, "
              f"{stg.get('per_episode_spearman', float('nan')):.2f} over every state, pooled {stg.get('pooled_spearman', float('nan')):.2f}"
-             f"; success detector d <= s = {stg.get('threshold', float('nan')):.2f} (chosen by F1): F1 "
-             f"{stg.get('f1', float('nan')):.2f}. {detector_note(cfg)}", "",
+             f"; on those demos the detector d <= s does best at s = {stg.get('threshold', float('nan')):.2f} (F1 "
+             f"{stg.get('f1', float('nan')):.2f}). {detector_note(improve)}", "",
              "| version | practice episodes | held-out success |", "|---|---|---|"]
     lines += [f"| v{v} | {used.get(v, '?')} | {cell(r)} |" for v, r in sorted(results.items())]
     episodes = EpisodeDataset(run / "improve" / "episodes")
@@ -239,6 +267,7 @@ def write_report(run: pathlib.Path, cfg: PipelineConfig, results: dict, stg: dic
     lines += ["", f"The learned detector ended {outcomes['detected']} of {outcomes['records']} practice episodes; "
               + (f"the simulator judged {outcomes['oracle_success']} of {judged} a success (measurement only: "
                  "it never enters a reward)." if judged else "no simulator judged them.")]
+    lines += detector_table(outcomes)
     # sample episodes chosen by outcome: an early one, and a late success and failure by the simulator's verdict
     meta = [e["metadata"] for e in episodes.index]
     last_version = max(m["policy_version"] for m in meta)

@@ -83,3 +83,30 @@ def approach_states(d: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.n
     zero = np.flatnonzero(labels == 0)
     end = int(zero[0]) + 1 if len(zero) else len(labels)
     return d[:end], labels[:end]
+
+
+@dataclass(frozen=True)
+class DetectorOnPractice:
+    """The learned detector judged against the simulator's verdict at each practice episode's end.
+    false end: the detector ended it and the goal did not hold; miss: the goal held at the end (the step
+    cap, or the operator) and the detector had not ended it. Episodes without a verdict are not counted."""
+    episodes: int
+    detected: int
+    false_ends: int
+    goal_at_end: int
+    missed: int
+
+    @property
+    def false_end_rate(self) -> float:
+        return self.false_ends / self.detected if self.detected else float("nan")
+
+    @property
+    def miss_rate(self) -> float:
+        return self.missed / self.goal_at_end if self.goal_at_end else float("nan")
+
+
+def detector_on_practice(records) -> DetectorOnPractice:
+    """records: (detector ended it, the simulator's verdict at its end or None) per episode."""
+    judged = [(bool(d), bool(o)) for d, o in records if o is not None]
+    return DetectorOnPractice(len(judged), sum(d for d, _ in judged), sum(d and not o for d, o in judged),
+                              sum(o for _, o in judged), sum(o and not d for d, o in judged))
