@@ -59,6 +59,24 @@ def test_episode_phases_outcomes_and_the_step_cap():
     assert end is None and ok and e.observe(1400) == 0
 
 
+def test_an_unsure_detection_asks_the_operator_and_holds_until_answered():
+    e = Episodes(max_steps=20, resets="none", ask_above=0.5)
+    e.observe(100), e.observe(200)
+    assert e.score(100, 200, 1, True, 0.8, 1.0) is None   # d in (ask_above, s]: a question, no end
+    assert e.asking and e.halted and e.asks == 1 and e.observe(300) is None
+    assert e.score(100, 200, 1, True, 0.1, 1.0) is None   # the open question is the operator's now
+    assert e.resume("look")[0] and "not yet" in e.message and e.answers == 1 and not e.halted
+    assert e.observe(300) == 2 and e.score(100, 300, 2, True, 0.7, 1.0) is None and e.asks == 2
+    end, ok, _ = e.abort(success=True, reset=True, reason="done")
+    assert ok and (end.outcome, end.operator_asks, e.answers, e.detected_successes) == (rules.OPERATOR_SUCCESS, 2, 2, 0)
+    e.observe(400), e.observe(500)
+    assert e.score(400, 500, 1, True, 0.3, 1.0).outcome == rules.SUCCESS_DETECTED   # sure: d <= ask_above
+    e.observe(600), e.observe(700)
+    assert e.score(600, 700, 1, True, 0.9, 1.0) is None and e.asking
+    end = e.estop(True, "stop")   # an end the operator did not make closes the question unanswered
+    assert end.outcome == rules.ESTOP and end.operator_asks == 1 and not e.asking and e.answers == 2
+
+
 def test_sim_and_operator_resets_and_seeds():
     first = seeds.first_seed("practice", 2)
     e = Episodes(max_steps=5, resets="sim", first_seed=first)
@@ -473,6 +491,55 @@ def test_operator_abort_and_success_marks(aloha):
     assert len(s.steps) == count and len(s.ends()) == 2
     assert s.call(ResumeStation, "resume", reason="").success
     assert s.spin_until(lambda: len(s.steps) > count, 2) and s.steps[-1].episode_id == r.episode_id
+
+
+def test_the_scripted_operator_answers_the_stations_questions_after_its_delay(names, tmp_path):
+    """The real LanguageTable driver and a manager with ask_above: an unsure detection holds the episode and asks
+    (ASK, status asking_operator); the scripted operator answers from the simulator's verdict after its delay:
+    "not yet" (LABEL, the episode goes on) while the goal does not hold, then the step cap ends the episode,
+    which records how often it asked."""
+    ns, estop = names
+    data = yaml.safe_load((PROFILE_DIR / "sim_language_table.yaml").read_text())
+    data["station"] = {"tasks": "sim", "resets": "sim", "max_steps": 30, "sim_families": ["block2block"]}
+    profile = tmp_path / "lt.yaml"
+    profile.write_text(yaml.safe_dump(data))
+    driver = spawn("sefm_drivers.language_table_driver", f"{ns}/driver", estop,
+                   ["image_width:=64", "image_height:=36", "families:=block2block"])
+    manager = spawn("sefm_station.station_manager_node", ns, estop,
+                    ["autostart:=true", f"profile:={profile}", "driver_namespace:=driver", "ask_above:=0.5",
+                     "score_from:=''", "gate_status:=''"])
+    operator = spawn("sefm_station.scripted_operator_node", "/", estop,
+                     [f"stations:={ns.strip('/')}", "delay:=0.4", "driver_namespace:=driver"])
+    s = Station(ns, estop)
+    try:
+        def current():
+            return s.steps[-1] if s.steps and not s.ends() else None
+
+        assert s.spin_until(lambda: current() is not None and current().step >= 2, 20)
+        s.spin_for(1.0)   # the operator has discovered the station
+        obs = current()
+        asked_at = time.monotonic()
+        for _ in range(10):   # an unsure success (0.5 < d <= s) for the current observation
+            obs = current()
+            s.score.publish(StepsToGo(observation_stamp=obs.header.stamp, episode_id=obs.episode_id, step=obs.step,
+                                      expected_steps_to_go=0.8, success=True, success_threshold=1.0))
+            if s.spin_until(lambda: any(e.event == EpisodeEvent.ASK for e in s.events), 0.3):
+                break
+        ask = next(e for e in s.events if e.event == EpisodeEvent.ASK)
+        assert ask.episode_id == obs.episode_id and "unsure" in ask.detail
+        assert s.spin_until(lambda: any(st.asking_operator for st in s.status), 2)
+        held = len(s.steps)
+        assert s.spin_until(lambda: any(e.event == EpisodeEvent.LABEL for e in s.events), 5), "no answer"
+        assert time.monotonic() - asked_at >= 0.4 and len(s.steps) <= held + 1   # it held until answered
+        label = next(e for e in s.events if e.event == EpisodeEvent.LABEL)
+        assert label.episode_id == obs.episode_id and "not yet" in label.detail   # block2block: not solved
+        assert s.spin_until(lambda: s.ends(), 15)   # the episode went on to the step cap
+        end = s.ends()[0]
+        assert end.outcome == EpisodeEvent.OUTCOME_TIMEOUT and end.operator_asks == 1 and end.num_steps == 30
+        assert s.spin_until(lambda: any(st.operator_asks == 1 and st.operator_answers == 1 for st in s.status), 2)
+    finally:
+        s.close()
+        print(stop(operator, manager, driver))
 
 
 def test_estop_ends_the_episode_and_nothing_starts_until_released(aloha, names):

@@ -25,6 +25,7 @@ setup(
         'console_scripts': ['estop_latch = sefm_station.estop_latch_node:main',
                             'lifecycle_manager = sefm_station.lifecycle_manager_node:main',
                             'safety_gate = sefm_station.safety_gate_node:main',
+                            'scripted_operator = sefm_station.scripted_operator_node:main',
                             'station_manager = sefm_station.station_manager_node:main'],
     },
 )

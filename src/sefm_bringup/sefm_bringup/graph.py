@@ -5,8 +5,9 @@
 The graph: per station (/station_0, /station_1, ...) a simulated robot driver on its robot's contract, a
 safety gate (the only path from the policy to the driver) and a station manager (observations, tasks,
 episodes, resets); for the fleet one policy node and one reward node acting for all stations (batched), one
-trainer, the e-stop latch, a lifecycle manager that brings the managed nodes up in order, and a monitor that
-prints every station's state. Swapping the simulated driver for a real one changes only the driver and the
+trainer, the e-stop latch, a lifecycle manager that brings the managed nodes up in order, a monitor that
+prints every station's state, and with `operator: scripted` a scripted operator (simulation only) that answers
+the stations' questions (`ask_above`: the detector fired but is unsure). Swapping the simulated driver for a real one changes only the driver and the
 profile (`sefm_station/profiles`). `processes: single` puts all nodes on one executor in this process (ROS 2
 composition); `per_node` starts each node as its own process. Either way they are real nodes on the DDS graph,
 and the launch files in launch/ start the same nodes from the same config. The run stops after `versions` new
@@ -25,6 +26,7 @@ from typing import Literal
 from sefm_core.config import ConfigError, add_flags, apply_flags, from_dict, load_yaml, setting
 from sefm_core.stage2_config import ReinforceConfig
 from sefm_sim.station import StationConfig
+from sefm_station.params import OperatorSettings, StationManagerParams
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,13 @@ class ImproveConfig(StationConfig):
                                             "a simulator-only stand-in for the detector")
     success_threshold: float = setting(1.0, "s of the detector d <= s (negative: detector off)")
     success_hold: int = setting(1, "k of the detector: d <= s on k observations in a row", low=1)
+    ask_above: float = setting(StationManagerParams.ask_above, "a detected success with d above this asks the "
+                               "operator instead of ending the episode (the station holds until answered); "
+                               "negative: never ask")
+    operator: Literal["person", "scripted"] = setting("person", "who answers the stations' questions: a person "
+                                                      "(`sefm operator`), or scripted (simulation only: the "
+                                                      "simulator's verdict after a delay, with an error rate)")
+    scripted_operator: OperatorSettings = field(default_factory=OperatorSettings)   # operator: scripted
     reinforce: ReinforceConfig = field(default_factory=ReinforceConfig)   # the update (sefm_core.stage2_config)
     versions: int = setting(10, "budget: stop after this many new policy versions", low=1)
     rounds: bool = setting(False, "lockstep only: each version's batch runs as one round of the fleet (a station "
@@ -125,7 +134,7 @@ def station_specs(cfg: ImproveConfig, index: int, name: str, seed: int, ns: str)
     gate = GateParams(profile=profile, driver_namespace=driver_ns, sim_lockstep=lockstep)
     manager = StationManagerParams(profile=profile, driver_namespace=driver_ns, max_steps=cfg.max_steps,
                                    station_index=index, seed=seed, lockstep=lockstep, wait_for_score=lockstep,
-                                   end_on_sim_success=cfg.sim_success_ends,
+                                   end_on_sim_success=cfg.sim_success_ends, ask_above=cfg.ask_above,
                                    sim_block_mode=cfg.block_mode if cfg.env == "language_table" else "",
                                    sim_families=cfg.families if cfg.env == "language_table" else "")
     return [*([driver] if driver else []),
@@ -169,6 +178,13 @@ def node_specs(cfg: ImproveConfig, namespace: str = "") -> list[NodeSpec]:
                  for i, (name, seed) in enumerate(zip(cfg.station_names(), cfg.station_seeds()))]
     for station in stations_:
         specs += station
+    if cfg.operator == "scripted":
+        from sefm_station.params import ScriptedOperatorParams
+
+        specs.append(NodeSpec("sefm_station", "scripted_operator", "sefm_station.scripted_operator_node",
+                              "scripted_operator", ns, ScriptedOperatorParams(
+                                  stations=stations, driver_namespace="driver" if cfg.env == "language_table" else "",
+                                  **asdict(cfg.scripted_operator))))
     managed = [s.full_name for s in specs[:3]] + \
               [s.full_name for station in stations_ for s in station if s.executable == "safety_gate"] + \
               [s.full_name for station in stations_ for s in station if s.executable == "station_manager"]
@@ -193,7 +209,7 @@ class Monitor:
         from sefm_ros.common import EPISODE_EVENTS, LATCHED, reliable
 
         self.rows = {s: {"state": "-", "step": 0, "d": float("nan"), "reward": 0.0, "detected": 0, "oracle": 0,
-                         "judged": 0, "episodes": 0, "message": ""} for s in stations}
+                         "judged": 0, "episodes": 0, "asked": 0, "message": ""} for s in stations}
         self.seen: set[tuple[str, int]] = set()
         self.version = 0
         self.EpisodeEvent = EpisodeEvent
@@ -222,6 +238,7 @@ class Monitor:
         row = self.rows[s]
         row["episodes"] += 1
         row["detected"] += int(m.outcome == self.EpisodeEvent.OUTCOME_SUCCESS_DETECTED)
+        row["asked"] += m.operator_asks
         if m.env_success_known:
             row["judged"] += 1
             row["oracle"] += int(m.env_success)
@@ -242,11 +259,11 @@ class Monitor:
     def table(self) -> str:
         lines = [f"policy version {self.version}; bring-up {self.bringup['state']}",
                  f"{'station':<12}{'state':<9}{'episodes':>9}{'step':>6}{'d':>8}{'reward':>8}{'detected':>10}"
-                 f"{'sim success':>13}  message"]
+                 f"{'asked':>7}{'sim success':>13}  message"]
         for s, r in self.rows.items():
             oracle = f"{r['oracle']}/{r['judged']}" if r["judged"] else "-"
             lines.append(f"{s:<12}{r['state']:<9}{r['episodes']:>9}{r['step']:>6}{r['d']:>8.2f}{r['reward']:>8.2f}"
-                         f"{r['detected']:>10}{oracle:>13}  {r['message'][:40]}")
+                         f"{r['detected']:>10}{r['asked']:>7}{oracle:>13}  {r['message'][:40]}")
         return "\n".join(lines)
 
 
@@ -423,6 +440,13 @@ def load_config(path: str | None, overrides: dict) -> ImproveConfig:
     if cfg.env == "aloha" and cfg.mode == "lockstep":
         raise ConfigError("mode: lockstep needs a lockstep simulated driver; the simulated ALOHA runs in real time "
                           "(mode: realtime)")
+    if cfg.ask_above >= 0 and not 0 <= cfg.ask_above < cfg.success_threshold:
+        raise ConfigError(f"ask_above={cfg.ask_above:g}: the station asks when the detector fires (d <= "
+                          f"success_threshold={cfg.success_threshold:g}) with d above ask_above, so it must lie "
+                          "below success_threshold (negative: never ask)")
+    if cfg.operator == "scripted" and cfg.drivers != "sim":
+        raise ConfigError("operator: scripted reads the simulator's verdict: it needs drivers: sim (a real "
+                          "station's questions go to a person at `sefm operator`)")
     if cfg.rounds and cfg.mode != "lockstep":
         raise ConfigError("rounds: true needs mode: lockstep (a real-time station cannot wait for a version)")
     return cfg

@@ -19,6 +19,9 @@ Halts stop observations in any phase (the episode, if one runs, stays open unles
                 (EStop.msg: stations stay paused until resumed), so nothing starts before `resume`
     fault       stale or unusable inputs, or a failed sim reset: ends a running episode as FAULT; an input
                 fault clears when the inputs are fresh again, any fault with the operator's `reset`
+    asking      the detector fired but is unsure (`ask_above` >= 0 and the newest d above it): the episode
+                holds until the operator answers: abort with success=true (OPERATOR_SUCCESS), abort with
+                success=false (a failure: OPERATOR_ABORT), or resume ("not yet": it goes on and may ask again)
 
 Outcomes (sefm_core.episode_rules codes): SUCCESS_DETECTED when a StepsToGo for this episode's current
 observation says success and `episode_rules.detector_fires` agrees; TIMEOUT; OPERATOR_ABORT (abort, or
@@ -45,6 +48,7 @@ class End:
     num_steps: int
     last_observation_ns: int
     detail: str
+    operator_asks: int = 0   # times this episode asked the operator
 
 
 @dataclass(frozen=True)
@@ -61,19 +65,21 @@ class Episodes:
     `after_observation`; the operator's and the inputs' events through the other methods. Methods that can end
     an episode return its `End` (or None)."""
 
-    def __init__(self, max_steps: int, resets: str, first_seed: int = 0):
+    def __init__(self, max_steps: int, resets: str, first_seed: int = 0, ask_above: float = -1.0):
         if resets not in ("sim", "operator", "none"):
             raise ValueError(f"resets: {resets!r} is not one of sim, operator, none")
-        self.max_steps, self.resets = int(max_steps), resets
+        self.max_steps, self.resets, self.ask_above = int(max_steps), resets, float(ask_above)
         self.next_seed = int(first_seed)
         self.seed_override: int | None = None   # the operator's `reset` seed for the next sim reset
         self.seed = 0                            # the seed of the current (last reset) scene
         self.phase = self.first_phase()
         self.paused = self.estopped = False
         self.fault = ""
+        self.asking = ""                         # why the station waits for the operator's answer
         self.episode_id = self.step = self.last_ns = 0
         self.message = self.phase_message()
         self.episodes_done = self.detected_successes = self.operator_successes = self.faults = 0
+        self.asks = self.answers = self.episode_asks = 0
 
     # --- phases ------------------------------------------------------------------------------------
 
@@ -87,7 +93,7 @@ class Episodes:
 
     @property
     def halted(self) -> bool:
-        return self.paused or self.estopped or bool(self.fault)
+        return self.paused or self.estopped or bool(self.fault) or bool(self.asking)
 
     @property
     def running(self) -> bool:
@@ -98,7 +104,7 @@ class Episodes:
             return STATE_ESTOPPED
         if self.fault:
             return STATE_FAULT
-        if self.paused:
+        if self.paused or self.asking:
             return STATE_PAUSED
         return STATE_RUNNING if self.phase == RUNNING else STATE_IDLE
 
@@ -129,6 +135,7 @@ class Episodes:
             return None
         if self.phase == READY:
             self.phase, self.episode_id, self.step, self.last_ns = RUNNING, stamp_ns, 0, stamp_ns
+            self.episode_asks = 0
             self.message = "running"
             return 0
         if self.phase == RUNNING:
@@ -145,10 +152,19 @@ class Episodes:
 
     def score(self, episode_id: int, observation_ns: int, step: int, success: bool, d: float,
               threshold: float) -> End | None:
-        """A StepsToGo: a success for this episode's current observation that the detector rule confirms ends it."""
+        """A StepsToGo: a success for this episode's current observation that the detector rule confirms ends
+        it, or, with its d above `ask_above`, asks the operator (`asking`; nothing ends)."""
         if not (self.phase == RUNNING and episode_id == self.episode_id and observation_ns == self.last_ns):
             return None
+        if self.asking:
+            return None
         if success and step == self.step and rules.detector_fires([d], step, threshold):   # (the newest d)
+            if self.ask_above >= 0 and d > self.ask_above:
+                self.asking = self.message = (f"asking the operator: the detector is unsure (steps-to-go {d:.2f} "
+                                              f"> {self.ask_above:.2f}); success, failure or not yet?")
+                self.asks += 1
+                self.episode_asks += 1
+                return None
             self.detected_successes += 1
             return self.end(rules.SUCCESS_DETECTED, f"steps-to-go {d:.2f} <= {threshold:.2f}")
         return None
@@ -158,8 +174,9 @@ class Episodes:
     def end(self, outcome: int, detail: str, restart: bool = True) -> End | None:
         if self.phase != RUNNING:
             return None
-        end = End(self.episode_id, outcome, self.step, self.last_ns, detail)
+        end = End(self.episode_id, outcome, self.step, self.last_ns, detail, self.episode_asks)
         self.episodes_done += 1
+        self.asking = ""   # an open question ends with its episode (answered or not)
         if outcome == rules.OPERATOR_SUCCESS:
             self.operator_successes += 1
         self.phase = self.first_phase() if restart else IDLE
@@ -193,6 +210,14 @@ class Episodes:
 
     # --- the operator -------------------------------------------------------------------------------
 
+    def answer(self) -> bool:
+        """The operator answers the open question, if one is open (abort, reset or resume)."""
+        if not self.asking:
+            return False
+        self.asking = ""
+        self.answers += 1
+        return True
+
     def pause(self, reason: str) -> tuple[bool, str]:
         if self.estopped:
             return False, "e-stop engaged"
@@ -202,7 +227,9 @@ class Episodes:
     def resume(self, reason: str) -> tuple[bool, str]:
         if self.estopped:
             return False, "e-stop engaged: release it first"
-        self.paused, self.message = False, f"resumed: {reason}"
+        answered = self.answer()
+        self.paused = False
+        self.message = f"operator: not yet, the episode goes on ({reason})" if answered else f"resumed: {reason}"
         return True, self.message
 
     def operator_reset(self, seed: int, reason: str) -> tuple[End | None, bool, str]:
@@ -211,6 +238,7 @@ class Episodes:
         if self.estopped:
             return None, False, "e-stop engaged: release it first"
         self.fault = ""   # the operator says the station is ready (a fault that persists comes back)
+        self.answer()
         end = self.end(rules.OPERATOR_ABORT, f"reset: {reason}".strip())
         if self.resets == "sim":
             self.seed_override = int(seed) if seed >= 0 else None
@@ -225,6 +253,7 @@ class Episodes:
     def abort(self, success: bool, reset: bool, reason: str) -> tuple[End | None, bool, str]:
         if self.phase != RUNNING:
             return None, False, "no episode is running"
+        self.answer()
         if success:
             end = self.end(rules.OPERATOR_SUCCESS, f"operator: success {reason}".strip(), restart=reset)
         else:

@@ -70,6 +70,9 @@ class StationManagerParams(ManagedParams):
                                               "the episode after the action that reached it (ENV_SUCCESS): the "
                                               "simulator standing in for the success detector, which a real "
                                               "station cannot have")
+    ask_above: float = setting(-1.0, "a detected success whose steps-to-go is above this asks the operator instead "
+                                     "of ending the episode: the station holds until the operator's abort "
+                                     "(success or failure) or resume (not yet); negative: never ask")
     station_index: int = setting(0, "this station's block of the practice seed range (sefm_core.seeds)", low=0)
     seed: int = setting(-1, "sim resets: the first episode's seed (-1 = the first of the station's practice "
                             "block); episode k uses seed + k", low=-1)
@@ -95,6 +98,21 @@ class StationManagerParams(ManagedParams):
         if self.sim_block_mode not in ("", "BLOCK_4", "BLOCK_8", "N_CHOOSE_K", "BANANA"):
             raise ValueError(f"sim_block_mode: {self.sim_block_mode!r} is not one of BLOCK_4, BLOCK_8, N_CHOOSE_K, "
                              "BANANA")
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """How the scripted operator (simulation only) answers a station's question."""
+    delay: float = setting(2.0, "seconds it takes to answer (a person looking at the scene)", low=0.0)
+    error_rate: float = setting(0.0, "the chance that an answer is wrong (success <-> not yet)", low=0.0, high=1.0)
+    seed: int = setting(0, "seed of its mistakes", low=0)
+
+
+@dataclass(frozen=True)
+class ScriptedOperatorParams(OperatorSettings):
+    stations: str = setting("station_0", "the stations it supervises (comma-separated, relative names)")
+    driver_namespace: str = setting("driver", "where each station's simulated driver publishes sim/ground_truth, "
+                                              "relative to the station ('' = the station's namespace)")
 
 
 @dataclass(frozen=True)

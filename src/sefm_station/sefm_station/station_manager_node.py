@@ -7,8 +7,10 @@ the driver's names are the profile's, under `driver_namespace` ('' = the station
   subscribes <driver>/<camera topic>      sensor_msgs/Image (rgb8 or bgr8), best effort depth 2 (matches a
                                           reliable or a best-effort camera), the profile's camera (`camera`)
              <driver>/<arm state_topic>   sensor_msgs/JointState of every arm of the profile, reliable depth 10
-             steps_to_go                  StepsToGo: a success for the current observation ends the episode
-                                          (`score_from`: only from publishers with these node names)
+             steps_to_go                  StepsToGo: a success for the current observation ends the episode,
+                                          or with d above `ask_above` asks the operator (ASK; the station
+                                          holds until abort or resume answers; `score_from`: only from
+                                          publishers with these node names)
              /estop                       EStop, latched
              safety_status                the station's safety gate (`gate_status`, std_msgs/String JSON,
                                           latched): a new episode starts only while the gate passes commands
@@ -17,7 +19,8 @@ the driver's names are the profile's, under `driver_namespace` ('' = the station
              joint_states      (`joint_states_topic`) sensor_msgs/JointState, reliable depth 10 } observation,
              episode_step      EpisodeStep, reliable depth 10                                   } new, increasing
              task              Task, transient local keep-last 32 (one per episode, before its START)
-             episode_event     EpisodeEvent, transient local keep-last 64 (START, END with its outcome)
+             episode_event     EpisodeEvent, transient local keep-last 64 (START, END with its outcome and
+                               how often it asked the operator, ASK, LABEL: the operator's "not yet")
              status            StationStatus, reliable depth 1, every `status_period` (0.5 s)
   services   reset (ResetStation), pause (PauseStation), resume (ResumeStation), abort (AbortEpisode: with
              success=true the operator's success mark, OPERATOR_SUCCESS; success=false the failure mark, an
@@ -146,7 +149,7 @@ class StationManagerNode(StationNode):
                                                    p.family_list() or st.sim_families, st.env_id)
             else:
                 self.tasks = ListTasks(p.instruction_list() or st.instructions, env_id)
-            self.episodes = Episodes(self.max_steps, resets, first_seed)
+            self.episodes = Episodes(self.max_steps, resets, first_seed, p.ask_above)
         except (ProfileError, SeedPlanError, ValueError) as exc:
             self.get_logger().error(f"configure failed: {exc}")
             if self.tasks is not None and hasattr(self.tasks, "close"):
@@ -280,10 +283,16 @@ class StationManagerNode(StationNode):
     def on_steps_to_go(self, msg: StepsToGo) -> None:
         if self.episodes is None or not self.active:
             return
-        if msg.episode_id == self.episodes.episode_id:
+        e = self.episodes
+        if msg.episode_id == e.episode_id:
             self.scored_ns = ns_of(msg.observation_stamp)
-        self.publish_end(self.episodes.score(msg.episode_id, ns_of(msg.observation_stamp), msg.step, msg.success,
-                                             float(msg.expected_steps_to_go), float(msg.success_threshold)))
+        asks = e.asks
+        self.publish_end(e.score(msg.episode_id, ns_of(msg.observation_stamp), msg.step, msg.success,
+                                 float(msg.expected_steps_to_go), float(msg.success_threshold)))
+        if e.asks > asks:
+            self.publish_event(EpisodeEvent.ASK, EpisodeEvent.OUTCOME_NONE, e.episode_id, e.step, e.last_ns, e.asking)
+            self.get_logger().info(f"episode {e.episode_id}, step {e.step}: {e.asking}")
+            self.publish_status()
         if self.lockstep:
             self.advance()
 
@@ -508,9 +517,10 @@ class StationManagerNode(StationNode):
     # --- outputs --------------------------------------------------------------------------------------
 
     def publish_event(self, kind: int, outcome: int, episode_id: int, num_steps: int, last_ns: int,
-                      detail: str, env_success: bool = False, known: bool = False) -> None:
+                      detail: str, env_success: bool = False, known: bool = False, asks: int = 0) -> None:
         event = EpisodeEvent(station=self.station_name, episode_id=episode_id, event=kind, outcome=outcome,
-                             num_steps=num_steps, env_success=env_success, env_success_known=known, detail=detail)
+                             num_steps=num_steps, env_success=env_success, env_success_known=known,
+                             operator_asks=asks, detail=detail)
         event.header.stamp = self.get_clock().now().to_msg()
         event.last_observation_stamp = time_of(last_ns)
         self.event_pub.publish(event)
@@ -525,7 +535,7 @@ class StationManagerNode(StationNode):
         success = bool(truth.goal_holds) if truth is not None else False
         self.env_successes += int(success)
         self.publish_event(EpisodeEvent.END, end.outcome, end.episode_id, end.num_steps, end.last_observation_ns,
-                           end.detail, success, truth is not None)
+                           end.detail, success, truth is not None, end.operator_asks)
         self.get_logger().info(f"episode {end.episode_id} ended after {end.num_steps} steps: "
                                f"{rules.OUTCOMES[end.outcome]} ({end.detail})")
         self.publish_status()
@@ -537,7 +547,8 @@ class StationManagerNode(StationNode):
         status = StationStatus(station=self.station_name, state=e.state(), episode_id=e.episode_id, step=e.step,
                                instruction=self.task.instruction if self.task is not None else "",
                                episodes_done=e.episodes_done, env_successes=self.env_successes,
-                               detected_successes=e.detected_successes,
+                               detected_successes=e.detected_successes, asking_operator=bool(e.asking),
+                               operator_asks=e.asks, operator_answers=e.answers,
                                message=e.message if self.active else f"inactive; {e.message}")
         status.header.stamp = self.get_clock().now().to_msg()
         self.status_pub.publish(status)
@@ -563,7 +574,12 @@ class StationManagerNode(StationNode):
         return self._operator_call("pause", request, response)
 
     def on_resume(self, request, response):
-        return self._operator_call("resume", request, response)
+        e, answers = self.episodes, self.episodes.answers if self.episodes is not None else 0
+        response = self._operator_call("resume", request, response)
+        if e is not None and e.answers > answers and e.running:   # the operator's "not yet": a label, no end
+            self.publish_event(EpisodeEvent.LABEL, EpisodeEvent.OUTCOME_NONE, e.episode_id, e.step, e.last_ns,
+                               e.message)
+        return response
 
     def _operator_call(self, action: str, request, response):
         """pause / resume: the episode logic's answer, and the new status at once."""

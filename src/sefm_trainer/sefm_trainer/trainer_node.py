@@ -228,7 +228,7 @@ class TrainerNode(ManagedNode):
                    "end_reason": rules.OUTCOMES.get(int(episode.outcome), str(episode.outcome)),
                    "detector_success": int(episode.outcome) == rules.SUCCESS_DETECTED,
                    "oracle_success": episode.oracle_success,
-                   "steps": int(end.num_steps), "dropped": episode.dropped}
+                   "steps": int(end.num_steps), "operator_asks": int(end.operator_asks), "dropped": episode.dropped}
         if not episode.transitions:
             record = {**outcome, "trainer_version": self.version}
             with open(self.run / "unused_episodes.jsonl", "a") as f:
