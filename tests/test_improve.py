@@ -56,6 +56,45 @@ rounds: {str(rounds).lower()}
         assert not unused.exists() or "stale" not in unused.read_text()
 
 
+def test_practice_ends_only_on_the_detector_the_step_cap_or_the_operator_whose_labels_are_stored(tmp_path):
+    """The detector on, every detection unsure (ask_above 0): each station asks, the scripted operator answers
+    (half its answers wrong, so some "success" and some "not yet"), and the trainer stores each episode with
+    how it ended and how often it asked. Nothing from the simulator ends an episode (no env_success)."""
+    tiny_checkpoint(tmp_path / "stage1", 0)
+    config = tmp_path / "improve.yaml"
+    config.write_text(f"""
+checkpoint: {tmp_path / 'stage1'}
+run_dir: {tmp_path / 'run'}
+stations: 2
+families: block2block
+image_width: 64
+image_height: 36
+max_steps: 6
+success_threshold: 100.0
+ask_above: 0.0
+operator: scripted
+scripted_operator: {{operator_delay: 0.05, operator_error_rate: 0.5, operator_seed: 1}}
+reinforce:
+  episodes_per_batch: 2
+  updates_per_batch: 1
+versions: 3
+rounds: true
+executor: events
+""")
+    env = {**os.environ, "ROS_DOMAIN_ID": "48"}
+    proc = subprocess.run([SEFM, "improve", "--config", str(config)], capture_output=True, text=True, timeout=300,
+                          env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = EpisodeDataset(tmp_path / "run" / "episodes")
+    meta = [ep.metadata for ep in data]
+    assert {m["end_reason"] for m in meta} <= {"success_detected", "timeout", "operator_success", "operator_abort"}
+    assert all(m["operator_asks"] >= 1 for m in meta), meta   # every episode asked at its first judged step
+    labelled = [m for m in meta if m["end_reason"] == "operator_success"]
+    assert labelled and all(m["oracle_success"] is not None for m in meta), meta
+    assert any(m["end_reason"] == "timeout" and m["operator_asks"] > 1 for m in meta) or len(labelled) == len(meta)
+    assert "asked" in proc.stdout   # the monitor's column
+
+
 def test_a_terminated_improve_takes_its_node_processes_with_it(tmp_path):
     import signal
     import time

@@ -509,7 +509,7 @@ def test_the_scripted_operator_answers_the_stations_questions_after_its_delay(na
                     ["autostart:=true", f"profile:={profile}", "driver_namespace:=driver", "ask_above:=0.5",
                      "score_from:=''", "gate_status:=''"])
     operator = spawn("sefm_station.scripted_operator_node", "/", estop,
-                     [f"stations:={ns.strip('/')}", "delay:=0.4", "driver_namespace:=driver"])
+                     [f"stations:={ns.strip('/')}", "operator_delay:=0.4", "driver_namespace:=driver"])
     s = Station(ns, estop)
     try:
         def current():

@@ -7,11 +7,11 @@ safety gate (the only path from the policy to the driver) and a station manager 
 episodes, resets); for the fleet one policy node and one reward node acting for all stations (batched), one
 trainer, the e-stop latch, a lifecycle manager that brings the managed nodes up in order, a monitor that
 prints every station's state, and with `operator: scripted` a scripted operator (simulation only) that answers
-the stations' questions (`ask_above`: the detector fired but is unsure). Swapping the simulated driver for a real one changes only the driver and the
-profile (`sefm_station/profiles`). `processes: single` puts all nodes on one executor in this process (ROS 2
-composition); `per_node` starts each node as its own process. Either way they are real nodes on the DDS graph,
-and the launch files in launch/ start the same nodes from the same config. The run stops after `versions` new
-policy versions (the practice budget).
+the stations' questions (`ask_above`: the detector fired but is unsure). Swapping the simulated driver for a
+real one changes only the driver and the profile (`sefm_station/profiles`). `processes: single` puts all nodes
+on one executor in this process (ROS 2 composition); `per_node` starts each node as its own process. Either
+way they are real nodes on the DDS graph, and the launch files in launch/ start the same nodes from the same
+config. The run stops after `versions` new policy versions (the practice budget).
 """
 from __future__ import annotations
 

@@ -103,9 +103,11 @@ class StationManagerParams(ManagedParams):
 @dataclass(frozen=True)
 class OperatorSettings:
     """How the scripted operator (simulation only) answers a station's question."""
-    delay: float = setting(2.0, "seconds it takes to answer (a person looking at the scene)", low=0.0)
-    error_rate: float = setting(0.0, "the chance that an answer is wrong (success <-> not yet)", low=0.0, high=1.0)
-    seed: int = setting(0, "seed of its mistakes", low=0)
+    operator_delay: float = setting(2.0, "scripted operator: seconds it takes to answer (a person looking at the "
+                                         "scene)", low=0.0)
+    operator_error_rate: float = setting(0.0, "scripted operator: the chance that an answer is wrong (success <-> "
+                                              "not yet)", low=0.0, high=1.0)
+    operator_seed: int = setting(0, "scripted operator: the seed of its mistakes", low=0)
 
 
 @dataclass(frozen=True)

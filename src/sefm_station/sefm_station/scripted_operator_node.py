@@ -7,11 +7,11 @@ questions the way the person at `sefm operator` would, so practice with the dete
              <station>/resume                             "not yet": the episode goes on
 
 A station asks when its detector fires but is unsure (the station manager's `ask_above`) and holds until it
-is answered. The scripted operator answers each question once, `delay` seconds after it first saw it, from the
-simulator's goal predicate at the newest frame, and gets it wrong with probability `error_rate` (seeded). It
-never ends an episode the station did not ask about. Simulation only: a real station's questions go to a
-person (`sefm operator abort STATION --success`, `sefm operator resume STATION`). It logs and counts its
-answers (`answers`, `wrong`, `seconds`: the operator time the fleet needed).
+is answered. The scripted operator answers each question once, `operator_delay` seconds after it first saw
+it, from the simulator's goal predicate at the newest frame, and gets it wrong with probability
+`operator_error_rate` (seeded). It never ends an episode the station did not ask about. Simulation only: a
+real station's questions go to a person (`sefm operator abort STATION --success`, `sefm operator resume
+STATION`). It logs and counts its answers (`answers`, `wrong`, `seconds`: the operator time the fleet needed).
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class ScriptedOperator(SefmNode):
     def __init__(self, namespace: str = "", context=None, **overrides):
         super().__init__("scripted_operator", namespace, context, **overrides)
         p = self.params
-        self.rng = random.Random(p.seed)
+        self.rng = random.Random(p.operator_seed)
         self.stations = station_list(p.stations)
         if not self.stations:
             raise ValueError("stations: name at least one station")
@@ -51,8 +51,8 @@ class ScriptedOperator(SefmNode):
             self.abort[station] = self.create_client(AbortEpisode, f"{station}/abort")
             self.resume[station] = self.create_client(ResumeStation, f"{station}/resume")
         self.create_timer(0.02, self.answer_due)
-        self.get_logger().info(f"answering {self.stations} after {p.delay:g} s, wrong with probability "
-                               f"{p.error_rate:g}")
+        self.get_logger().info(f"answering {self.stations} after {p.operator_delay:g} s, wrong with "
+                               f"probability {p.operator_error_rate:g}")
 
     def on_status(self, station: str, msg: StationStatus) -> None:
         question = (int(msg.episode_id), int(msg.operator_asks))
@@ -62,10 +62,10 @@ class ScriptedOperator(SefmNode):
     def answer_due(self) -> None:
         now = time.monotonic()
         for station, (question, seen) in list(self.open.items()):
-            if now - seen < self.params.delay:
+            if now - seen < self.params.operator_delay:
                 continue
             holds = self.goal_holds.get(station, False)
-            wrong = self.rng.random() < self.params.error_rate
+            wrong = self.rng.random() < self.params.operator_error_rate
             success = holds != wrong
             if success:
                 self.abort[station].call_async(AbortEpisode.Request(
