@@ -81,6 +81,7 @@ def test_pipeline_miniature_runs_every_stage_and_writes_the_report(tmp_path):
     assert sum(outcomes["end_reason"].values()) == outcomes["records"] >= 1
     assert outcomes["end_reason"].get("success_detected", 0) == outcomes["detected"] >= 1
     assert sum(b["detected"] for b in outcomes["detector_by_versions"]) == outcomes["detected"]
+    assert outcomes["operator_asks"] == 0 and "Operator: asked 0 times" in text and "per station-hour" in text
     # a second run finds every stage done and only rewrites the report
     again = subprocess.run([SEFM, "pipeline", "--config", str(path)], capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and again.stdout.count("done already") >= 5

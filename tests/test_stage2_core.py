@@ -254,3 +254,41 @@ def test_the_detector_fires_once_d_holds_below_s_for_k_observations_and_never_at
     assert [detector_fires(d[:t + 1], t, 1.0, hold=3) for t in range(6)] == [False] * 5 + [True]
     assert [detector_fires(d[:t + 1], t, 1.0, hold=2) for t in range(3)] == [False, True, False]
     assert not detector_fires(d, 5, -1.0) and not detector_fires([float("nan"), 0.1], 1, 1.0, hold=2)
+
+
+def test_the_regression_guard_credits_windows_keeps_the_best_and_rolls_back_on_a_drop():
+    from sefm_core.regression_guard import RegressionGuard
+
+    g = RegressionGuard(every=2, drop=0.1)
+    assert g.observe(1, 3, 4) is None and not g.history            # the window v0..v1 is still open
+    assert g.observe(2, 3, 4) is None and g.history[-1]["decision"] == "best" and g.best_version == 0
+    assert g.observe(4, 8, 8) is None and g.best_version == 2      # v2..v3: 8 of 8 (one update may carry it all)
+    assert g.observe(6, 17, 18) is None and g.history[-1]["decision"] == "keep"   # 0.94: within the drop
+    assert g.observe(8, 4, 8) == 2 and g.history[-1]["rate"] == 0.5 and g.window_start == 8
+    again = RegressionGuard.resume(g.summary())                    # a restarted trainer goes on where it was
+    assert again == g and RegressionGuard(every=0, drop=0.1).observe(5, 0, 8) is None   # off
+
+
+def test_the_regression_guard_restores_the_best_version_in_a_seeded_practice_run():
+    """`sefm practice` with a guard that rolls back on any drop (window 1): each roll-back makes the new version
+    the best one's policy, exactly."""
+    from sefm_experiments.practice import practice
+    from sefm_core.model import EFM, ModelConfig
+    from sefm_core.reinforce import ReinforceConfig
+
+    torch.manual_seed(0)
+    policy = EFM(ModelConfig(backbone="pretrained", channels=16, hidden=32))
+    reward_model = EFM(ModelConfig(backbone="pretrained", channels=16, hidden=32))
+    heads = {0: [p.detach().clone() for p in policy.heads.parameters()]}
+    result = practice(policy, reward_model, ReinforceConfig(episodes_per_batch=4, lr=0.05, guard_every=1, guard_drop=0.0),
+                      versions=6, threshold=49.94, families=["point2block"], image_size=(64, 36), max_steps=4,
+                      on_version=lambda v, m: heads.__setitem__(v, [p.detach().clone() for p in m.heads.parameters()]),
+                      log=lambda *a: None)   # s about the untrained model's d: the detector fires now and then
+    rates = [row["detected"] for row in result.versions]
+    rolled = [(row["version"], int(row["guard"].split("v")[-1])) for row in result.versions if row["guard"]]
+    assert rolled, (rates, result.guard)
+    for version, best in rolled:
+        assert all(torch.equal(a, b) for a, b in zip(heads[version], heads[best])), (version, best)
+        window = next(w for w in result.guard["windows"] if w["versions"][1] == version - 1)
+        assert window["rate"] < window["best_rate"] and window["best_version"] == best
+    assert result.guard["windows"][-1]["best_version"] in heads

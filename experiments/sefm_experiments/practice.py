@@ -16,6 +16,7 @@ verdict is recorded for the report only; it never enters a reward.
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -25,6 +26,7 @@ import torch
 
 from sefm_core import episode_rules as rules
 from sefm_core import seeds
+from sefm_core.regression_guard import RegressionGuard
 from sefm_core.reinforce import (ReinforceConfig, discounted_returns, make_optimizer,
                                  reinforce_update)
 from sefm_core.steps_to_go import expected_steps
@@ -107,6 +109,7 @@ class PracticeResult:
     versions: list[dict]           # one row per update: episodes, detected and true successes, return, loss
     episodes: int                  # practice episodes used (the "extra episodes" of the paper's table)
     seconds: float
+    guard: dict | None = None      # the regression guard's windows (cfg.guard_every > 0)
 
 
 def practice(policy, reward_model, cfg: ReinforceConfig, versions: int, threshold: float,
@@ -128,6 +131,9 @@ def practice(policy, reward_model, cfg: ReinforceConfig, versions: int, threshol
     policy.eval()
     reward_model.eval()
     rows, used, start = [], 0, time.monotonic()
+    guard = RegressionGuard(cfg.guard_every, cfg.guard_drop)
+    # the policy (heads) and optimizer at each window's start: what a roll-back restores
+    kept = {0: copy.deepcopy((policy.heads.state_dict(), optimizer.state_dict()))}
     for version in range(1, versions + 1):
         n = cfg.episodes_per_batch
         batch_seeds = [seed0 + used + k for k in range(n)]
@@ -144,16 +150,26 @@ def practice(policy, reward_model, cfg: ReinforceConfig, versions: int, threshol
                "mean_return": float(np.mean([r[0] if len(r) else 0.0 for r in returns])),
                "steps": sum(ep.steps for ep in batch), "loss": loss, "update_kl": moved,
                "entropy": float(np.mean([x.entropy for ep in batch for x in ep.extras])),
-               "seconds": round(time.monotonic() - start, 1)}
+               "seconds": round(time.monotonic() - start, 1), "guard": ""}
+        back = guard.observe(version, sum(detected(ep) for ep in batch), n)
+        if back is not None:
+            heads, moments = kept[back]
+            policy.heads.load_state_dict(heads)
+            optimizer.load_state_dict(moments)
+            row["guard"] = f"rolled back to v{back}"
+        if guard.every and guard.window_start == version:
+            kept = {v: s for v, s in kept.items() if v == guard.best_version}
+            kept[version] = copy.deepcopy((policy.heads.state_dict(), optimizer.state_dict()))
         rows.append(row)
         log(f"  v{version}: {used} episodes, detected {row['detected']:.2f}, true {row['true_success']:.2f} "
             f"({row['false_detections']} false detections), return {row['mean_return']:.2f}, "
-            f"entropy {row['entropy']:.2f}, update KL {moved:.4f}, {row['seconds']:.0f} s")
+            f"entropy {row['entropy']:.2f}, update KL {moved:.4f}, {row['seconds']:.0f} s"
+            + (f"; regression guard: {row['guard']}" if row["guard"] else ""))
         if on_version:
             on_version(version, policy)
     for env in envs:
         env.close()
-    return PracticeResult(rows, used, time.monotonic() - start)
+    return PracticeResult(rows, used, time.monotonic() - start, guard.summary() if guard.every else None)
 
 
 def main(argv=None) -> int:
@@ -237,6 +253,7 @@ def main(argv=None) -> int:
         pathlib.Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         pathlib.Path(args.json).write_text(json.dumps({"versions": result.versions, "evaluations": evals,
                                                       "episodes": result.episodes, "seconds": result.seconds,
+                                                      "guard": result.guard,
                                                       "seeds": seeds.describe(used), "reinforce": dataclasses.asdict(cfg),
                                                       "args": vars(args)}, indent=2))
     return 0

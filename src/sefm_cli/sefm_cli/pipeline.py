@@ -175,7 +175,9 @@ def practice_outcomes(improve_run: pathlib.Path, episodes) -> dict:
     judged = [r["oracle_success"] for r in records if r.get("oracle_success") is not None]
     out = {"records": len(records), "end_reason": reasons, "detected": sum(bool(r.get("detector_success"))
                                                                             for r in records),
-           "oracle_judged": len(judged), "oracle_success": sum(judged), "detector_by_versions": []}
+           "oracle_judged": len(judged), "oracle_success": sum(judged), "detector_by_versions": [],
+           "operator_asks": sum(int(r.get("operator_asks", 0)) for r in records),
+           "steps": sum(int(r.get("steps", 0)) for r in records)}
     # the detector's false ends and misses, and how they drift: four blocks of policy versions
     version = [r.get("policy_version", r.get("trainer_version", 0)) for r in records]
     size = max(1, -(-(max(version, default=0) + 1) // 4))
@@ -268,6 +270,17 @@ def write_report(run: pathlib.Path, cfg: PipelineConfig, improve, results: dict,
               + (f"the simulator judged {outcomes['oracle_success']} of {judged} a success (measurement only: "
                  "it never enters a reward)." if judged else "no simulator judged them.")]
     lines += detector_table(outcomes)
+    from sefm_bringup.graph import PROFILES
+    from sefm_station.profiles import load_profile
+
+    hz = load_profile(improve.profile or PROFILES[improve.env]).station.policy_rate_hz   # an action's robot time
+    hours = outcomes["steps"] / hz / 3600
+    lines += ["", f"Operator: asked {outcomes['operator_asks']} times over {outcomes['records']} practice episodes, "
+              f"{outcomes['operator_asks'] / hours if hours else 0:.0f} per station-hour of robot time "
+              f"({outcomes['steps']} actions at {hz:g} Hz = {hours:.2f} station-hours)"
+              + (f"; answered by the scripted operator ({improve.scripted_operator.operator_delay:g} s a question, "
+                 f"error rate {improve.scripted_operator.operator_error_rate:g})." if improve.operator == "scripted"
+                 else ".")]
     # sample episodes chosen by outcome: an early one, and a late success and failure by the simulator's verdict
     meta = [e["metadata"] for e in episodes.index]
     last_version = max(m["policy_version"] for m in meta)

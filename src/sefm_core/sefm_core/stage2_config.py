@@ -20,6 +20,11 @@ class ReinforceConfig:
     center_returns: bool = setting(False, "subtract the batch mean return: a constant baseline (not in the paper)")
     kl_weight: float = setting(0.0, "> 0: + kl_weight * KL(policy || Stage-1 policy) per state (not in the paper)",
                                low=0.0)
+    guard_every: int = setting(0, "the regression guard (sefm_core.regression_guard): every this many versions, "
+                                  "judge the policy by the stations' own success verdicts (the detector's, the "
+                                  "operator's) on those versions' practice episodes; 0: off", low=0)
+    guard_drop: float = setting(0.1, "the guard rolls the policy back to the best window's version when a window's "
+                                     "success rate falls more than this below the best's", low=0.0, high=1.0)
 
     def check(self) -> None:
         """A ValueError naming the first setting out of range (the ranges `from_dict` does not cover)."""

@@ -16,8 +16,11 @@ only), or, with no usable transition, a line with its reasons in
 history, so a restarted trainer records the episodes that ended while it was
 down, and never records one twice. After `episodes_per_batch` episodes
 of the current version: `updates_per_batch` REINFORCE updates, the buffer is
-cleared, checkpoint <run_dir>/checkpoints/v<N> is written and announced. On a
-restart the trainer resumes from its newest checkpoint.
+cleared, checkpoint <run_dir>/checkpoints/v<N> is written and announced. With
+`guard_every` the regression guard (sefm_core.regression_guard) judges every
+window of versions by the stations' own success verdicts and may make v<N> the
+best earlier version's policy again (<run_dir>/guard.json). On a restart the
+trainer resumes from its newest checkpoint.
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ from sensor_msgs.msg import Image, JointState
 from sefm_core import checkpoint
 from sefm_core import episode_rules as rules
 from sefm_core.data import Episode, EpisodeDataset
+from sefm_core.regression_guard import RegressionGuard
 from sefm_core.reinforce import discounted_returns, make_optimizer, reinforce_update
 from sefm_interfaces.msg import EpisodeEvent, EpisodeStep, PolicyAction, PolicyVersion, StepsToGo, Task
 from sefm_trainer.params import TrainerParams
@@ -72,6 +76,11 @@ class TrainerNode(ManagedNode):
         self.dataset = EpisodeDataset(self.run / "episodes", create=True)
         self.recorded = self._recorded_episodes()   # (station, episode id) with a record: never stored twice
         self.metrics = self.run / "metrics.csv"
+        self.guard_file = self.run / "guard.json"   # the regression guard's windows (it resumes from them)
+        self.guard = RegressionGuard(self.cfg.guard_every, self.cfg.guard_drop)
+        if self.guard_file.exists():
+            self.guard = RegressionGuard.resume(json.loads(self.guard_file.read_text()))
+            self.guard.every, self.guard.drop = self.cfg.guard_every, self.cfg.guard_drop
         self.batch: list[AssembledEpisode] = []
         self.batch_places = 0   # episodes run on the version being trained (usable or not)
         # Observations per station by stamp; actions, scores and tasks per (station, episode id):
@@ -262,6 +271,8 @@ class TrainerNode(ManagedNode):
         loss, moved = reinforce_update(self.model, self.optimizer, fmap, text, proprio, tokens, returns_t, self.cfg,
                                        reference_logits=reference)
         detected = sum(ep.outcome == rules.SUCCESS_DETECTED for ep in self.batch)
+        station_successes = sum(ep.outcome in (rules.SUCCESS_DETECTED, rules.OPERATOR_SUCCESS) for ep in self.batch)
+        back = self.guard.observe(self.version + 1, station_successes, len(self.batch))
         judged = [ep.oracle_success for ep in self.batch if ep.oracle_success is not None]
         row = {"version": self.version + 1, "episodes": len(self.batch), "transitions": len(transitions),
                "mean_return": float(np.mean([r[0] for r in returns])),
@@ -272,21 +283,35 @@ class TrainerNode(ManagedNode):
                # -log p of the sampled actions estimates the acting policy's entropy; near 0 it has
                # collapsed onto one action (e.g. one that fools the success detector)
                "policy_entropy": float(np.mean([-t.log_prob for t in transitions])),
-               "seconds": time.monotonic() - start}
+               "seconds": time.monotonic() - start, "guard": ""}
+        if back is not None:   # the regression guard: this version is the best one's policy again
+            self.restore(back)
+            row["guard"] = f"rolled back to v{back}"
+            self.get_logger().warning(f"regression guard: {json.dumps(self.guard.history[-1])}")
         self.batch.clear()  # on-policy: the batch is never used again
         self.batch_places = 0
         self.version += 1
         path = self.run / "checkpoints" / f"v{self.version}"
         self.sha256 = checkpoint.save(self.model, path, {"version": self.version, **row}, self.optimizer)
+        if self.guard.every:   # after the checkpoint: a restart never counts a batch twice
+            self.guard_file.write_text(json.dumps(self.guard.summary(), indent=1))
         self.uri = f"file://{path.resolve()}"
         new = not self.metrics.exists()
         with open(self.metrics, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
+            writer = csv.DictWriter(f, fieldnames=list(row), extrasaction="ignore")
             if new:
                 writer.writeheader()
             writer.writerow(row)
         self.publish_version()
         self.get_logger().info(f"policy version {self.version}: {json.dumps(row)}")
+
+    def restore(self, version: int) -> None:
+        """The policy (and its optimizer moments) of an earlier version: the Stage-1 checkpoint for 0."""
+        path = self.run / "checkpoints" / f"v{version}" if version else pathlib.Path(self.params.checkpoint)
+        self.model.load_state_dict(checkpoint.load(path)[0].state_dict())
+        self.optimizer = make_optimizer(self.model.heads, self.cfg)
+        if version:
+            checkpoint.load_optimizer(self.optimizer, path)
 
     def publish_version(self) -> None:
         msg = PolicyVersion(version=self.version, checkpoint_uri=self.uri, sha256=self.sha256,
