@@ -58,8 +58,10 @@ rounds: {str(rounds).lower()}
 
 def test_practice_ends_only_on_the_detector_the_step_cap_or_the_operator_whose_labels_are_stored(tmp_path):
     """The detector on, every detection unsure (ask_above 0): each station asks, the scripted operator answers
-    (half its answers wrong, so some "success" and some "not yet"), and the trainer stores each episode with
-    how it ended and how often it asked. Nothing from the simulator ends an episode (no env_success)."""
+    (block2block is not solved in 6 steps, so the right answer is "not yet"; 15% of its answers are wrong, so
+    some episodes end as its "success"), and the trainer stores each episode with how it ended and how often it
+    asked. Nothing from the simulator ends an episode (no env_success). The regression guard judges every
+    version by those verdicts; a roll-back makes the new version the best one's policy."""
     tiny_checkpoint(tmp_path / "stage1", 0)
     config = tmp_path / "improve.yaml"
     config.write_text(f"""
@@ -73,11 +75,13 @@ max_steps: 6
 success_threshold: 100.0
 ask_above: 0.0
 operator: scripted
-scripted_operator: {{operator_delay: 0.05, operator_error_rate: 0.5, operator_seed: 1}}
+scripted_operator: {{operator_delay: 0.05, operator_error_rate: 0.15, operator_seed: 1}}
 reinforce:
   episodes_per_batch: 2
   updates_per_batch: 1
-versions: 3
+  guard_every: 1             # the regression guard on every version, any drop rolls back
+  guard_drop: 0.0
+versions: 4
 rounds: true
 executor: events
 """)
@@ -93,6 +97,24 @@ executor: events
     assert labelled and all(m["oracle_success"] is not None for m in meta), meta
     assert any(m["end_reason"] == "timeout" and m["operator_asks"] > 1 for m in meta) or len(labelled) == len(meta)
     assert "asked" in proc.stdout   # the monitor's column
+    # the guard judged every version by the stations' verdicts (the operator's "success" here); each roll-back
+    # made the new version the best one's policy
+    import csv
+    import json
+
+    import torch
+
+    from sefm_core import checkpoint
+
+    guard = json.loads((tmp_path / "run" / "guard.json").read_text())
+    assert len(guard["windows"]) == 4 and guard["windows"][0]["credited"] == 0
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    for row in rows:
+        if row["guard"]:
+            best = int(row["guard"].split("v")[-1])
+            weights = [checkpoint.load(tmp_path / "run" / "checkpoints" / f"v{v}" if v else tmp_path / "stage1")[0]
+                       .heads.state_dict() for v in (int(row["version"]), best)]
+            assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0]), row
 
 
 def test_a_terminated_improve_takes_its_node_processes_with_it(tmp_path):
