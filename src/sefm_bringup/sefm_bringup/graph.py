@@ -226,7 +226,8 @@ class Monitor:
         self.state_names = {0: "idle", 1: "running", 2: "paused", 3: "E-STOP", 4: "fault"}
 
     def on_status(self, s, m):
-        self.rows[s].update(state=self.state_names.get(m.state, "?"), step=m.step, message=m.message)
+        state = "ASKING" if m.asking_operator else self.state_names.get(m.state, "?")   # waits for an answer
+        self.rows[s].update(state=state, step=m.step, message=m.message)
 
     def on_score(self, s, m):
         self.rows[s].update(d=m.expected_steps_to_go, reward=m.reward if m.has_reward else 0.0)
