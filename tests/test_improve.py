@@ -74,6 +74,7 @@ image_height: 36
 max_steps: 6
 success_threshold: 100.0
 ask_above: 0.0
+ask_every: 1
 operator: scripted
 scripted_operator: {{operator_delay: 0.05, operator_error_rate: 0.15, operator_seed: 1}}
 reinforce:

@@ -60,13 +60,14 @@ def test_episode_phases_outcomes_and_the_step_cap():
 
 
 def test_an_unsure_detection_asks_the_operator_and_holds_until_answered():
-    e = Episodes(max_steps=20, resets="none", ask_above=0.5)
+    e = Episodes(max_steps=20, resets="none", ask_above=0.5, ask_every=2)
     e.observe(100), e.observe(200)
     assert e.score(100, 200, 1, True, 0.8, 1.0) is None   # d in (ask_above, s]: a question, no end
     assert e.asking and e.halted and e.asks == 1 and e.observe(300) is None
     assert e.score(100, 200, 1, True, 0.1, 1.0) is None   # the open question is the operator's now
     assert e.resume("look")[0] and "not yet" in e.message and e.answers == 1 and not e.halted
-    assert e.observe(300) == 2 and e.score(100, 300, 2, True, 0.7, 1.0) is None and e.asks == 2
+    assert e.observe(300) == 2 and e.score(100, 300, 2, True, 0.7, 1.0) is None and not e.asking   # ask_every
+    assert e.observe(400) == 3 and e.score(100, 400, 3, True, 0.7, 1.0) is None and e.asks == 2
     end, ok, _ = e.abort(success=True, reset=True, reason="done")
     assert ok and (end.outcome, end.operator_asks, e.answers, e.detected_successes) == (rules.OPERATOR_SUCCESS, 2, 2, 0)
     e.observe(400), e.observe(500)
@@ -507,6 +508,7 @@ def test_the_scripted_operator_answers_the_stations_questions_after_its_delay(na
                    ["image_width:=64", "image_height:=36", "families:=block2block"])
     manager = spawn("sefm_station.station_manager_node", ns, estop,
                     ["autostart:=true", f"profile:={profile}", "driver_namespace:=driver", "ask_above:=0.5",
+                     "ask_every:=100",
                      "score_from:=''", "gate_status:=''"])
     operator = spawn("sefm_station.scripted_operator_node", "/", estop,
                      [f"stations:={ns.strip('/')}", "operator_delay:=0.4", "driver_namespace:=driver"])

@@ -56,6 +56,8 @@ class ImproveConfig(StationConfig):
     ask_above: float = setting(StationManagerParams.ask_above, "a detected success with d above this asks the "
                                "operator instead of ending the episode (the station holds until answered); "
                                "negative: never ask")
+    ask_every: int = setting(StationManagerParams.ask_every, "after the operator's \"not yet\", a station asks "
+                             "again at the earliest this many observations later", low=1)
     operator: Literal["person", "scripted"] = setting("person", "who answers the stations' questions: a person "
                                                       "(`sefm operator`), or scripted (simulation only: the "
                                                       "simulator's verdict after a delay, with an error rate)")
@@ -135,6 +137,7 @@ def station_specs(cfg: ImproveConfig, index: int, name: str, seed: int, ns: str)
     manager = StationManagerParams(profile=profile, driver_namespace=driver_ns, max_steps=cfg.max_steps,
                                    station_index=index, seed=seed, lockstep=lockstep, wait_for_score=lockstep,
                                    end_on_sim_success=cfg.sim_success_ends, ask_above=cfg.ask_above,
+                                   ask_every=cfg.ask_every,
                                    sim_block_mode=cfg.block_mode if cfg.env == "language_table" else "",
                                    sim_families=cfg.families if cfg.env == "language_table" else "")
     return [*([driver] if driver else []),

@@ -21,7 +21,8 @@ Halts stop observations in any phase (the episode, if one runs, stays open unles
                 fault clears when the inputs are fresh again, any fault with the operator's `reset`
     asking      the detector fired but is unsure (`ask_above` >= 0 and the newest d above it): the episode
                 holds until the operator answers: abort with success=true (OPERATOR_SUCCESS), abort with
-                success=false (a failure: OPERATOR_ABORT), or resume ("not yet": it goes on and may ask again)
+                success=false (a failure: OPERATOR_ABORT), or resume ("not yet": it goes on, and asks again at
+                the earliest `ask_every` observations later; unsure detections before that are let pass)
 
 Outcomes (sefm_core.episode_rules codes): SUCCESS_DETECTED when a StepsToGo for this episode's current
 observation says success and `episode_rules.detector_fires` agrees; TIMEOUT; OPERATOR_ABORT (abort, or
@@ -65,10 +66,13 @@ class Episodes:
     `after_observation`; the operator's and the inputs' events through the other methods. Methods that can end
     an episode return its `End` (or None)."""
 
-    def __init__(self, max_steps: int, resets: str, first_seed: int = 0, ask_above: float = -1.0):
+    def __init__(self, max_steps: int, resets: str, first_seed: int = 0, ask_above: float = -1.0,
+                 ask_every: int = 1):
         if resets not in ("sim", "operator", "none"):
             raise ValueError(f"resets: {resets!r} is not one of sim, operator, none")
-        self.max_steps, self.resets, self.ask_above = int(max_steps), resets, float(ask_above)
+        self.max_steps, self.resets = int(max_steps), resets
+        self.ask_above, self.ask_every = float(ask_above), max(1, int(ask_every))
+        self.asked_at = -self.ask_every          # the step of this episode's last question
         self.next_seed = int(first_seed)
         self.seed_override: int | None = None   # the operator's `reset` seed for the next sim reset
         self.seed = 0                            # the seed of the current (last reset) scene
@@ -135,7 +139,7 @@ class Episodes:
             return None
         if self.phase == READY:
             self.phase, self.episode_id, self.step, self.last_ns = RUNNING, stamp_ns, 0, stamp_ns
-            self.episode_asks = 0
+            self.episode_asks, self.asked_at = 0, -self.ask_every
             self.message = "running"
             return 0
         if self.phase == RUNNING:
@@ -160,10 +164,13 @@ class Episodes:
             return None
         if success and step == self.step and rules.detector_fires([d], step, threshold):   # (the newest d)
             if self.ask_above >= 0 and d > self.ask_above:
+                if step - self.asked_at < self.ask_every:
+                    return None   # the operator said "not yet" a moment ago
                 self.asking = self.message = (f"asking the operator: the detector is unsure (steps-to-go {d:.2f} "
                                               f"> {self.ask_above:.2f}); success, failure or not yet?")
                 self.asks += 1
                 self.episode_asks += 1
+                self.asked_at = step
                 return None
             self.detected_successes += 1
             return self.end(rules.SUCCESS_DETECTED, f"steps-to-go {d:.2f} <= {threshold:.2f}")

@@ -73,6 +73,8 @@ class StationManagerParams(ManagedParams):
     ask_above: float = setting(-1.0, "a detected success whose steps-to-go is above this asks the operator instead "
                                      "of ending the episode: the station holds until the operator's abort "
                                      "(success or failure) or resume (not yet); negative: never ask")
+    ask_every: int = setting(10, "after the operator's \"not yet\", ask again at the earliest this many observations "
+                                 "later (unsure detections before that are let pass)", low=1)
     station_index: int = setting(0, "this station's block of the practice seed range (sefm_core.seeds)", low=0)
     seed: int = setting(-1, "sim resets: the first episode's seed (-1 = the first of the station's practice "
                             "block); episode k uses seed + k", low=-1)

@@ -149,7 +149,7 @@ class StationManagerNode(StationNode):
                                                    p.family_list() or st.sim_families, st.env_id)
             else:
                 self.tasks = ListTasks(p.instruction_list() or st.instructions, env_id)
-            self.episodes = Episodes(self.max_steps, resets, first_seed, p.ask_above)
+            self.episodes = Episodes(self.max_steps, resets, first_seed, p.ask_above, p.ask_every)
         except (ProfileError, SeedPlanError, ValueError) as exc:
             self.get_logger().error(f"configure failed: {exc}")
             if self.tasks is not None and hasattr(self.tasks, "close"):
