@@ -292,3 +292,15 @@ def test_the_regression_guard_restores_the_best_version_in_a_seeded_practice_run
         window = next(w for w in result.guard["windows"] if w["versions"][1] == version - 1)
         assert window["rate"] < window["best_rate"] and window["best_version"] == best
     assert result.guard["windows"][-1]["best_version"] in heads
+
+
+def test_the_detector_study_replays_a_rule_with_and_without_the_operator_band():
+    from sefm_experiments.detector_study import end_of, replay
+
+    d = [5.0, 0.9, 0.8, 0.4, 0.3, 0.2]
+    goal = [False, False, False, False, True, True]
+    assert end_of(d, goal, 1.0, 1) == (1, False, 0)                  # fires at once: a false end
+    assert end_of(d, goal, 1.0, 1, ask_above=0.5, ask_every=2) == (3, False, 1)   # asked at 1 (not yet), then sure
+    assert end_of(d, goal, 1.0, 1, ask_above=0.1, ask_every=2) == (5, True, 3)    # 1, 3: not yet; 5: success
+    rows = [replay([{"d": d, "goal": goal}], 1.0, 1, held=2, ask_above=a, ask_every=2) for a in (-1.0, 0.1)]
+    assert [(r["false_ends"], r["asks"], r["misses"]) for r in rows] == [(1, 0, 0), (0, 3, 0)]

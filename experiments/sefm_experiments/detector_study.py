@@ -9,6 +9,9 @@ simulator success. Every observation gets d(o_t, g) from the frozen reward model
   miss      the goal was reached and held (the verdict true on `held` consecutive observations) and the rule
             never ended the episode
   delay     steps from the first held goal to the end, for episodes the rule ended correctly
+  asks      with an operator band (`--ask-above a`, a < s): a detection whose newest d is above a asks the
+            operator instead of ending (the station's `ask_above`), who answers right: success ends the
+            episode, "not yet" lets it go on, and the next question comes `--ask-every` observations later
 
 Reset seeds come from the seed plan's `calibration` range: calibration rollouts, apart from demos,
 evaluation and practice. Prints a table and (--json) writes it; `--pick` names the rule with the fewest
@@ -76,27 +79,50 @@ def first_held(goal: list[bool], held: int) -> int | None:
     return None
 
 
-def replay(episodes: list[dict], threshold: float, hold: int, held: int = 3) -> dict:
-    """Apply `d <= s on k consecutive observations` to recorded episodes (module docstring)."""
+def end_of(d: list[float], goal: list[bool], threshold: float, hold: int, ask_above: float = -1.0,
+           ask_every: int = 10) -> tuple[int | None, bool, int]:
+    """Where a station applying the rule ends a recorded episode: (the observation or None, whether the
+    operator ended it, how often it asked the operator)."""
     from sefm_core import episode_rules as rules
 
-    ended = false = missed = reached = 0
+    asks, asked_at = 0, -ask_every
+    for t in range(1, len(d)):
+        if not rules.detector_fires(d[:t + 1], t, threshold, hold):
+            continue
+        if 0 <= ask_above < d[t]:
+            if t - asked_at < ask_every:
+                continue
+            asks, asked_at = asks + 1, t
+            if goal[t]:
+                return t, True, asks
+            continue
+        return t, False, asks
+    return None, False, asks
+
+
+def replay(episodes: list[dict], threshold: float, hold: int, held: int = 3, ask_above: float = -1.0,
+           ask_every: int = 10) -> dict:
+    """Apply `d <= s on k consecutive observations` (and an operator band) to recorded episodes (module
+    docstring)."""
+    ended = false = missed = reached = asks = 0
     delays = []
     for ep in episodes:
         d, goal = ep["d"], ep["goal"]
-        at = next((t for t in range(1, len(d)) if rules.detector_fires(d[:t + 1], t, threshold, hold)), None)
+        at, by_operator, asked = end_of(d, goal, threshold, hold, ask_above, ask_every)
+        asks += asked
         start = first_held(goal, held)
         reached += start is not None
         if at is None:
             missed += start is not None
             continue
         ended += 1
-        if not goal[at]:
+        if not goal[at] and not by_operator:
             false += 1
         elif start is not None:
             delays.append(at - start)
     n = len(episodes)
-    return {"s": threshold, "k": hold, "episodes": n, "ended": ended, "false_ends": false,
+    return {"s": threshold, "k": hold, "ask_above": ask_above, "asks": asks, "episodes": n, "ended": ended,
+            "false_ends": false,
             "false_end_rate": false / n, "false_share_of_ends": false / ended if ended else 0.0,
             "reached": reached, "misses": missed, "miss_rate": missed / reached if reached else 0.0,
             "median_delay": float(np.median(delays)) if delays else float("nan")}
@@ -114,6 +140,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="first reset seed (default: the calibration range's)")
     parser.add_argument("--thresholds", default="0.5,0.75,1.0,1.25,1.5,1.75,2.0", help="the values of s to replay")
     parser.add_argument("--holds", default="1,2,3,4", help="the values of k (observations in a row) to replay")
+    parser.add_argument("--ask-above", default="", help="operator bands to replay: values of a (< s) above which "
+                                                         "a detection asks the operator (comma-separated)")
+    parser.add_argument("--ask-every", type=int, default=10, help="observations between questions after a \"not yet\"")
     parser.add_argument("--held", type=int, default=3, help="observations the goal must hold to count as reached")
     parser.add_argument("--max-miss", type=float, default=0.3, help="--pick: the highest miss rate accepted")
     parser.add_argument("--json", help="write the episodes' summary and the table here")
@@ -124,6 +153,7 @@ def main(argv=None) -> int:
         seeds.check("calibration", seed0, args.episodes)
         thresholds = [float(x) for x in args.thresholds.split(",") if x]
         holds = [int(x) for x in args.holds.split(",") if x]
+        bands = [-1.0] + [float(x) for x in args.ask_above.split(",") if x]
     except (seeds.SeedPlanError, ValueError) as exc:
         parser.error(str(exc))
     model, _ = checkpoint.load(args.checkpoint)
@@ -134,15 +164,18 @@ def main(argv=None) -> int:
     start = time.monotonic()
     episodes = rollouts(model, reward_model, args.episodes, seed0, families, args.block_mode, args.image_size,
                         args.max_steps)
-    rows = [replay(episodes, s, k, args.held) for s in thresholds for k in holds]
+    rows = [replay(episodes, s, k, args.held, a, args.ask_every) for s in thresholds for k in holds for a in bands
+            if a < s]
     reached = sum(first_held(ep["goal"], args.held) is not None for ep in episodes)
     print(f"{len(episodes)} episodes ({time.monotonic() - start:.0f} s), seeds {seed0}..{seed0 + args.episodes - 1}; "
           f"goal reached and held in {reached} ({wilson(reached, len(episodes))})")
-    print(f"{'s':>5} {'k':>2} {'ended':>6} {'false':>6} {'false/ended':>11} {'miss rate':>9} {'delay':>6}")
+    print(f"{'s':>5} {'k':>2} {'ask>':>5} {'ended':>6} {'false':>6} {'false/ended':>11} {'miss rate':>9} "
+          f"{'delay':>6} {'asks':>5}")
     for r in rows:
-        print(f"{r['s']:5.2f} {r['k']:2d} {r['ended']:6d} {r['false_ends']:6d} {r['false_share_of_ends']:11.2f} "
-              f"{r['miss_rate']:9.2f} {r['median_delay']:6.1f}")
-    ok = [r for r in rows if r["miss_rate"] <= args.max_miss]
+        band = f"{r['ask_above']:5.2f}" if r["ask_above"] >= 0 else "    -"
+        print(f"{r['s']:5.2f} {r['k']:2d} {band} {r['ended']:6d} {r['false_ends']:6d} {r['false_share_of_ends']:11.2f} "
+              f"{r['miss_rate']:9.2f} {r['median_delay']:6.1f} {r['asks']:5d}")
+    ok = [r for r in rows if r["miss_rate"] <= args.max_miss and r["ask_above"] < 0]   # the pick asks no one
     pick = min(ok, key=lambda r: (r["false_ends"], r["miss_rate"])) if ok else None
     if pick:
         print(f"pick: s = {pick['s']:g}, k = {pick['k']}: {pick['false_ends']} false ends of {pick['ended']}, "
