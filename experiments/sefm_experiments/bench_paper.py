@@ -44,6 +44,11 @@ class PaperConfig:
     # the detector d <= s of practice: unset, the s chosen by F1 on each arm's val demos; negative, off
     # (the simulator's success ends an episode, standing in for the operator)
     success_threshold: float | None = None
+    # calibrate: each arm's s and k come from `sefm detector` on its own policy's states (calibration seeds),
+    # the rule with the fewest false ends whose miss rate is at most max_miss; success_threshold is then unused
+    calibrate: bool = False
+    calibration_episodes: int = 200
+    max_miss: float = 0.3
     practice: dict = field(default_factory=lambda: {"versions": 10, "episodes-per-batch": 16})  # `sefm practice` flags
     max_steps: int = 100                       # step cap of practice and evaluation episodes
     eval_episodes: int = 100
@@ -92,15 +97,31 @@ class Bench:
     def test_demos(self, mode: str | None = None) -> pathlib.Path:
         return self.demos(self.cfg.test_demos, mode, role="test_demos")
 
-    def practice(self, name: str, checkpoint: pathlib.Path, threshold: float, mode: str | None = None) -> dict:
+    def calibrate(self, name: str, checkpoint: pathlib.Path, mode: str | None = None) -> dict:
+        """`sefm detector` on the policy's own states: the (s, k) practice uses, and its calibration row."""
+        out = self.out / name / "detector.json"
+        run_stage(f"{name} detector", SEFM + [
+            "detector", str(checkpoint), "--episodes", str(self.cfg.calibration_episodes), "--families",
+            self.cfg.families, "--block-mode", mode or self.cfg.block_mode, "--image-size", self.cfg.image_size,
+            "--max-steps", str(self.cfg.max_steps), "--max-miss", str(self.cfg.max_miss), "--json", str(out)],
+            self.out, [out], out, self.log)
+        result = json.loads(out.read_text())
+        if result["pick"] is None:
+            raise StageError(f"{name}: no detector rule keeps the miss rate within {self.cfg.max_miss:g} on the "
+                             f"policy's own states ({out})")
+        return result["pick"]
+
+    def practice(self, name: str, checkpoint: pathlib.Path, threshold: float, mode: str | None = None,
+                 hold: int = 1) -> dict:
         out = self.out / name / "practice.json"
         options = []
         for key, value in self.cfg.practice.items():
             options += [f"--{key}", str(value).lower() if isinstance(value, bool) else str(value)]
-        if self.cfg.success_threshold is not None:
+        if self.cfg.success_threshold is not None and not self.cfg.calibrate:
             threshold = self.cfg.success_threshold
         run_stage(f"{name} practice", SEFM + [
-            "practice", str(checkpoint), "--threshold", f"{threshold:.3f}", "--families", self.cfg.families,
+            "practice", str(checkpoint), "--threshold", f"{threshold:.3f}", "--hold", str(hold),
+            "--families", self.cfg.families,
             "--block-mode", mode or self.cfg.block_mode, "--max-steps", str(self.cfg.max_steps), "--eval-episodes",
             str(self.cfg.eval_episodes), "--eval-policy", self.cfg.eval_policy, "--seed", str(self.cfg.seed),
             "--image-size", self.cfg.image_size, "--save", str(self.out / name / "practised"),
@@ -118,12 +139,16 @@ class Bench:
         return {**row, **self.practise(name, run / "checkpoints" / "final", ev["steps_to_go"]["threshold"])}
 
     def practise(self, name: str, checkpoint: pathlib.Path, threshold: float, mode: str | None = None) -> dict:
-        """BC (v0) and self-improved success, both measured by the same `sefm practice` run."""
-        result = self.practice(name, checkpoint, threshold, mode)
-        evaluations = result["evaluations"]
+        """BC (v0) and self-improved success, both measured by the same `sefm practice` run (with calibrate,
+        after `sefm detector` has picked the detector's s and k on the policy's own states)."""
+        rule = self.calibrate(name, checkpoint, mode) if self.cfg.calibrate else {"s": threshold, "k": 1}
+        result = self.practice(name, checkpoint, rule["s"], mode, rule["k"])
+        evaluations, rows = result["evaluations"], result["versions"]
+        n = result["reinforce"]["episodes_per_batch"]
         return {"bc": evaluations["0"], "si": evaluations[str(result["args"]["versions"])],
-                "extra_episodes": result["episodes"], "practice": result["versions"],
-                "practice_seconds": result["seconds"]}
+                "extra_episodes": result["episodes"], "practice": rows, "practice_seconds": result["seconds"],
+                "detector": rule, "practice_detected": round(sum(r["detected"] * n for r in rows)),
+                "practice_false_ends": sum(r["false_detections"] for r in rows)}
 
 
 def budget_demos(cfg: PaperConfig) -> list[int]:
@@ -136,7 +161,7 @@ def run(cfg: PaperConfig, experiments: list[int], log=print) -> dict:
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     results["config"] = asdict(cfg)
     results["seed_ranges"] = {role: [r.start, r.end - 1] for role, r in seeds.PLAN.items()
-                              if role in ("train_demos", "test_demos", "eval", "practice")}
+                              if role in ("train_demos", "test_demos", "eval", "practice", "calibration")}
     start = time.monotonic()
     budgets = budget_demos(cfg)
 
@@ -182,15 +207,28 @@ def rank_cell(q: dict) -> str:
     return f"{q.get('approach_spearman', float('nan')):.3f} / {q['per_episode_spearman']:.3f}"
 
 
+def practice_cells(row: dict) -> list[str]:
+    """SI / BC, the practice episodes, the detector's rule and its false ends among its ends in practice."""
+    bc, si, rule = row["bc"], row.get("si"), row.get("detector")
+    ratio = f"x{si['rate'] / bc['rate']:.2f}" if si and bc["rate"] > 0 else "-"
+    if not rule or rule["s"] < 0:
+        detector = "off"
+    else:
+        detector = f"s {rule['s']:g}, k {rule['k']}"
+        if "practice_detected" in row:
+            detector += f"; {row['practice_false_ends']} false of {row['practice_detected']} ends"
+    return [ratio, str(row.get("extra_episodes", "-")), detector]
+
+
 def arm_rows(arms: dict, extra_episodes: bool, threshold: bool) -> list[str]:
-    """One table row per arm (name, BC, + self-improvement, [extra episodes,] rank corr., detector F1 [(s)]),
-    then the blank line that ends the table."""
+    """One table row per arm (name, BC, + self-improvement, [SI / BC, extra episodes, the detector in
+    practice,] rank corr., detector F1 on demos [(s)]), then the blank line that ends the table."""
     rows = []
     for name, row in arms.items():
         q = row["steps_to_go"]
         cells = [name, cell(row["bc"]), cell(row.get("si"))]
         if extra_episodes:
-            cells.append(row.get("extra_episodes", "-"))
+            cells += practice_cells(row)
         cells += [rank_cell(q), f"{q['f1']:.2f} ({q['threshold']:.1f})" if threshold else f"{q['f1']:.2f}"]
         rows.append("| " + " | ".join(str(c) for c in cells) + " |")
     return rows + [""]
@@ -200,8 +238,9 @@ def tables(results: dict) -> str:
     lines = ["# sefm bench paper", ""]
     if "exp1" in results:
         lines += ["## 1. Demo budgets: BC against BC + self-improvement", "",
-                  "| demos | BC | + self-improvement | extra episodes | rank corr. (approach / every state) | detector F1 (s) |",
-                  "|---|---|---|---|---|---|"]
+                  "| demos | BC | + self-improvement | SI / BC | extra episodes | detector in practice (false ends) "
+                  "| rank corr. (approach / every state) | detector F1 on demos (s) |",
+                  "|---|---|---|---|---|---|---|---|"]
         lines += arm_rows(results["exp1"], extra_episodes=True, threshold=True)
     if "exp2" in results:
         lines += ["## 2. More demonstrations against self-improvement", "", "| arm | demos | success |", "|---|---|---|"]
