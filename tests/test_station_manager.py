@@ -288,19 +288,28 @@ def by_stamp(msgs):
     return {ns_of(m.header.stamp): m for m in msgs}
 
 
-def test_language_table_driver_timeout_success_and_sim_resets(names, tmp_path):
-    """(a) The real LanguageTable driver under <station>/driver: one stamp per observation, a task and START,
-    TIMEOUT at the step cap, a scripted detected success, and every episode reset through sim/reset."""
+def language_table_station(names, tmp_path, max_steps, manager_params):
+    """The real LanguageTable driver under <station>/driver (block2block, sim resets) and a station manager on
+    it that takes scores from any node; returns both processes."""
     ns, estop = names
     data = yaml.safe_load((PROFILE_DIR / "sim_language_table.yaml").read_text())
-    data["station"] = {"tasks": "sim", "resets": "sim", "max_steps": 12, "sim_families": ["block2block"]}
+    data["station"] = {"tasks": "sim", "resets": "sim", "max_steps": max_steps, "sim_families": ["block2block"]}
     profile = tmp_path / "lt.yaml"
     profile.write_text(yaml.safe_dump(data))
     driver = spawn("sefm_drivers.language_table_driver", f"{ns}/driver", estop,
                    ["image_width:=64", "image_height:=36", "families:=block2block"])
     manager = spawn("sefm_station.station_manager_node", ns, estop,
-                    ["autostart:=true", f"profile:={profile}", "driver_namespace:=driver", "station_index:=3",
-                     "score_from:=''", "gate_status:=test_gate"])   # the test plays the reward node and the gate
+                    ["autostart:=true", f"profile:={profile}", "driver_namespace:=driver", "score_from:=''",
+                     *manager_params])
+    return driver, manager
+
+
+def test_language_table_driver_timeout_success_and_sim_resets(names, tmp_path):
+    """(a) The real LanguageTable driver under <station>/driver: one stamp per observation, a task and START,
+    TIMEOUT at the step cap, a scripted detected success, and every episode reset through sim/reset."""
+    ns, estop = names
+    # the test plays the reward node and the gate
+    driver, manager = language_table_station(names, tmp_path, 12, ["station_index:=3", "gate_status:=test_gate"])
     s = Station(ns, estop)
     try:
         # the first episode starts once the "gate" passes commands: after this test's subscriptions matched.
@@ -500,16 +509,8 @@ def test_the_scripted_operator_answers_the_stations_questions_after_its_delay(na
     "not yet" (LABEL, the episode goes on) while the goal does not hold, then the step cap ends the episode,
     which records how often it asked."""
     ns, estop = names
-    data = yaml.safe_load((PROFILE_DIR / "sim_language_table.yaml").read_text())
-    data["station"] = {"tasks": "sim", "resets": "sim", "max_steps": 30, "sim_families": ["block2block"]}
-    profile = tmp_path / "lt.yaml"
-    profile.write_text(yaml.safe_dump(data))
-    driver = spawn("sefm_drivers.language_table_driver", f"{ns}/driver", estop,
-                   ["image_width:=64", "image_height:=36", "families:=block2block"])
-    manager = spawn("sefm_station.station_manager_node", ns, estop,
-                    ["autostart:=true", f"profile:={profile}", "driver_namespace:=driver", "ask_above:=0.5",
-                     "ask_every:=100",
-                     "score_from:=''", "gate_status:=''"])
+    driver, manager = language_table_station(names, tmp_path, 30, ["ask_above:=0.5", "ask_every:=100",
+                                                                  "gate_status:=''"])
     operator = spawn("sefm_station.scripted_operator_node", "/", estop,
                      [f"stations:={ns.strip('/')}", "operator_delay:=0.4", "driver_namespace:=driver"])
     s = Station(ns, estop)
