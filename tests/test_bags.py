@@ -67,6 +67,12 @@ def test_demos_through_the_graph_import_to_the_ground_truth(tmp_path, truth, sto
     meta = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     assert meta["version"] == 8 and meta["storage_identifier"] == storage
     assert all(isinstance(t["topic_metadata"]["offered_qos_profiles"], str) for t in meta["topics_with_message_count"])
+    # each topic's publishers' QoS, as rosbag2 stores it: the task latched (a replay latches it again)
+    offered = {t["topic_metadata"]["name"]: yaml.safe_load(t["topic_metadata"]["offered_qos_profiles"])
+               for t in meta["topics_with_message_count"]}
+    task = offered["/station_0/task"]
+    assert task and all(q["durability"] == 1 and q["reliability"] == 1 for q in task), task   # transient local
+    assert all(q["durability"] == 2 for q in offered["/station_0/camera/image_raw"])          # volatile
     info = sefm("bag", "info", str(bag))
     assert info.returncode == 0 and "/station_0/camera/image_raw" in info.stdout
 

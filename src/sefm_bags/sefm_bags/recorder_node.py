@@ -6,7 +6,9 @@ Messages are stored as they arrive on the wire (serialized CDR, no decoding),
 stamped with their receive time like `ros2 bag record`. A topic is subscribed
 as soon as it appears on the graph, with its type from the graph; the task
 topic is latched, so an episode that started before the recorder is still
-announced. The bag is written in segments (sefm_bags.writer): a segment closes
+announced. Each topic's publishers' QoS is stored as its `offered_qos_profiles`
+(as `ros2 bag record` does), so a player can offer the same: a replayed `task`
+is latched again. The bag is written in segments (sefm_bags.writer): a segment closes
 at every episode end (once the episode's last observation is in) and at least every `segment_seconds`, so a killed
 recorder leaves a readable bag of everything up to its last closed segment.
 Ctrl-C or SIGTERM closes the bag completely.
@@ -20,6 +22,7 @@ import sys
 import time
 
 from rclpy.serialization import deserialize_message
+from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from std_msgs.msg import Header
 
 from sefm_bags.writer import SegmentedBagWriter
@@ -31,6 +34,19 @@ IMAGE = "/camera/image_raw"
 IMAGE_WAIT = 3.0   # s a station's camera subscription waits for its other topics (see `discover`)
 # The parts of one observation; the acknowledgement waits for all of those the station publishes.
 OBSERVATION_PARTS = ("/camera/image_raw", "/joint_states", "/sim/ground_truth")
+INFINITE = QosTime(2147483647, 4294967295)   # rmw's infinite duration, as rosbag2 stores it
+
+
+def offered_qos(profile) -> Qos:
+    """A publisher's QoS (rclpy QoSProfile) in the bag's terms (the enum values are rmw's in both)."""
+    def span(duration) -> QosTime:
+        sec, nsec = divmod(int(duration.nanoseconds), 1_000_000_000)
+        return QosTime(min(sec, INFINITE.sec), nsec)
+
+    return Qos(QosHistory(int(profile.history)), int(profile.depth), QosReliability(int(profile.reliability)),
+               QosDurability(int(profile.durability)), span(profile.deadline), span(profile.lifespan),
+               QosLiveliness(int(profile.liveliness)), span(profile.liveliness_lease_duration),
+               bool(profile.avoid_ros_namespace_conventions))
 
 
 class RecorderNode(SefmNode):
@@ -78,7 +94,8 @@ class RecorderNode(SefmNode):
             type_name = types[topic][0]                       # e.g. "sensor_msgs/msg/Image"
             package, _, name = type_name.split("/")
             msg_class = getattr(importlib.import_module(f"{package}.msg"), name)
-            self.bag.add_topic(topic, type_name)
+            self.bag.add_topic(topic, type_name, [offered_qos(info.qos_profile)
+                                                  for info in self.get_publishers_info_by_topic(topic)])
             qos = LATCHED if topic.endswith("/task") else reliable(100)
             self.subscriptions_by_topic[topic] = self.create_subscription(
                 msg_class, topic, lambda data, topic=topic: self.on_message(topic, data), qos, raw=True)
