@@ -351,3 +351,48 @@ def test_keyboard_teleop_drives_a_recorded_station(tmp_path):
     episode = EpisodeDataset(tmp_path / "ds")[0]
     assert episode.success and episode.metadata["outcome"] == "operator_success"
     assert np.allclose(episode.actions, [[-0.02, 0.0], [-0.02, 0.0], [0.0, 0.02]])
+
+
+def test_a_replayed_bag_latches_its_task_for_a_node_that_starts_late(tmp_path):
+    """`sefm bag play` offers each topic the QoS its recorded publishers offered: the task is transient local
+    again, so a node that subscribes after the replay still gets every task (keep-last 32); the camera is
+    volatile, so it gets no old frame."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    from sefm_interfaces.msg import Task
+    from sefm_ros.common import EPISODES
+    from sensor_msgs.msg import Image
+
+    bag = tmp_path / "session"
+    run = sefm("demos", str(bag), "--episodes", "2", "--stations", "1", "--families", "block2block",
+               "--image-size", "64x36")
+    assert run.returncode == 0, run.stderr[-2000:]
+    recorded = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    tasks_in_bag = next(t["message_count"] for t in recorded["topics_with_message_count"]
+                        if t["topic_metadata"]["name"] == "/station_0/task")
+    player = subprocess.Popen([SEFM, "bag", "play", str(bag), "--rate", "4", "--hold", "30"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        line = ""
+        deadline = time.monotonic() + 60
+        while "played" not in line and time.monotonic() < deadline and player.poll() is None:
+            line = player.stdout.readline()
+        assert "played" in line, line
+        node = rclpy.create_node("late_subscriber", context=context)   # after the last message went out
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        tasks, frames = [], []
+        node.create_subscription(Task, "/station_0/task", tasks.append, EPISODES)
+        node.create_subscription(Image, "/station_0/camera/image_raw", frames.append, 10)
+        deadline = time.monotonic() + 15
+        while len(tasks) < tasks_in_bag and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.1)
+        assert tasks_in_bag >= 2 and len(tasks) == tasks_in_bag and all(t.instruction for t in tasks)
+        assert not frames
+    finally:
+        player.terminate()
+        player.wait(timeout=20)
+        rclpy.shutdown(context=context)

@@ -38,10 +38,12 @@ INFINITE = QosTime(2147483647, 4294967295)   # rmw's infinite duration, as rosba
 
 
 def offered_qos(profile) -> Qos:
-    """A publisher's QoS (rclpy QoSProfile) in the bag's terms (the enum values are rmw's in both)."""
+    """A publisher's QoS as discovery reports it (rclpy QoSProfile; history and depth are not sent in DDS
+    discovery, so they come as UNKNOWN and 0, as in `ros2 bag record`'s bags), in the bag's terms (the enum
+    values are rmw's in both)."""
     def span(duration) -> QosTime:
         sec, nsec = divmod(int(duration.nanoseconds), 1_000_000_000)
-        return QosTime(min(sec, INFINITE.sec), nsec)
+        return INFINITE if sec >= INFINITE.sec else QosTime(sec, nsec)
 
     return Qos(QosHistory(int(profile.history)), int(profile.depth), QosReliability(int(profile.reliability)),
                QosDurability(int(profile.durability)), span(profile.deadline), span(profile.lifespan),

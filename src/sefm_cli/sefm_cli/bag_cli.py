@@ -1,7 +1,8 @@
-"""`sefm bag`: rosbag2 demonstrations into the episode data set, and what a bag holds.
+"""`sefm bag`: rosbag2 demonstrations into the episode data set, what a bag holds, and its replay.
 
     sefm bag import BAG [BAG ...] --out DATASET [--topics topic_map.yaml] [--keep-failures]
     sefm bag info BAG
+    sefm bag play BAG [--rate 1.0] [--hold 5]
 
 `--topics` maps a real robot's topic names (see docs/demonstrations.md); the
 defaults are the SEFM driver contract under each station namespace.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 
 def cmd_import(args) -> int:
@@ -47,6 +49,38 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_play(args) -> int:
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rosbags.rosbag2 import ReaderError
+
+    from sefm_bags.player import play
+    from sefm_cli.runtime_env import apply_runtime_defaults
+
+    apply_runtime_defaults()
+    rclpy.init()
+    node = rclpy.create_node("sefm_bag_player")
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        counts = play(args.bag, node, args.rate, lambda t: executor.spin_once(timeout_sec=t))
+        print(f"played {sum(counts.values())} messages on {len(counts)} topics from {args.bag}; holding the "
+              f"publishers for {args.hold:g} s", flush=True)
+        end = time.monotonic() + args.hold   # latched topics reach late subscribers only while their writer lives
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.1)
+    except (ReaderError, OSError, ValueError) as exc:
+        print(f"sefm bag play: {args.bag}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="sefm bag", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -57,8 +91,13 @@ def main(argv=None) -> int:
     imp.add_argument("--keep-failures", action="store_true", help="import unsuccessful episodes too")
     info = sub.add_parser("info", help="topics, types and counts of a bag")
     info.add_argument("bag", help="a bag folder, or a bare .mcap / .db3 file")
+    play = sub.add_parser("play", help="publish a bag's messages with the QoS its publishers offered")
+    play.add_argument("bag", help="a bag folder")
+    play.add_argument("--rate", type=float, default=1.0, help="playback speed (2: twice as fast)")
+    play.add_argument("--hold", type=float, default=5.0, help="seconds to keep the publishers after the last "
+                                                             "message (latched topics reach late subscribers)")
     args = parser.parse_args(argv)
-    return cmd_import(args) if args.command == "import" else cmd_info(args)
+    return {"import": cmd_import, "info": cmd_info, "play": cmd_play}[args.command](args)
 
 
 if __name__ == "__main__":

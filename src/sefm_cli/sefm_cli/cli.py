@@ -18,7 +18,7 @@ COMMANDS = {
     "collect": ("sefm_cli.collect", "scripted demonstrations straight into an episode data set (no ROS)"),
     "demos": ("sefm_cli.demos", "the scripted oracle teleoperates sim stations over ROS; the session is a rosbag2"),
     "teleop": ("sefm_cli.teleop", "drive a station from the keyboard (arrow keys; success, discard, reset)"),
-    "bag": ("sefm_cli.bag_cli", "rosbag2: `import` bags into an episode data set, `info` on a bag"),
+    "bag": ("sefm_cli.bag_cli", "rosbag2: `import` bags into an episode data set, `info` on a bag, `play` it back"),
     "sft": ("sefm_cli.sft_cli", "Stage 1: behavioural cloning + steps-to-go on an episode data set"),
     "eval": ("sefm_cli.evaluate", "success in the simulator and steps-to-go quality of a checkpoint"),
     "improve": ("sefm_bringup.graph", "Stage 2: a fleet of stations practises, the trainer improves the policy"),
