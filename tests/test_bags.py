@@ -155,9 +155,11 @@ def image_message(store, rgb, ns, encoding):
 
 
 def write_bag(path, episodes, encoding="rgb8", topics=None, events=True, command_type="JointState",
-              storage="mcap", corrupt=None):
-    """Episodes as a driver + SEFM graph would have recorded them (one station), with some knobs to break it."""
-    store = typestore()
+              storage="mcap", corrupt=None, store=None):
+    """Episodes as a driver + SEFM graph would have recorded them (one station), with some knobs to break it;
+    `store`: the message definitions it is recorded with (default: today's)."""
+    store = store or typestore()
+    asks = {"operator_asks": 0} if "operator_asks" in str(store.fielddefs["sefm_interfaces/msg/EpisodeEvent"]) else {}
     t = topics or {"image": "/station_0/camera/image_raw", "joint_states": "/station_0/joint_states",
                    "command": "/station_0/joint_command", "task": "/station_0/task",
                    "episode_event": "/station_0/episode_event"}
@@ -177,7 +179,7 @@ def write_bag(path, episodes, encoding="rgb8", topics=None, events=True, command
             msgs.append((t["episode_event"], "sefm_interfaces/msg/EpisodeEvent",
                          event(header=header(store, stamps[0]), station="station_0", episode_id=k, event=0, outcome=0,
                                num_steps=0, last_observation_stamp=stamp(store, stamps[0]), env_success=False, env_success_known=True,
-                               detail=""), stamps[0]))
+                               detail="", **asks), stamps[0]))
         for i, s in enumerate(stamps):
             msgtype, image = image_message(store, episode.rgb[i], s, encoding)
             msgs.append((t["image"], msgtype, image, s + 1))
@@ -202,7 +204,7 @@ def write_bag(path, episodes, encoding="rgb8", topics=None, events=True, command
                          event(header=header(store, stamps[-1]), station="station_0", episode_id=k, event=1,
                                outcome=2 if episode.success else 3, num_steps=episode.steps,
                                last_observation_stamp=stamp(store, stamps[-1]), env_success=episode.success, env_success_known=True,
-                               detail=""), stamps[-1] + 5))
+                               detail="", **asks), stamps[-1] + 5))
         for topic, msgtype, msg, when in msgs:
             if topic not in types:
                 writer.add_topic(topic, msgtype)
@@ -248,6 +250,33 @@ def test_remapped_topics_of_a_real_robot_import_through_a_topic_map(tmp_path, tr
     # without the map the bag's topics are not found, and the error says which exist
     plain = sefm("bag", "import", str(bag), "--out", str(tmp_path / "ds2"))
     assert plain.returncode == 1 and "/camera/color/image_raw/compressed" in plain.stdout
+
+
+def test_a_bag_is_imported_once_and_an_older_message_definition_still_reads(tmp_path, truth):
+    """Importing the same bag again adds nothing (its content hash is in the data set) unless forced; a bag
+    recorded before EpisodeEvent gained `operator_asks` is decoded with its own definition."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    from sefm_bags.types import interface_msg_dir
+
+    episodes = [e for e in truth[0] if e.success][:2]
+    old = get_typestore(Stores.ROS2_KILTED)
+    for path in sorted(interface_msg_dir().glob("*.msg")):
+        text = path.read_text()
+        if path.stem == "EpisodeEvent":
+            text = "\n".join(line for line in text.splitlines() if not line.startswith("uint32 operator_asks"))
+        old.register(get_types_from_msg(text, f"sefm_interfaces/msg/{path.stem}"))
+    bag = write_bag(tmp_path / "old_bag", episodes, store=old)
+    out = tmp_path / "ds"
+    first = sefm("bag", "import", str(bag), "--out", str(out))
+    assert first.returncode == 0, first.stdout + first.stderr
+    got = list(EpisodeDataset(out))
+    assert len(got) == 2 and all(g.metadata["outcome"] == "env_success" for g in got)
+    assert len({g.metadata["bag_sha256"] for g in got}) == 1
+    again = sefm("bag", "import", str(bag), "--out", str(out))
+    assert again.returncode == 0 and "already in the data set" in again.stdout and len(EpisodeDataset(out)) == 2
+    forced = sefm("bag", "import", str(bag), "--out", str(out), "--force")
+    assert forced.returncode == 0 and len(EpisodeDataset(out)) == 4
 
 
 def test_bad_input_is_named_and_good_episodes_survive(tmp_path, truth):

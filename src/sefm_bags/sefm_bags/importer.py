@@ -11,11 +11,13 @@ or, in bags without them, from task changes.
 Nothing is matched by arrival order, and nothing bad passes silently: each
 episode that cannot be imported is skipped with its reason, which the summary
 counts; a bag that cannot be read at all is reported by name and the other
-bags still import.
+bags still import. A bag whose content (its storage files' sha256) is in the
+data set already is skipped, unless forced: importing twice adds nothing.
 """
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import pathlib
 from dataclasses import dataclass, field
@@ -58,6 +60,7 @@ class TopicMap:
 class ImportConfig:
     topics: TopicMap = TopicMap()
     keep_failures: bool = False            # import failed / timed-out episodes too (operator discards never)
+    force: bool = False                    # import a bag whose content is in the data set already, again
 
 
 def load_import_config(path: str | None) -> ImportConfig:
@@ -66,7 +69,7 @@ def load_import_config(path: str | None) -> ImportConfig:
     values = load_yaml(path)
     topics = from_dict(TopicMap, values.pop("topics", {}) or {}, f"{path}: topics")
     rest = from_dict(ImportConfig, values, path)
-    return ImportConfig(topics=topics, keep_failures=rest.keep_failures)
+    return ImportConfig(topics=topics, keep_failures=rest.keep_failures, force=rest.force)
 
 
 @dataclass
@@ -79,6 +82,7 @@ class BagReport:
     dropped: collections.Counter = field(default_factory=collections.Counter)   # reason -> count
     notes: collections.Counter = field(default_factory=collections.Counter)     # imported, but: what -> count
     error: str = ""
+    skipped: bool = False                  # its content is in the data set already
 
 
 @dataclass
@@ -172,16 +176,19 @@ def read_bag(path: pathlib.Path, tmap: TopicMap) -> dict[str, _Station]:
             if "task" not in roles and "episode_event" not in roles:
                 raise BagImportError(f"{path}: station {name!r} has neither a task nor an episode_event topic, so "
                                      "its episodes cannot be found")
+        decoder = {}   # connection id -> the typestore that reads it
         for c in reader.connections:   # types the store lacks come with the bag
             if c.topic in role_of and c.msgtype not in store.fielddefs:
                 store.register(get_types_from_msg(c.msgdef.data, c.msgtype))
+            if c.topic in role_of:
+                decoder[c.id] = own_store(c, store)
         data = {name: _Station() for name in stations}
         connections = [c for c in reader.connections if c.topic in role_of]
         try:
             for conn, bag_time, raw in reader.messages(connections=connections):
                 name, role = role_of[conn.topic]
                 try:
-                    msg = store.deserialize_cdr(raw, conn.msgtype)
+                    msg = decoder[conn.id].deserialize_cdr(raw, conn.msgtype)
                 except Exception as exc:   # a corrupt record: count it, keep the rest
                     data[name].bad_items[f"undecodable {role} message ({type(exc).__name__})"] += 1
                     continue
@@ -192,6 +199,19 @@ def read_bag(path: pathlib.Path, tmap: TopicMap) -> dict[str, _Station]:
         return data
     finally:
         reader.close()
+
+
+def own_store(connection, store):
+    """The typestore that decodes a connection: ours, unless the bag recorded another definition of the type
+    (its hash differs: e.g. an EpisodeEvent from before a field was added), then one built from the bag's."""
+    from rosbags.typesys import Stores, get_typestore, get_types_from_msg
+
+    definition = connection.msgdef.data if connection.msgdef is not None else ""
+    if not connection.digest or not definition or store.hash_rihs01(connection.msgtype) == connection.digest:
+        return store
+    own = get_typestore(Stores.ROS2_KILTED)
+    own.register(get_types_from_msg(definition, connection.msgtype))
+    return own
 
 
 def _check_types(path, topics, role_of) -> None:
@@ -356,9 +376,22 @@ def ground_truth_labels(truths: list, metadata: dict) -> dict:
     return {"goal_holds": holds, "block_xy": xy}
 
 
+def bag_digest(path: pathlib.Path) -> str:
+    """sha256 over a bag's storage files (names and bytes, in name order): the same recording, wherever it
+    lies, gives the same digest; metadata.yaml is left out (a reindexed bag is the same recording)."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.iterdir() if p.is_file() and p.suffix in (".mcap", ".db3")):
+        digest.update(file.name.encode() + b"\0")
+        with open(file, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
 def import_bags(bags: list[str], out: str, config: ImportConfig = ImportConfig(), log=print) -> list[BagReport]:
     """Import every bag into the data set at `out` (created or appended to); one report per bag."""
     dataset = EpisodeDataset(out, create=True)
+    present = {e["metadata"].get("bag_sha256") for e in dataset.index}
     reports = []
     for bag in bags:
         report = BagReport(bag=str(bag))
@@ -369,8 +402,15 @@ def import_bags(bags: list[str], out: str, config: ImportConfig = ImportConfig()
             report.error = str(exc)
             log(f"error: {exc}")
             continue
+        digest = bag_digest(pathlib.Path(bag))
+        if digest in present and not config.force:
+            report.skipped = True
+            report.notes["already in the data set (the same content; --force imports it again)"] += 1
+            continue
+        present.add(digest)
         for name, st in stations.items():
             for episode in build_episodes(st, config.topics, config.keep_failures, report, str(bag), name):
+                episode.metadata["bag_sha256"] = digest
                 try:
                     dataset.append(episode)
                 except DatasetError as exc:

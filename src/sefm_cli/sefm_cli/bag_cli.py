@@ -1,6 +1,6 @@
 """`sefm bag`: rosbag2 demonstrations into the episode data set, what a bag holds, and its replay.
 
-    sefm bag import BAG [BAG ...] --out DATASET [--topics topic_map.yaml] [--keep-failures]
+    sefm bag import BAG [BAG ...] --out DATASET [--topics topic_map.yaml] [--keep-failures] [--force]
     sefm bag info BAG
     sefm bag play BAG [--rate 1.0] [--hold 5]
 
@@ -23,15 +23,16 @@ def cmd_import(args) -> int:
     except ConfigError as exc:
         print(f"sefm bag import: {exc}", file=sys.stderr)
         return 2
-    if args.keep_failures:
-        config = type(config)(topics=config.topics, keep_failures=True)
+    if args.keep_failures or args.force:
+        config = type(config)(topics=config.topics, keep_failures=config.keep_failures or args.keep_failures,
+                              force=config.force or args.force)
     reports = import_bags(args.bags, args.out, config)
     print(summary_table(reports))
     print(f"data set: {args.out}")
     imported = sum(r.imported for r in reports)
     if any(r.error for r in reports):
         return 1   # the good bags are imported; the exit code still says something was wrong
-    return 0 if imported else 1
+    return 0 if imported or all(r.skipped for r in reports) else 1
 
 
 def cmd_info(args) -> int:
@@ -89,6 +90,7 @@ def main(argv=None) -> int:
     imp.add_argument("--out", required=True, help="data set directory (created, or appended to)")
     imp.add_argument("--topics", help="YAML topic map (TopicMap fields under `topics:`)")
     imp.add_argument("--keep-failures", action="store_true", help="import unsuccessful episodes too")
+    imp.add_argument("--force", action="store_true", help="import a bag whose content is in the data set already")
     info = sub.add_parser("info", help="topics, types and counts of a bag")
     info.add_argument("bag", help="a bag folder, or a bare .mcap / .db3 file")
     play = sub.add_parser("play", help="publish a bag's messages with the QoS its publishers offered")
