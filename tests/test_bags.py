@@ -184,9 +184,10 @@ def write_bag(path, episodes, encoding="rgb8", topics=None, events=True, command
             msgtype, image = image_message(store, episode.rgb[i], s, encoding)
             msgs.append((t["image"], msgtype, image, s + 1))
             state_stamp = s + (1000 if corrupt == "stamps" and k == 0 else 0)
+            position = np.zeros(0) if corrupt == "empty_state" and k == 0 else episode.proprio[i].astype(np.float64)
             joint = store.types["sensor_msgs/msg/JointState"](
-                header=header(store, state_stamp), name=["a", "b", "c", "d"],
-                position=episode.proprio[i].astype(np.float64), velocity=np.zeros(0), effort=np.zeros(0))
+                header=header(store, state_stamp), name=["a", "b", "c", "d"], position=position,
+                velocity=np.zeros(0), effort=np.zeros(0))
             msgs.append((t["joint_states"], "sensor_msgs/msg/JointState", joint, s + 2))
             if i < episode.steps and not (corrupt == "missing_command" and k == 0 and i == 3):
                 if command_type == "JointState":
@@ -277,6 +278,37 @@ def test_a_bag_is_imported_once_and_an_older_message_definition_still_reads(tmp_
     assert again.returncode == 0 and "already in the data set" in again.stdout and len(EpisodeDataset(out)) == 2
     forced = sefm("bag", "import", str(bag), "--out", str(out), "--force")
     assert forced.returncode == 0 and len(EpisodeDataset(out)) == 4
+
+
+def test_empty_joint_states_bad_maps_unreadable_metadata_and_a_file_as_out_are_named(tmp_path, truth):
+    good = [e for e in truth[0] if e.success][:2]
+    log = lambda *_: None  # noqa: E731
+    # an episode whose joint states carry no positions is dropped with the reason, and does not lock the data
+    # set's width: a later, whole bag still imports
+    out = tmp_path / "ds"
+    report = import_bags([str(write_bag(tmp_path / "empty", good, corrupt="empty_state"))], str(out), log=log)[0]
+    assert report.imported == 1 and report.episodes == 2, (report.dropped, report.notes)
+    assert import_bags([str(write_bag(tmp_path / "whole", good))], str(out), log=log)[0].imported == 2
+    assert {e.proprio.shape[1] for e in EpisodeDataset(out)} == {4}
+    # a bare .mcap file (one segment: the first episode) imports as `bag info` reads it
+    bare = sefm("bag", "import", str(tmp_path / "whole" / "whole_0.mcap"), "--out", str(tmp_path / "bare"))
+    assert bare.returncode == 0 and len(EpisodeDataset(tmp_path / "bare")) == 1, bare.stdout + bare.stderr
+    # an absolute topic map whose camera topic is not in the bag: the error lists the bag's topics
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text(yaml.safe_dump({"topics": {"image": "/no/such/camera", "joint_states": "/robot/joints"}}))
+    run = sefm("bag", "import", str(tmp_path / "whole"), "--out", str(tmp_path / "ds2"), "--topics", str(mapping))
+    assert run.returncode == 1 and "no image topic '/no/such/camera'" in run.stdout and "/station_0/camera" in run.stdout
+    # a metadata.yaml that is not UTF-8: one line from import and from info, no traceback
+    broken = write_bag(tmp_path / "broken", good)
+    (broken / "metadata.yaml").write_bytes(b"\xff\xfe\x00rosbag2")
+    for args in (("import", str(broken), "--out", str(tmp_path / "ds3")), ("info", str(broken))):
+        run = sefm("bag", *args)
+        assert run.returncode == 1 and "Traceback" not in run.stdout + run.stderr and "broken" in run.stdout + run.stderr
+    # --out pointing at a file
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    run = sefm("bag", "import", str(tmp_path / "whole"), "--out", str(afile))
+    assert run.returncode == 2 and "is a file" in run.stderr and "Traceback" not in run.stderr
 
 
 def test_bad_input_is_named_and_good_episodes_survive(tmp_path, truth):

@@ -131,8 +131,8 @@ def resolve_stations(topics: dict[str, str], tmap: TopicMap) -> dict[str, dict[s
     """{station: {role: topic}} for the roles whose topic is in the bag."""
     roles = {"image": tmap.image, "joint_states": tmap.joint_states, "command": tmap.command,
              "task": tmap.task, "episode_event": tmap.episode_event, "ground_truth": tmap.ground_truth}
-    if tmap.image.startswith("/"):
-        return {tmap.station: {r: t for r, t in roles.items() if t and t in topics}}
+    if tmap.image.startswith("/"):   # one station with absolute names: none without its camera
+        return {tmap.station: {r: t for r, t in roles.items() if t and t in topics}} if tmap.image in topics else {}
     stations = {}
     for topic in topics:
         if topic == "/" + tmap.image or topic.endswith("/" + tmap.image):
@@ -149,17 +149,18 @@ def read_bag(path: pathlib.Path, tmap: TopicMap) -> dict[str, _Station]:
 
     from sefm_bags.types import typestore
 
-    if not path.is_dir():
-        raise BagImportError(f"{path}: not a rosbag2 folder (missing or not a directory)")
-    if not (path / "metadata.yaml").exists():
+    bare = path.is_file() and path.suffix == ".mcap"   # an MCAP file carries its own schemas and index
+    if not path.is_dir() and not bare:
+        raise BagImportError(f"{path}: not a rosbag2 folder or an .mcap file (missing, or another kind of file)")
+    if not bare and not (path / "metadata.yaml").exists():
         raise BagImportError(f"{path}: no metadata.yaml: not a rosbag2 folder, or its recorder never closed a segment")
     store = typestore()
     try:
         reader = Reader(path)
         reader.open()
-    except (ReaderError, OSError, KeyError, ValueError) as exc:
-        raise BagImportError(f"{path}: cannot open the bag ({exc}); a storage file is missing, truncated or "
-                             "corrupt") from exc
+    except (ReaderError, OSError, KeyError, ValueError) as exc:   # (UnicodeDecodeError is a ValueError)
+        raise BagImportError(f"{path}: cannot open the bag ({type(exc).__name__}: {exc}); metadata.yaml or a "
+                             "storage file is missing, not UTF-8 YAML, truncated or corrupt") from exc
     try:
         topics = {c.topic: c.msgtype for c in reader.connections}
         stations = resolve_stations(topics, tmap)
@@ -235,13 +236,19 @@ def _add(st: _Station, role: str, msgtype: str, msg, bag_time: int) -> None:
         except ValueError as exc:
             st.bad_items[f"image: {exc}"] += 1
     elif role == "joint_states":
+        if len(msg.position) == 0:   # (a gripper-only or effort-only message): no state to learn from
+            st.bad_items["joint state with no positions"] += 1
+            return
         st.states.setdefault(ns(msg.header.stamp), np.asarray(msg.position, np.float32))
         st.joint_names = st.joint_names or list(msg.name)
     elif role == "command":
-        if msgtype.endswith("JointState"):
-            st.commands.setdefault(ns(msg.header.stamp), np.asarray(msg.position, np.float32))
+        values = msg.position if msgtype.endswith("JointState") else msg.data
+        if len(values) == 0:
+            st.bad_items["command with no values"] += 1
+        elif msgtype.endswith("JointState"):
+            st.commands.setdefault(ns(msg.header.stamp), np.asarray(values, np.float32))
         else:
-            st.unstamped_commands.append((bag_time, np.asarray(msg.data, np.float32)))
+            st.unstamped_commands.append((bag_time, np.asarray(values, np.float32)))
     elif role == "task":
         if msg.episode_id not in st.tasks:
             st.task_order.append((ns(msg.header.stamp), msg.episode_id))
@@ -377,10 +384,13 @@ def ground_truth_labels(truths: list, metadata: dict) -> dict:
 
 
 def bag_digest(path: pathlib.Path) -> str:
-    """sha256 over a bag's storage files (names and bytes, in name order): the same recording, wherever it
-    lies, gives the same digest; metadata.yaml is left out (a reindexed bag is the same recording)."""
+    """sha256 over a bag's storage files (names and bytes, in name order; a bare .mcap: that file): the same
+    recording, wherever it lies, gives the same digest; metadata.yaml is left out (a reindexed bag is the
+    same recording)."""
     digest = hashlib.sha256()
-    for file in sorted(p for p in path.iterdir() if p.is_file() and p.suffix in (".mcap", ".db3")):
+    files = [path] if path.is_file() else sorted(p for p in path.iterdir()
+                                                 if p.is_file() and p.suffix in (".mcap", ".db3"))
+    for file in files:
         digest.update(file.name.encode() + b"\0")
         with open(file, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):

@@ -23,6 +23,12 @@ def cmd_import(args) -> int:
     except ConfigError as exc:
         print(f"sefm bag import: {exc}", file=sys.stderr)
         return 2
+    import pathlib
+
+    if pathlib.Path(args.out).exists() and not pathlib.Path(args.out).is_dir():
+        print(f"sefm bag import: --out {args.out} is a file; give a data set folder (new or existing)",
+              file=sys.stderr)
+        return 2
     if args.keep_failures or args.force:
         config = type(config)(topics=config.topics, keep_failures=config.keep_failures or args.keep_failures,
                               force=config.force or args.force)
@@ -44,8 +50,8 @@ def cmd_info(args) -> int:
                   f"recorded by {reader.ros_distro or 'unknown'}")
             for c in sorted(reader.connections, key=lambda c: c.topic):
                 print(f"  {c.topic:<40} {c.msgtype:<36} {c.msgcount:>7}")
-    except (ReaderError, OSError) as exc:
-        print(f"sefm bag info: {args.bag}: {exc}", file=sys.stderr)
+    except (ReaderError, OSError, ValueError) as exc:   # (a metadata.yaml that is not UTF-8: UnicodeDecodeError)
+        print(f"sefm bag info: {args.bag}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     return 0
 
@@ -86,7 +92,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="sefm bag", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     imp = sub.add_parser("import", help="bags -> episode data set")
-    imp.add_argument("bags", nargs="+", help="rosbag2 folders (mcap or sqlite3)")
+    imp.add_argument("bags", nargs="+", help="rosbag2 folders (mcap or sqlite3) or bare .mcap files")
     imp.add_argument("--out", required=True, help="data set directory (created, or appended to)")
     imp.add_argument("--topics", help="YAML topic map (TopicMap fields under `topics:`)")
     imp.add_argument("--keep-failures", action="store_true", help="import unsuccessful episodes too")
