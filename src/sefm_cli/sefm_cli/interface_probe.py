@@ -22,6 +22,7 @@ from sefm_cli.runtime_env import apply_runtime_defaults
 
 MESSAGE_TYPES = ("Task", "PolicyAction", "StepsToGo", "EpisodeEvent", "PolicyVersion", "StationStatus", "EStop")
 SERVICE_TYPES = ("ResetStation", "PauseStation", "ResumeStation", "AbortEpisode")
+RETRY = 2.0   # s a service call waits for its answer before it is sent again
 
 
 def load_type(kind: str, name: str):
@@ -203,8 +204,15 @@ def call_services(names=SERVICE_TYPES, timeout: float = 20.0) -> dict[str, str]:
             if not client.wait_for_service(timeout_sec=max(0.1, deadline - time.monotonic())):
                 raise RuntimeError(f"service {name} not available within {timeout:.0f} s")
             request = fill(srv_type.Request(), 7)
-            future = client.call_async(request)
-            executor.spin_until_future_complete(future, timeout_sec=max(0.1, deadline - time.monotonic()))
+            # A request sent the moment the service is discovered can lose its answer (the server's reply
+            # writer has not matched this client yet): ask again every RETRY s until the deadline.
+            while True:
+                future = client.call_async(request)
+                wait = max(0.1, min(RETRY, deadline - time.monotonic()))
+                executor.spin_until_future_complete(future, timeout_sec=wait)
+                if future.done() or time.monotonic() >= deadline:
+                    break
+                client.remove_pending_request(future)
             if not future.done() or not future.result().success:
                 raise RuntimeError(f"service {name}: no successful reply")
             if future.result().message != repr(request):
