@@ -337,7 +337,7 @@ def test_bad_input_is_named_and_good_episodes_survive(tmp_path, truth):
     storage_file.write_bytes(storage_file.read_bytes()[:-200])
     no_meta = write_bag(tmp_path / "no_meta", good[:1])
     (no_meta / "metadata.yaml").unlink()
-    # an empty episode: START and END with no frames in between
+    # an episode none of whose frames can be read (an unsupported encoding): every frame is a hole
     empty = write_bag(tmp_path / "empty", good[:1], encoding="yuv422")
     ok = write_bag(tmp_path / "ok", good[:2])
     bags = [tmp_path / "wrong_type", no_joints, truncated, no_meta, tmp_path / "missing", empty, ok]
@@ -350,7 +350,7 @@ def test_bad_input_is_named_and_good_episodes_survive(tmp_path, truth):
     assert "not a rosbag2 folder" in errors["missing"]
     empty_report = reports[5]
     assert empty_report.imported == 0 and any("yuv422" in why for why in empty_report.dropped)
-    assert any("fewer than 2 camera frames" in why for why in empty_report.dropped)
+    assert any("a hole in the episode: an unreadable frame" in why for why in empty_report.dropped)
     assert reports[-1].imported == 2 and len(EpisodeDataset(tmp_path / "ds")) == 2   # the good bag still imports
     # the command line says the same, and its exit code says something was wrong
     run = sefm("bag", "import", str(tmp_path / "missing"), str(ok), "--out", str(tmp_path / "ds3"))

@@ -6,7 +6,7 @@ from typing import Literal
 
 from sefm_core.config import setting
 
-DRIVER_TOPICS = "camera/image_raw,joint_states,joint_command,task,episode_event,sim/ground_truth"
+DRIVER_TOPICS = "camera/image_raw,joint_states,joint_command,task,episode_event,episode_step,sim/ground_truth"
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """`sefm bag`: rosbag2 demonstrations into the episode data set, what a bag holds, and its replay.
 
-    sefm bag import BAG [BAG ...] --out DATASET [--topics topic_map.yaml] [--keep-failures] [--force]
+    sefm bag import BAG [BAG ...] --out DATASET [--topics import.yaml] [--profile aloha_ros2_interbotix]
+                    [--image-size 128x96] [--gaps drop|split] [--keep-failures] [--force]
     sefm bag info BAG
     sefm bag play BAG [--rate 1.0] [--hold 5]
 
@@ -14,12 +15,17 @@ import sys
 import time
 
 
+IMPORT_FLAGS = ("image_size", "gaps", "profile", "profile_commands")
+
+
 def cmd_import(args) -> int:
     from sefm_bags.importer import import_bags, load_import_config, summary_table
     from sefm_core.config import ConfigError
 
+    flags = {k: v for k, v in vars(args).items() if k in IMPORT_FLAGS}
+    flags.update({k: True for k in ("keep_failures", "force") if getattr(args, k)})
     try:
-        config = load_import_config(args.topics)
+        config = load_import_config(args.topics, flags)
     except ConfigError as exc:
         print(f"sefm bag import: {exc}", file=sys.stderr)
         return 2
@@ -29,9 +35,6 @@ def cmd_import(args) -> int:
         print(f"sefm bag import: --out {args.out} is a file; give a data set folder (new or existing)",
               file=sys.stderr)
         return 2
-    if args.keep_failures or args.force:
-        config = type(config)(topics=config.topics, keep_failures=config.keep_failures or args.keep_failures,
-                              force=config.force or args.force)
     reports = import_bags(args.bags, args.out, config)
     print(summary_table(reports))
     print(f"data set: {args.out}")
@@ -89,14 +92,18 @@ def cmd_play(args) -> int:
 
 
 def main(argv=None) -> int:
+    from sefm_bags.importer import ImportConfig   # (no torch: the importer needs numpy and rosbags only)
+    from sefm_core.config import add_flags
+
     parser = argparse.ArgumentParser(prog="sefm bag", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     imp = sub.add_parser("import", help="bags -> episode data set")
     imp.add_argument("bags", nargs="+", help="rosbag2 folders (mcap or sqlite3) or bare .mcap files")
     imp.add_argument("--out", required=True, help="data set directory (created, or appended to)")
-    imp.add_argument("--topics", help="YAML topic map (TopicMap fields under `topics:`)")
+    imp.add_argument("--topics", help="YAML import config: TopicMap fields under `topics:`, the flags below beside it")
     imp.add_argument("--keep-failures", action="store_true", help="import unsuccessful episodes too")
     imp.add_argument("--force", action="store_true", help="import a bag whose content is in the data set already")
+    add_flags(imp, ImportConfig, skip=("topics", "keep_failures", "force"))
     info = sub.add_parser("info", help="topics, types and counts of a bag")
     info.add_argument("bag", help="a bag folder, or a bare .mcap / .db3 file")
     play = sub.add_parser("play", help="publish a bag's messages with the QoS its publishers offered")

@@ -14,10 +14,12 @@ safetensors is a plain, pickle-free tensor container (a JSON header, then raw
 arrays), memory-mapped on load; any safetensors reader can inspect an episode.
 Episode files are written to a temporary name and renamed, and the index line
 is appended only after that, so a crash never leaves a half-written episode
-in the index.
+in the index; `transaction()` takes back every episode appended inside a block that fails.
 """
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import os
 import pathlib
@@ -167,6 +169,25 @@ class EpisodeDataset:
             os.fsync(f.fileno())
         self.index.append(entry)
         return episode_id
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """Episodes appended inside the block stay only if it finishes: on an exception their files and index
+        lines are removed and meta.json is restored, so the data set is as it was (then the exception goes on)."""
+        count, meta = len(self.index), copy.deepcopy(self.meta)
+        try:
+            yield self
+        except BaseException:
+            for entry in self.index[count:]:
+                (self.root / entry["file"]).unlink(missing_ok=True)
+            del self.index[count:]
+            tmp = self._index_path.with_suffix(".tmp")
+            tmp.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in self.index))
+            os.replace(tmp, self._index_path)
+            if meta != self.meta:
+                self.meta = meta
+                self._write_meta()
+            raise
 
     def _write_meta(self) -> None:
         tmp = self._meta_path.with_suffix(".tmp")
