@@ -155,9 +155,10 @@ def image_message(store, rgb, ns, encoding):
 
 
 def write_bag(path, episodes, encoding="rgb8", topics=None, events=True, command_type="JointState",
-              storage="mcap", corrupt=None, store=None):
-    """Episodes as a driver + SEFM graph would have recorded them (one station), with some knobs to break it;
-    `store`: the message definitions it is recorded with (default: today's)."""
+              storage="mcap", corrupt=None, store=None, extra=()):
+    """Episodes as a driver + SEFM graph would have recorded them (one station), with some knobs to break it
+    (`corrupt`: the first episode's); `store`: the message definitions it is recorded with (default: today's);
+    `extra`: (topic, msgtype, message, bag time) written first."""
     store = store or typestore()
     asks = {"operator_asks": 0} if "operator_asks" in str(store.fielddefs["sefm_interfaces/msg/EpisodeEvent"]) else {}
     t = topics or {"image": "/station_0/camera/image_raw", "joint_states": "/station_0/joint_states",
@@ -166,6 +167,10 @@ def write_bag(path, episodes, encoding="rgb8", topics=None, events=True, command
     writer = SegmentedBagWriter(path, storage, typestore=store)
     ns = 1_000_000_000
     types = {}
+    for topic, msgtype, msg, when in extra:
+        writer.add_topic(topic, msgtype)
+        types[topic] = msgtype
+        writer.write(topic, when, bytes(store.serialize_cdr(msg, msgtype)))
     for k, episode in enumerate(episodes):
         stamps = [ns + 100_000_000 * i for i in range(episode.steps + 1)]
         msgs = []
@@ -181,8 +186,14 @@ def write_bag(path, episodes, encoding="rgb8", topics=None, events=True, command
                                num_steps=0, last_observation_stamp=stamp(store, stamps[0]), env_success=False, env_success_known=True,
                                detail="", **asks), stamps[0]))
         for i, s in enumerate(stamps):
-            msgtype, image = image_message(store, episode.rgb[i], s, encoding)
-            msgs.append((t["image"], msgtype, image, s + 1))
+            hole = k == 0 and (i == 2 if corrupt in ("bad_frame", "garbage_frame") else
+                               i == len(stamps) - 1 if corrupt == "lost_goal" else False)
+            msgtype, image = image_message(store, episode.rgb[i], s, "yuv422" if hole and corrupt == "bad_frame"
+                                           else encoding)
+            if hole and corrupt == "garbage_frame":
+                image = b"\x00\x01\x00\x00garbage"   # a record that does not decode as an Image at all
+            if not (hole and corrupt == "lost_goal"):
+                msgs.append((t["image"], msgtype, image, s + 1))
             state_stamp = s + (1000 if corrupt == "stamps" and k == 0 else 0)
             position = np.zeros(0) if corrupt == "empty_state" and k == 0 else episode.proprio[i].astype(np.float64)
             joint = store.types["sensor_msgs/msg/JointState"](
@@ -210,7 +221,7 @@ def write_bag(path, episodes, encoding="rgb8", topics=None, events=True, command
             if topic not in types:
                 writer.add_topic(topic, msgtype)
                 types[topic] = msgtype
-            writer.write(topic, when, bytes(store.serialize_cdr(msg, msgtype)))
+            writer.write(topic, when, msg if isinstance(msg, bytes) else bytes(store.serialize_cdr(msg, msgtype)))
         writer.roll()
         ns = stamps[-1] + 1_000_000_000
     writer.close()
