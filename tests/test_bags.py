@@ -468,3 +468,45 @@ def test_a_replayed_bag_latches_its_task_for_a_node_that_starts_late(tmp_path):
         player.terminate()
         player.wait(timeout=20)
         rclpy.shutdown(context=context)
+
+
+def synthetic(n: int, steps: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    from sefm_core.data import Episode
+
+    return [Episode(rng.integers(0, 255, (steps + 1, 12, 16, 3), dtype=np.uint8), rng.normal(size=(steps + 1, 4)),
+                    rng.normal(size=(steps, 2)), np.zeros(steps), "push the block", True) for _ in range(n)]
+
+
+@pytest.mark.parametrize("corrupt,what", [("bad_frame", "an unreadable frame"), ("garbage_frame", "a hole in the episode"),
+                                          ("lost_goal", "the goal frame")])
+def test_an_episode_with_a_hole_is_dropped_or_split_never_imported_whole(tmp_path, corrupt, what):
+    episodes = synthetic(3, 8)
+    bag = write_bag(tmp_path / "bag", episodes, corrupt=corrupt)
+    report = import_bags([str(bag)], str(tmp_path / "ds"), log=lambda *_: None)[0]
+    assert report.imported == 2 and any(what in why for why in report.dropped), report.dropped
+    assert all(e.metadata["episode_id"] != 0 for e in EpisodeDataset(tmp_path / "ds"))
+    if corrupt == "lost_goal":
+        return
+    split = ImportConfig(gaps="split", keep_failures=True)
+    report = import_bags([str(bag)], str(tmp_path / "split"), split, log=lambda *_: None)[0]
+    pieces = [e for e in EpisodeDataset(tmp_path / "split") if e.metadata["episode_id"] == 0]
+    assert [p.steps for p in pieces] == [1, 5] and [p.success for p in pieces] == [False, True]
+    assert np.array_equal(pieces[0].actions, episodes[0].actions[:1])
+    assert np.array_equal(pieces[1].actions, episodes[0].actions[3:])
+    assert np.array_equal(pieces[1].rgb, episodes[0].rgb[3:])
+
+
+def test_import_streams_with_memory_bounded_by_the_longest_episode(tmp_path):
+    episodes = synthetic(10, 5) + synthetic(1, 11, seed=1)
+    bag = write_bag(tmp_path / "bag", episodes)
+    report = import_bags([str(bag)], str(tmp_path / "ds"), ImportConfig(image_size="8x6"), log=lambda *_: None)[0]
+    assert report.imported == 11 and report.peak_frames <= 12 + 1, report.peak_frames
+    dataset = EpisodeDataset(tmp_path / "ds")
+    assert dataset.meta["shapes"]["rgb"] == [6, 8, 3]
+    # a later bag is resized to the data set's resolution; a bag that fails leaves the data set as it was
+    assert import_bags([str(write_bag(tmp_path / "more", synthetic(1, 4, 2)))], str(tmp_path / "ds"),
+                       log=lambda *_: None)[0].imported == 1
+    assert len(EpisodeDataset(tmp_path / "ds")) == 12
+    assert import_bags([str(tmp_path / "missing")], str(tmp_path / "new"), log=lambda *_: None)[0].error
+    assert not (tmp_path / "new").exists()   # a failed import leaves no empty data set folder
