@@ -510,3 +510,77 @@ def test_import_streams_with_memory_bounded_by_the_longest_episode(tmp_path):
     assert len(EpisodeDataset(tmp_path / "ds")) == 12
     assert import_bags([str(tmp_path / "missing")], str(tmp_path / "new"), log=lambda *_: None)[0].error
     assert not (tmp_path / "new").exists()   # a failed import leaves no empty data set folder
+
+
+def test_an_aloha_session_with_four_source_topics_imports_through_its_robot_profile(tmp_path):
+    """Two follower arms' joint states (9 joints each, at 100 Hz, stamped off the frames) and each arm's Interbotix
+    joint_group + joint_single commands (50 Hz, headerless) join into one 14-D observation and action in the
+    profile's order; without task or event topics, the topic map's instruction makes the bag one episode."""
+    from sefm_station.profiles import load_profile
+
+    store = typestore()
+    types = store.types
+    cam = "/cam_high/camera/color/image_rect_raw"
+    arms = ("follower_left", "follower_right")
+    names = ["waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate", "gripper", "left_finger",
+             "right_finger"]
+    topics = {cam: "sensor_msgs/msg/Image"}
+    for arm in arms:
+        topics[f"/{arm}/joint_states"] = "sensor_msgs/msg/JointState"
+        topics[f"/{arm}/commands/joint_group"] = "interbotix_xs_msgs/msg/JointGroupCommand"
+        topics[f"/{arm}/commands/joint_single"] = "interbotix_xs_msgs/msg/JointSingleCommand"
+    writer = SegmentedBagWriter(tmp_path / "aloha", typestore=store)
+    for topic, msgtype in topics.items():
+        writer.add_topic(topic, msgtype)
+    msgs = []
+    for ms in range(0, 2000, 10):
+        n = 10**9 + ms * 10**6
+        for a, arm in enumerate(arms):
+            position = np.r_[np.full(7, ms / 1000 + a), 0.05, -0.05]
+            msgs.append((f"/{arm}/joint_states", n, types["sensor_msgs/msg/JointState"](
+                header=header(store, n + 2_000_000), name=names, position=position, velocity=np.zeros(0),
+                effort=np.zeros(0))))
+            if ms % 20 == 0:
+                msgs.append((f"/{arm}/commands/joint_group", n + 1, types["interbotix_xs_msgs/msg/JointGroupCommand"](
+                    name="arm", cmd=np.full(6, ms / 1000 + a, np.float32))))
+                msgs.append((f"/{arm}/commands/joint_single", n + 2, types["interbotix_xs_msgs/msg/JointSingleCommand"](
+                    name="gripper", cmd=np.float32(1.0))))
+        if ms % 100 == 0:
+            _, image = image_message(store, np.full((48, 64, 3), ms % 255, np.uint8), n, "rgb8")
+            msgs.append((cam, n + 3, image))
+    for topic, when, msg in sorted(msgs, key=lambda m: m[1]):
+        writer.write(topic, when, bytes(store.serialize_cdr(msg, topics[topic])))
+    writer.close()
+    config = ImportConfig(topics=TopicMap(instruction="transfer the cube", assume_success=True, task="",
+                                          episode_event="", joint_state_tolerance_ms=5),
+                          profile="aloha_ros2_interbotix", profile_commands="interbotix", image_size="32x24")
+    report = import_bags([str(tmp_path / "aloha")], str(tmp_path / "ds"), config, log=lambda *_: None)[0]
+    assert report.imported == 1, report
+    episode = EpisodeDataset(tmp_path / "ds")[0]
+    profile = load_profile("aloha_ros2_interbotix")
+    assert episode.rgb.shape == (20, 24, 32, 3) and episode.proprio.shape == (20, 14) and episode.actions.shape == (19, 14)
+    assert episode.metadata["joint_names"] == list(profile.command.names)
+    finger = float(profile.gripper.from_finger(0.05))
+    grip = float(profile.gripper.from_joint(1.0))
+    for t in (1, 7):
+        want_state = [t / 10] * 6 + [finger] + [t / 10 + 1] * 6 + [finger]   # the state 2 ms after the frame
+        assert np.allclose(episode.proprio[t], want_state, atol=1e-6)
+        # the commands in force when the next frame was taken
+        assert np.allclose(episode.actions[t], [(t + 1) / 10] * 6 + [grip] + [(t + 1) / 10 + 1] * 6 + [grip], atol=1e-6)
+
+
+def test_a_failed_transaction_leaves_the_data_set_as_it_was(tmp_path):
+    from sefm_core.data import Episode
+
+    dataset = EpisodeDataset(tmp_path / "ds", create=True)
+    episode = synthetic(1, 3)[0]
+    dataset.append(episode)
+    before = ((tmp_path / "ds" / "episodes.jsonl").read_text(), (tmp_path / "ds" / "meta.json").read_text())
+    with pytest.raises(RuntimeError, match="part-way"):
+        with dataset.transaction():
+            dataset.append(episode)
+            dataset.append(Episode(episode.rgb, episode.proprio, episode.actions, episode.rewards, "x", False))
+            raise RuntimeError("failed part-way")
+    assert ((tmp_path / "ds" / "episodes.jsonl").read_text(), (tmp_path / "ds" / "meta.json").read_text()) == before
+    assert sorted(p.name for p in (tmp_path / "ds" / "episodes").iterdir()) == ["000000.safetensors"]
+    assert len(EpisodeDataset(tmp_path / "ds")) == 1
