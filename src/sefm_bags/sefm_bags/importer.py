@@ -288,7 +288,8 @@ class _Stream:
         elif role in ("joint_states", "command"):
             names, values = reduce(msg, msgtype)
             if len(values) == 0:   # (a gripper-only or effort-only message): nothing to learn from
-                self.report.dropped[f"{'joint state with no positions' if role == 'joint_states' else 'command with no values'}"] += 1
+                self.report.dropped["joint state with no positions" if role == "joint_states"
+                                    else "command with no values"] += 1
                 return
             if role == "joint_states":
                 self.states[index].setdefault(ns(msg.header.stamp), (names, values))
@@ -452,9 +453,11 @@ class _Stream:
         tmap = self.config.topics
         if len(stamps) < 2:
             return "fewer than 2 camera frames inside the episode"
+        state_index = [self._index(table) for table in self.states]
+        command_index = [self._index(table) for table in self.commands]
         states = []
         for s in stamps:
-            parts = [self._stamped(table, s) for table in self.states]
+            parts = [self._stamped(table, index, s) for table, index in zip(self.states, state_index)]
             if any(p is None for p in parts):
                 return None if not final else (
                     "a camera frame has no joint state with its stamp (inconsistent stamps; see "
@@ -463,8 +466,8 @@ class _Stream:
         actions = []
         for i, s in enumerate(stamps[:-1]):
             parts = []
-            for k, topic in enumerate(self.plan.command_topics):
-                part = (self._stamped(self.commands[k], s) if self.commands[k] or not self.timed[k]
+            for k in range(len(self.plan.command_topics)):
+                part = (self._stamped(self.commands[k], command_index[k], s) if self.commands[k] or not self.timed[k]
                         else self._in_force(self.timed[k], self.frame_time[stamps[i + 1]]))
                 parts.append(part)
             if any(p is None for p in parts):
@@ -509,12 +512,17 @@ class _Stream:
         except DatasetError as exc:
             return f"invalid episode ({exc})"
 
-    def _stamped(self, table: dict, stamp: int):
+    def _index(self, table: dict):
+        """The table's stamps, sorted, for the nearest-stamp lookups of one build (None: exact stamps only)."""
+        return np.fromiter(sorted(table), np.int64, len(table)) if self.tolerance > 0 and table else None
+
+    def _stamped(self, table: dict, index, stamp: int):
         if stamp in table:
             return table[stamp]
-        if self.tolerance <= 0 or not table:
+        if index is None:
             return None
-        near = min(table, key=lambda s: abs(s - stamp))
+        i = int(np.searchsorted(index, stamp))
+        near = min((int(index[j]) for j in (i - 1, i) if 0 <= j < len(index)), key=lambda s: abs(s - stamp))
         return table[near] if abs(near - stamp) <= self.tolerance else None
 
     @staticmethod
@@ -663,10 +671,6 @@ def import_bags(bags: list[str], out: str, config: ImportConfig = ImportConfig()
     created = not (root / "meta.json").exists()
     dataset = EpisodeDataset(out, create=True)
     present = {e["metadata"].get("bag_sha256") for e in dataset.index}
-    size = image_size(config)
-    if size is None and dataset.meta["shapes"] is not None:   # the data set's resolution
-        h, w, _ = dataset.meta["shapes"]["rgb"]
-        size = (w, h)
     reports = []
     for bag in bags:
         report = BagReport(bag=str(bag))
@@ -677,6 +681,7 @@ def import_bags(bags: list[str], out: str, config: ImportConfig = ImportConfig()
             report.skipped = True
             report.notes["already in the data set (the same content; --force imports it again)"] += 1
             continue
+        size = image_size(config) or _resolution(dataset)
         try:
             with dataset.transaction():
                 for episode in read_bag(path, config, report, size):
@@ -699,12 +704,17 @@ def import_bags(bags: list[str], out: str, config: ImportConfig = ImportConfig()
         for station, why in report.station_errors.items():
             log(f"error: {bag}: {why} (its other stations import)")
         present.add(digest)
-        if size is None and dataset.meta["shapes"] is not None:
-            h, w, _ = dataset.meta["shapes"]["rgb"]
-            size = (w, h)
     if created and not len(dataset):
         shutil.rmtree(root, ignore_errors=True)
     return reports
+
+
+def _resolution(dataset: EpisodeDataset) -> tuple[int, int] | None:
+    """(W, H) of the data set's frames, once it has any."""
+    if dataset.meta["shapes"] is None:
+        return None
+    h, w, _ = dataset.meta["shapes"]["rgb"]
+    return w, h
 
 
 def summary_table(reports: list[BagReport]) -> str:

@@ -72,10 +72,8 @@ class Layout:
     def join(self, parts: list[tuple[list[str], np.ndarray]]) -> np.ndarray:
         if self.profile is not None:
             return self._profile_join(parts)
-        out = []
-        for source, (names, values) in zip(self.sources, parts):
-            out.append(pick(source, names, values))
-        return np.concatenate(out).astype(np.float32)
+        return np.concatenate([pick(source, names, values)
+                               for source, (names, values) in zip(self.sources, parts)]).astype(np.float32)
 
     def _profile_join(self, parts) -> np.ndarray:
         profile = self.profile
