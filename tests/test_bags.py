@@ -58,23 +58,41 @@ def by_station(dataset):
     return out
 
 
-@pytest.mark.parametrize("storage,stations", [("mcap", 2), ("sqlite3", 1)])
-def test_demos_through_the_graph_import_to_the_ground_truth(tmp_path, truth, storage, stations):
+@pytest.mark.parametrize("storage,stations,compressed", [("mcap", 2, False), ("sqlite3", 1, False),
+                                                          ("mcap", 1, True)])
+def test_demos_through_the_graph_import_to_the_ground_truth(tmp_path, truth, storage, stations, compressed):
+    """Recorded raw, or (compressed) with zstd MCAP chunks and the frames stored as PNG CompressedImage on
+    <camera>/compressed: lossless both, so the import equals the simulator's ground truth either way."""
     bag = tmp_path / "session"
+    extra = ["--compression", "zstd", "--image-format", "png"] if compressed else []
     run = sefm("demos", str(bag), "--episodes", str(2 * stations), "--stations", str(stations), "--storage",
-               storage, "--families", "block2block", "--image-size", "64x36")
+               storage, "--families", "block2block", "--image-size", "64x36", *extra)
     assert run.returncode == 0, run.stderr[-2000:]
     meta = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     assert meta["version"] == 8 and meta["storage_identifier"] == storage
+    camera = "/station_0/camera/image_raw" + ("/compressed" if compressed else "")
+    types = {t["topic_metadata"]["name"]: t["topic_metadata"]["type"] for t in meta["topics_with_message_count"]}
+    assert types[camera] == ("sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image")
+    if compressed:   # every chunk zstd-compressed, as rosbag2's MCAP plugin writes it (no rosbag2 compression)
+        from rosbags.rosbag2.storage_mcap import McapReader
+
+        assert meta["compression_mode"] == ""
+        for name in meta["relative_file_paths"]:
+            mcap = McapReader(bag / name)
+            mcap.open()
+            try:
+                assert mcap.chunks and {c.compression for c in mcap.chunks} == {"zstd"}
+            finally:
+                mcap.close()
     assert all(isinstance(t["topic_metadata"]["offered_qos_profiles"], str) for t in meta["topics_with_message_count"])
     # each topic's publishers' QoS, as rosbag2 stores it: the task latched (a replay latches it again)
     offered = {t["topic_metadata"]["name"]: yaml.safe_load(t["topic_metadata"]["offered_qos_profiles"])
                for t in meta["topics_with_message_count"]}
     task = offered["/station_0/task"]
     assert task and all(q["durability"] == 1 and q["reliability"] == 1 for q in task), task   # transient local
-    assert all(q["durability"] == 2 for q in offered["/station_0/camera/image_raw"])          # volatile
+    assert all(q["durability"] == 2 for q in offered[camera])                                 # volatile
     info = sefm("bag", "info", str(bag))
-    assert info.returncode == 0 and "/station_0/camera/image_raw" in info.stdout
+    assert info.returncode == 0 and camera in info.stdout
 
     out = tmp_path / "dataset"
     imported = sefm("bag", "import", str(bag), "--out", str(out))

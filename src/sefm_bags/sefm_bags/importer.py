@@ -195,19 +195,27 @@ def _plans(topics: dict[str, str], config: ImportConfig) -> dict[str, _Plan]:
         command_sources = tmap.command_sources or profile_cmds
     singles = {"image": image, "task": tmap.task, "episode_event": tmap.episode_event,
                "episode_step": tmap.episode_step, "ground_truth": tmap.ground_truth}
+    # A camera recorded compressed (the recorder's image_format, or image_transport's own topic) is read in
+    # place of the raw one: <image>/compressed.
+    cameras = {}   # station prefix -> its camera topic
     if image.startswith("/"):   # one station with absolute names: none without its camera
-        prefixes = {tmap.station: ""} if image in topics else {}
+        found = [t for t in (image, image + "/compressed") if t in topics]
+        prefixes = {tmap.station: ""} if found else {}
+        cameras = {"": found[0]} if found else {}
     else:
         prefixes = {}
-        for topic in topics:
-            if topic == "/" + image or topic.endswith("/" + image):
-                prefix = topic[: -len(image)]            # "/station_0/" or "/"
-                prefixes[prefix.strip("/") or tmap.station] = prefix
+        for topic in sorted(topics, key=lambda t: t.endswith("/compressed")):   # raw first
+            base = topic[: -len("/compressed")] if topic.endswith("/compressed") else topic
+            if base == "/" + image or base.endswith("/" + image):
+                prefix = base[: -len(image)]            # "/station_0/" or "/"
+                prefixes.setdefault(prefix.strip("/") or tmap.station, prefix)
+                cameras.setdefault(prefix, topic)
     plans = {}
     for name, prefix in prefixes.items():
         def full(t: str) -> str:
             return t if t.startswith("/") else prefix + t
         roles = {r: full(t) for r, t in singles.items() if t and full(t) in topics}
+        roles["image"] = cameras[prefix]
         state_topics = tuple(full(s.topic) for s in state_sources)
         command_topics = tuple(full(s.topic) for s in command_sources)
         bad = _wrong_type(topics, roles, state_topics, command_topics)

@@ -18,6 +18,11 @@ class RecorderParams:
     extra_topics: str = setting("", "comma-separated absolute topics recorded as well (e.g. /estop)")
     segment_seconds: float = setting(5.0, "close a bag segment at least this often (s): the most a killed "
                                           "recorder loses", low=0.1)
+    compression: Literal["none", "zstd"] = setting("none", "MCAP chunk compression (mcap storage only)")
+    image_format: Literal["raw", "jpeg", "png"] = setting(
+        "raw", "store each sensor_msgs/Image topic as it came (raw), or encoded as sensor_msgs/CompressedImage "
+               "on <topic>/compressed (the image_transport name), which the importer reads in its place")
+    jpeg_quality: int = setting(90, "JPEG quality with image_format jpeg", low=1, high=100)
     acknowledge: bool = setting(True, "publish <station>/recorded (std_msgs/Header, the observation's stamp) "
                                       "once a camera frame, its joint state and (simulated stations) its ground "
                                       "truth are in the bag, so a teleoperator can wait for it")

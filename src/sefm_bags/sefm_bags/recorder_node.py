@@ -11,6 +11,9 @@ announced. Each topic's publishers' QoS is stored as its `offered_qos_profiles`
 is latched again. The bag is written in segments (sefm_bags.writer): a segment closes
 at every episode end (once the episode's last observation is in) and at least every `segment_seconds`, so a killed
 recorder leaves a readable bag of everything up to its last closed segment.
+For long sessions, `compression: zstd` compresses the MCAP chunks and `image_format: jpeg|png` stores each
+sensor_msgs/Image topic as sensor_msgs/CompressedImage on `<topic>/compressed` (encoded in the recorder, so
+the drivers publish raw as usual). `sefm bench record` measures what each costs.
 Ctrl-C or SIGTERM closes the bag completely.
 """
 from __future__ import annotations
@@ -21,7 +24,7 @@ import struct
 import sys
 import time
 
-from rclpy.serialization import deserialize_message
+from rclpy.serialization import deserialize_message, serialize_message
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from std_msgs.msg import Header
 
@@ -34,6 +37,7 @@ IMAGE = "/camera/image_raw"
 IMAGE_WAIT = 3.0   # s a station's camera subscription waits for its other topics (see `discover`)
 # The parts of one observation; the acknowledgement waits for all of those the station publishes.
 OBSERVATION_PARTS = ("/camera/image_raw", "/joint_states", "/sim/ground_truth")
+RAW_IMAGE = "sensor_msgs/msg/Image"
 INFINITE = QosTime(2147483647, 4294967295)   # rmw's infinite duration, as rosbag2 stores it
 
 
@@ -58,7 +62,8 @@ class RecorderNode(SefmNode):
         super().__init__("recorder", namespace, context, **overrides)
         p = self.params
         output = p.output or time.strftime("bags/session_%Y%m%d_%H%M%S")
-        self.bag = SegmentedBagWriter(output, p.storage, segment_seconds=p.segment_seconds)
+        self.bag = SegmentedBagWriter(output, p.storage, segment_seconds=p.segment_seconds,
+                                      compression=p.compression)
         relative = [t.strip().strip("/") for t in p.topics.split(",") if t.strip()]
         self.wanted = [f"/{s}/{t}" for s in station_list(p.stations) for t in relative]
         self.wanted += [t.strip() for t in p.extra_topics.split(",") if t.strip()]
@@ -96,15 +101,50 @@ class RecorderNode(SefmNode):
             type_name = types[topic][0]                       # e.g. "sensor_msgs/msg/Image"
             package, _, name = type_name.split("/")
             msg_class = getattr(importlib.import_module(f"{package}.msg"), name)
-            self.bag.add_topic(topic, type_name, [offered_qos(info.qos_profile)
-                                                  for info in self.get_publishers_info_by_topic(topic)])
+            offered = [offered_qos(info.qos_profile) for info in self.get_publishers_info_by_topic(topic)]
             qos = LATCHED if topic.endswith("/task") else reliable(100)
-            self.subscriptions_by_topic[topic] = self.create_subscription(
-                msg_class, topic, lambda data, topic=topic: self.on_message(topic, data), qos, raw=True)
-            self.get_logger().info(f"recording {topic} ({type_name})")
+            if type_name == RAW_IMAGE and self.params.image_format != "raw":
+                from sensor_msgs.msg import CompressedImage
 
-    def on_message(self, topic: str, data: bytes) -> None:
-        self.bag.write(topic, self.get_clock().now().nanoseconds, data)
+                self.bag.add_topic(topic + "/compressed", "sensor_msgs/msg/CompressedImage", offered)
+                callback, raw, stored = (lambda msg, topic=topic: self.on_image(topic, msg, CompressedImage),
+                                         False, f"{topic}/compressed ({self.params.image_format})")
+            else:
+                self.bag.add_topic(topic, type_name, offered)
+                callback, raw, stored = (lambda data, topic=topic: self.on_message(topic, data), True,
+                                         f"{topic} ({type_name})")
+            self.subscriptions_by_topic[topic] = self.create_subscription(msg_class, topic, callback, qos, raw=raw)
+            self.get_logger().info(f"recording {stored}")
+
+    def on_image(self, topic: str, msg, compressed_class) -> None:
+        """A raw camera frame -> CompressedImage (same header) on <topic>/compressed; an encoding cv2 cannot
+        take is logged and the frame skipped (the importer then finds the hole)."""
+        import cv2
+        import numpy as np
+
+        fmt = self.params.image_format
+        try:
+            channels = {"rgb8": 3, "bgr8": 3, "mono8": 1}[msg.encoding]
+            pixels = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)[:, :msg.width * channels]
+            pixels = pixels.reshape(msg.height, msg.width, channels)
+            if msg.encoding == "rgb8":
+                pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+            params = [cv2.IMWRITE_JPEG_QUALITY, self.params.jpeg_quality] if fmt == "jpeg" else []
+            ok, encoded = cv2.imencode(".jpg" if fmt == "jpeg" else ".png", pixels, params)
+            if not ok:
+                raise ValueError("cv2.imencode failed")
+        except (KeyError, ValueError) as exc:
+            self.counts["unencodable frames"] += 1
+            self.get_logger().error(f"{topic}: frame not stored ({msg.encoding!r}, {exc})",
+                                    throttle_duration_sec=5.0)
+            return
+        out = compressed_class(header=msg.header, format=f"{msg.encoding}; {fmt} compressed bgr8"
+                               if channels == 3 else f"{msg.encoding}; {fmt} compressed mono8")
+        out.data = encoded.tobytes()
+        self.on_message(topic, serialize_message(out), stored=topic + "/compressed")
+
+    def on_message(self, topic: str, data: bytes, stored: str = "") -> None:
+        self.bag.write(stored or topic, self.get_clock().now().nanoseconds, data)
         self.counts[topic] += 1
         if self.ack_pubs and topic.endswith(OBSERVATION_PARTS):
             self.acknowledge(topic, data)

@@ -10,6 +10,10 @@ reads as everything up to its last closed segment; only the open segment (the
 running episode, at most `segment_seconds`) is lost, in a hidden `.open_*`
 folder that readers ignore.
 
+With `compression="zstd"` (MCAP only) each MCAP chunk is zstd-compressed, the
+storage-level compression rosbag2's MCAP plugin writes and every MCAP reader
+decodes; metadata.yaml then names no rosbag2 compression, as rosbag2 does.
+
 Metadata is rosbag2 format version 8: the last version whose QoS profiles are
 a YAML string, the shape Humble's reader expects (version 9 changed it).
 """
@@ -22,10 +26,12 @@ import time
 from dataclasses import dataclass, field
 
 from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
 from ruamel.yaml import YAML
 
 STORAGES = {"mcap": (StoragePlugin.MCAP, ".mcap"), "sqlite3": (StoragePlugin.SQLITE3, ".db3")}
 METADATA_VERSION = 8
+COMPRESSIONS = ("none", "zstd")
 
 
 class BagWriteError(RuntimeError):
@@ -40,9 +46,14 @@ class _Topic:
 
 class SegmentedBagWriter:
     def __init__(self, path: str | os.PathLike, storage: str = "mcap", typestore=None,
-                 segment_seconds: float = 5.0):
+                 segment_seconds: float = 5.0, compression: str = "none"):
         if storage not in STORAGES:
             raise BagWriteError(f"unknown bag storage {storage!r}; valid: {', '.join(STORAGES)}")
+        if compression not in COMPRESSIONS:
+            raise BagWriteError(f"unknown bag compression {compression!r}; valid: {', '.join(COMPRESSIONS)}")
+        if compression != "none" and storage != "mcap":
+            raise BagWriteError(f"{compression} chunk compression needs the mcap storage (not {storage})")
+        self.compression = compression
         self.path = pathlib.Path(path)
         if self.path.exists():
             raise BagWriteError(f"{self.path} exists already; a recording never overwrites a bag")
@@ -116,6 +127,8 @@ class SegmentedBagWriter:
     def _open_segment(self) -> None:
         plugin = STORAGES[self.storage][0]
         self.writer = Writer(self.path / f".open_{self.segment}", version=METADATA_VERSION, storage_plugin=plugin)
+        if self.compression == "zstd":
+            self.writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
         self.writer.open()
         self.connections = {}
         for topic in self.topics:

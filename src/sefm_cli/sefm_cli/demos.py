@@ -1,6 +1,6 @@
 """`sefm demos`: the scripted oracle teleoperates N sim stations through the ROS graph; a recorder makes the bag.
 
-    sefm demos bags/demo_session --episodes 20 --stations 2 --families block2block [--storage sqlite3]
+    sefm demos bags/demo_session --episodes 20 --stations 2 --families block2block [--storage sqlite3] [--compression zstd --image-format jpeg]
 
 The sim data-collection path, built like a real one: each station is a sim
 bridge node; a teleoperator node per station answers every observation with
@@ -13,6 +13,7 @@ the goal, as `sefm collect` writes them. Import the bag with `sefm bag import`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import pathlib
 import subprocess
 import sys
@@ -86,7 +87,11 @@ def make_oracle_teleop(bridge, context, quota: int, noise: float, seed: int):
     return node
 
 
-def record_demos(out: str, episodes: int, stations: int = 1, storage: str = "mcap", families: str = "",
+# The recorder settings `sefm demos` passes on (flags derived from RecorderParams)
+RECORDING = ("storage", "compression", "image_format", "jpeg_quality", "segment_seconds")
+
+
+def record_demos(out: str, episodes: int, stations: int = 1, recording: dict | None = None, families: str = "",
                  block_mode: str = "BLOCK_4", seed: int | None = None, noise: float = 0.0, image_size=(128, 72),
                  settle_steps: int = SETTLE_STEPS, max_steps: int = 200, log=print) -> dict:
     """Run the graph until `episodes` episodes have ended (split over the stations); returns their outcomes.
@@ -105,7 +110,7 @@ def record_demos(out: str, episodes: int, stations: int = 1, storage: str = "mca
     names = [f"station_{i}" for i in range(stations)]
     # the recorder is its own process (a crash there never takes the stations down), configured by params file
     params = params_file(pathlib.Path(tempfile.mkdtemp(prefix="sefm_demos_")) / "recorder.yaml",
-                         {"/recorder": RecorderParams(output=out, storage=storage, stations=",".join(names))})
+                         {"/recorder": RecorderParams(output=out, stations=",".join(names), **(recording or {}))})
     recorder = subprocess.Popen([sys.executable, "-m", "sefm_bags.recorder_node", "--ros-args",
                                  "--params-file", str(params)])
     context = rclpy.Context()
@@ -160,13 +165,16 @@ def record_demos(out: str, episodes: int, stations: int = 1, storage: str = "mca
 
 
 def main(argv=None) -> int:
+    from sefm_bags.params import RecorderParams
     from sefm_cli.scene_flags import add_scene_flags, at_least
+    from sefm_core.config import add_flags
 
     parser = argparse.ArgumentParser(prog="sefm demos", description=__doc__.splitlines()[0])
     parser.add_argument("out", help="bag folder to create")
     parser.add_argument("--episodes", type=at_least(1), default=20, help="episodes to record, split over the stations")
     parser.add_argument("--stations", type=at_least(1), default=1, help="simulated stations recording at once")
-    parser.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="rosbag2 storage format")
+    add_flags(parser, RecorderParams, skip=tuple(f.name for f in dataclasses.fields(RecorderParams)
+                                                 if f.name not in RECORDING))
     add_scene_flags(parser)
     parser.add_argument("--seed", type=int, default=None,
                         help="first reset seed of station 0 (default: the seed plan's train_demos start; station i "
@@ -184,7 +192,8 @@ def main(argv=None) -> int:
         seeds.station_seeds("train_demos", args.stations, quota, args.seed)
     except seeds.SeedPlanError as exc:
         parser.error(str(exc))
-    record_demos(args.out, args.episodes, args.stations, args.storage, args.families, args.block_mode, args.seed,
+    recording = {name: getattr(args, name) for name in RECORDING if getattr(args, name) is not None}
+    record_demos(args.out, args.episodes, args.stations, recording, args.families, args.block_mode, args.seed,
                  args.noise, (width, height), args.settle_steps, args.max_steps)
     return 0
 
