@@ -5,6 +5,7 @@
     sefm bench env aloha [--episodes 50] [--markdown docs/benchmarks/aloha.md]
     sefm bench env aloha --frames docs/images/aloha_tasks.png
     sefm bench graph [--stations 1,2,4]      (the ROS 2 graph against a bare loop: sefm_experiments.bench_graph)
+    sefm bench record [--minutes 1,5]        (the recorder at ALOHA's rates, import memory: sefm_experiments.bench_record)
     sefm bench paper [--experiments 1,2,3,4] (the paper's experiments at our scale: sefm_experiments.bench_paper)
 
 `env` measures simulator speed on one pinned core (with and without camera
@@ -230,6 +231,10 @@ def main(argv=None) -> int:
         from sefm_experiments import bench_estop
 
         return bench_estop.main(argv[1:])
+    if argv[:1] == ["record"]:   # the recorder at ALOHA's rates (sefm_experiments.bench_record)
+        from sefm_experiments import bench_record
+
+        return bench_record.main(argv[1:])
     if argv[:1] == ["paper"]:   # the paper's experiments (sefm_experiments.bench_paper)
         from sefm_experiments import bench_paper
 
