@@ -1,4 +1,5 @@
 """Demonstrations through rosbag2: record over the real graph, import, and every bad input named clearly."""
+import dataclasses
 import os
 import pathlib
 import signal
@@ -586,6 +587,21 @@ def test_an_aloha_session_with_four_source_topics_imports_through_its_robot_prof
         # the commands in force when the next frame was taken
         assert np.allclose(episode.actions[t], [(t + 1) / 10] * 6 + [grip] + [(t + 1) / 10 + 1] * 6 + [grip], atol=1e-6)
 
+    # A camera at a fixed rate (10 Hz here) that loses one frame, with nothing else stamped by it: only the
+    # frame period shows the hole, so with max_frame_gap_ms the episode is dropped, never imported with it.
+    writer = SegmentedBagWriter(tmp_path / "aloha_gap", typestore=store)
+    for topic, msgtype in topics.items():
+        writer.add_topic(topic, msgtype)
+    lost = 10**9 + 1000 * 10**6 + 3
+    for topic, when, msg in sorted(msgs, key=lambda m: m[1]):
+        if not (topic == cam and when == lost):
+            writer.write(topic, when, bytes(store.serialize_cdr(msg, topics[topic])))
+    writer.close()
+    gap_config = dataclasses.replace(config, topics=dataclasses.replace(config.topics, max_frame_gap_ms=150))
+    report = import_bags([str(tmp_path / "aloha_gap")], str(tmp_path / "ds"), gap_config, log=lambda *_: None)[0]
+    assert report.imported == 0 and any("200 ms apart" in reason and "max_frame_gap_ms" in reason
+                                        for reason in report.dropped), report
+
 
 def test_a_failed_transaction_leaves_the_data_set_as_it_was(tmp_path):
     from sefm_core.data import Episode
@@ -602,3 +618,12 @@ def test_a_failed_transaction_leaves_the_data_set_as_it_was(tmp_path):
     assert ((tmp_path / "ds" / "episodes.jsonl").read_text(), (tmp_path / "ds" / "meta.json").read_text()) == before
     assert sorted(p.name for p in (tmp_path / "ds" / "episodes").iterdir()) == ["000000.safetensors"]
     assert len(EpisodeDataset(tmp_path / "ds")) == 1
+
+
+def test_the_writer_refuses_a_compression_its_storage_cannot_hold(tmp_path):
+    from sefm_bags.writer import BagWriteError, SegmentedBagWriter
+
+    with pytest.raises(BagWriteError, match="needs the mcap storage"):
+        SegmentedBagWriter(tmp_path / "a", "sqlite3", compression="zstd")
+    with pytest.raises(BagWriteError, match="unknown bag compression 'lz4'"):
+        SegmentedBagWriter(tmp_path / "b", "mcap", compression="lz4")

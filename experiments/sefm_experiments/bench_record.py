@@ -230,7 +230,7 @@ def record(bag: pathlib.Path, seconds: float, image_format: str, compression: st
 def import_peak(bag: pathlib.Path, out: pathlib.Path) -> tuple[float, float, str]:
     """(peak RSS in MB, seconds, the summary's total line) of `sefm bag import` in its own process."""
     config = out.parent / "import.yaml"
-    config.write_text("topics:\n  joint_state_tolerance_ms: 10.0\n")
+    config.write_text("topics:\n  joint_state_tolerance_ms: 10.0\n  max_frame_gap_ms: 50.0\n")
     cmd = [str(pathlib.Path(sys.executable).parent / "sefm"), "bag", "import", str(bag), "--out", str(out), "--topics",
            str(config), "--image-size", IMPORT_SIZE, "--profile", PROFILE, "--profile-commands", "interbotix"]
     start = time.monotonic()

@@ -75,6 +75,9 @@ class TopicMap:
     assume_success: bool = False           # without episode events: treat every episode as a success
     joint_state_tolerance_ms: float = 0.0  # 0: joint states (and JointState commands) must carry the frame's
                                            # stamp; > 0: the nearest one within this tolerance
+    max_frame_gap_ms: float = 0.0          # > 0: the camera runs at a fixed rate, and frames further apart than
+                                           # this are a hole (e.g. 50 for 30 Hz); 0: frames come when they come
+                                           # (a lockstep station), a lost one is found by its other parts only
     joint_state_sources: tuple[Source, ...] = ()   # several joint-state topics, concatenated in this order
                                                     # (replaces `joint_states`)
     command_sources: tuple[Source, ...] = ()       # several command topics, concatenated (replaces `command`)
@@ -448,6 +451,11 @@ class _Stream:
         orphans |= {s for table in self.commands for s in table if first <= s <= last}
         holes += [(s, "a frame is missing (its other parts are in the bag)") for s in orphans - have
                   if s not in self.bad_frames]
+        gap = int(self.config.topics.max_frame_gap_ms * 1e6)
+        if gap > 0:   # a camera at a fixed rate: frames further apart than that lost one between them
+            holes += [(b, f"frames {(b - a) / 1e6:.0f} ms apart (more than max_frame_gap_ms "
+                          f"{self.config.topics.max_frame_gap_ms:g}): a frame is missing")
+                      for a, b in zip(stamps, stamps[1:]) if b - a > gap]
         if stamps:
             lo, hi = self.frame_time[stamps[0]], self.frame_time[stamps[-1]]
             times = sorted((self.frame_time[s], s) for s in stamps)
