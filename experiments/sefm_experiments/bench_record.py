@@ -32,7 +32,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import numpy as np
@@ -109,11 +108,12 @@ class Session:
         return ([p for p, _ in self.cameras] + self.arms + self.groups + self.singles
                 + [self.task_pub, self.event_pub])
 
-    def wait_for(self, subscribers: int = 1, timeout: float = 60.0) -> None:
+    def wait_for(self, timeout: float = 60.0) -> None:
+        """Until the recorder has subscribed to every topic."""
         deadline = time.monotonic() + timeout
-        while any(p.get_subscription_count() < subscribers for p in self.publishers()):
+        while any(p.get_subscription_count() < 1 for p in self.publishers()):
             if time.monotonic() > deadline:
-                missing = [p.topic_name for p in self.publishers() if p.get_subscription_count() < subscribers]
+                missing = [p.topic_name for p in self.publishers() if p.get_subscription_count() < 1]
                 raise RuntimeError(f"the recorder never subscribed to {', '.join(missing)}")
             time.sleep(0.1)
 
@@ -223,8 +223,8 @@ def record(bag: pathlib.Path, seconds: float, image_format: str, compression: st
                 for t in session.sent}
     size = sum(f.stat().st_size for f in bag.iterdir())
     return {"seconds": elapsed, "sent": sum(session.sent.values()), "dropped": sum(session.sent.values())
-            - sum(recorded.values()), "mb_s": size / 1e6 / elapsed, "cpu": cpu / elapsed, "size": size,
-            "late": session.late, "lost": {t: n - recorded[t] for t, n in session.sent.items() if n != recorded[t]}, "frames": session.sent[CAMERA_TOPIC.format(CAMERAS[0])]}
+            - sum(recorded.values()), "mb_s": size / 1e6 / elapsed, "cpu": cpu / elapsed,
+            "late": session.late, "lost": {t: n - recorded[t] for t, n in session.sent.items() if n != recorded[t]}}
 
 
 def import_peak(bag: pathlib.Path, out: pathlib.Path) -> tuple[float, float, str]:

@@ -74,6 +74,12 @@ class RecorderNode(SefmNode):
         self.parts: dict[str, dict] = collections.defaultdict(dict)   # station -> stamp -> parts recorded
         self.completed = collections.defaultdict(lambda: collections.deque(maxlen=32))   # recent whole observations
         self.roll_after: dict[str, tuple] = {}   # station -> the ended episode's last observation, still incomplete
+        if p.image_format != "raw":   # loaded now: a first frame that waited for the import would stall every topic
+            import cv2
+
+            from sefm_bags.importer import decode_image
+
+            self.codec = (cv2, decode_image)
         self.ack_pubs = {s: self.create_publisher(Header, f"/{s}/recorded", reliable(50))
                          for s in station_list(p.stations)} if p.acknowledge else {}
         self.create_timer(0.5, self.discover)
@@ -117,29 +123,22 @@ class RecorderNode(SefmNode):
             self.get_logger().info(f"recording {stored}")
 
     def on_image(self, topic: str, msg, compressed_class) -> None:
-        """A raw camera frame -> CompressedImage (same header) on <topic>/compressed; an encoding cv2 cannot
-        take is logged and the frame skipped (the importer then finds the hole)."""
-        import cv2
-        import numpy as np
-
+        """A raw camera frame -> CompressedImage (same header, bgr8 pixels) on <topic>/compressed; a frame the
+        importer could not read either is logged and skipped (the importer then finds the hole)."""
+        cv2, decode_image = self.codec
         fmt = self.params.image_format
         try:
-            channels = {"rgb8": 3, "bgr8": 3, "mono8": 1}[msg.encoding]
-            pixels = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)[:, :msg.width * channels]
-            pixels = pixels.reshape(msg.height, msg.width, channels)
-            if msg.encoding == "rgb8":
-                pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+            rgb = decode_image(msg, RAW_IMAGE)
             params = [cv2.IMWRITE_JPEG_QUALITY, self.params.jpeg_quality] if fmt == "jpeg" else []
-            ok, encoded = cv2.imencode(".jpg" if fmt == "jpeg" else ".png", pixels, params)
+            ok, encoded = cv2.imencode(".jpg" if fmt == "jpeg" else ".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                                       params)
             if not ok:
                 raise ValueError("cv2.imencode failed")
-        except (KeyError, ValueError) as exc:
+        except ValueError as exc:
             self.counts["unencodable frames"] += 1
-            self.get_logger().error(f"{topic}: frame not stored ({msg.encoding!r}, {exc})",
-                                    throttle_duration_sec=5.0)
+            self.get_logger().error(f"{topic}: frame not stored ({exc})", throttle_duration_sec=5.0)
             return
-        out = compressed_class(header=msg.header, format=f"{msg.encoding}; {fmt} compressed bgr8"
-                               if channels == 3 else f"{msg.encoding}; {fmt} compressed mono8")
+        out = compressed_class(header=msg.header, format=f"{msg.encoding}; {fmt} compressed bgr8")
         out.data = encoded.tobytes()
         self.on_message(topic, serialize_message(out), stored=topic + "/compressed")
 
